@@ -1,0 +1,165 @@
+//! The one framing of every link: a `u32` big-endian length, then that many
+//! payload bytes.
+//!
+//! The length is checked against the link's maximum *before* any memory is
+//! reserved; a bad length ends the connection, since the stream cannot be
+//! resynchronised. JSON messages ride inside frames via [`read_json`] and
+//! [`write_json`]; piece data uses its own binary payload (see [`crate::peer`]).
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// p2pctl <-> p2pd: small commands and listings.
+pub const MAX_CTL_FRAME_BYTES: u32 = 16 * 1024 * 1024;
+/// p2pd <-> tracker: a 1 TiB file's piece list is ~84 MiB of hex; we cap
+/// registrations at 64 MiB frames.
+pub const MAX_TRACKER_FRAME_BYTES: u32 = 64 * 1024 * 1024;
+/// p2pd <-> p2pd: one block plus a small header.
+pub const MAX_PEER_FRAME_BYTES: u32 = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: u32, max: u32 },
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("malformed message: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read one frame. `Ok(None)` on a clean end of stream between frames.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] before allocating if the prefix exceeds `max`,
+/// [`FrameError::Truncated`] if the stream ends inside a frame.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut len_buf = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len_buf[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        got += n;
+    }
+    let len = u32::from_be_bytes(len_buf);
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(e),
+    })?;
+    Ok(Some(buf))
+}
+
+/// Write one frame (length prefix and payload) and flush.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] if `payload` exceeds `max`; nothing is written.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    payload: &[u8],
+    max: u32,
+) -> Result<(), FrameError> {
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+        len: u32::MAX,
+        max,
+    })?;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut buf = Vec::with_capacity(4 + payload.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Read one frame and decode it as JSON. `Ok(None)` on clean end of stream.
+pub async fn read_json<T: DeserializeOwned, R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+) -> Result<Option<T>, FrameError> {
+    match read_frame(r, max).await? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+    }
+}
+
+/// Encode `msg` as JSON and write it as one frame.
+pub async fn write_json<T: Serialize, W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &T,
+    max: u32,
+) -> Result<(), FrameError> {
+    let bytes = serde_json::to_vec(msg)?;
+    write_frame(w, &bytes, max).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trip_and_clean_eof() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello", 100).await.unwrap();
+        write_frame(&mut buf, b"", 100).await.unwrap();
+        let mut r = &buf[..];
+        assert_eq!(read_frame(&mut r, 100).await.unwrap().unwrap(), b"hello");
+        assert_eq!(read_frame(&mut r, 100).await.unwrap().unwrap(), b"");
+        assert!(read_frame(&mut r, 100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn huge_length_is_refused_before_allocating() {
+        let bytes = [0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3];
+        let mut r = &bytes[..];
+        match read_frame(&mut r, MAX_CTL_FRAME_BYTES).await {
+            Err(FrameError::TooLarge { len, .. }) => assert_eq!(len, u32::MAX),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn truncation_is_an_error() {
+        let mut r = &[0u8, 0][..];
+        assert!(matches!(
+            read_frame(&mut r, 10).await,
+            Err(FrameError::Truncated)
+        ));
+        let mut r = &[0u8, 0, 0, 5, 1][..];
+        assert!(matches!(
+            read_frame(&mut r, 10).await,
+            Err(FrameError::Truncated)
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_write_is_refused() {
+        let mut buf = Vec::new();
+        assert!(write_frame(&mut buf, &[0u8; 11], 10).await.is_err());
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn garbage_json_is_a_decode_error() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"\x00\x01not json", 100).await.unwrap();
+        let mut r = &buf[..];
+        let res: Result<Option<serde_json::Value>, _> = read_json(&mut r, 100).await;
+        assert!(matches!(res, Err(FrameError::Decode(_))));
+    }
+}

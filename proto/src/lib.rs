@@ -1,0 +1,30 @@
+//! The wire of p2pshare, in one place.
+//!
+//! - [`frame`]: the one framing every link uses (u32 big-endian length, then
+//!   the payload), with a per-link maximum checked before allocating.
+//! - [`ids`]: validated newtypes for user ids, group ids and file names; code
+//!   past this crate trusts them.
+//! - [`error`]: [`ErrorCode`], the SPEC's error codes, the only error that
+//!   crosses a wire.
+//! - [`ctl`]: p2pctl <-> p2pd (one request per connection).
+//! - [`tracker`]: p2pd <-> tracker (a long-lived, multiplexed connection).
+//! - [`peer`]: p2pd <-> p2pd (handshake, bitfield, piece requests, piece data).
+//! - [`geometry`]: every piece/offset computation.
+//! - [`hash`]: the SHA-1 digest type as it travels (40 lowercase hex digits).
+
+pub mod ctl;
+pub mod error;
+pub mod frame;
+pub mod geometry;
+pub mod hash;
+pub mod ids;
+pub mod peer;
+pub mod tracker;
+
+pub use error::{ErrorCode, WireError};
+pub use hash::Sha1Hash;
+pub use ids::{FileName, GroupId, IdError, UserId};
+
+/// Version of the control and tracker protocols. Sent first on each
+/// connection so a mismatch reads as a clear message, not a decode error.
+pub const PROTOCOL_VERSION: u32 = 1;

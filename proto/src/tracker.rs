@@ -1,0 +1,199 @@
+//! p2pd <-> tracker.
+//!
+//! A daemon keeps one TCP connection to a tracker and may have several calls
+//! in flight on it: each [`TrackerCall`] carries an `id` that its
+//! [`TrackerAnswer`] repeats. The first call on a connection is
+//! [`TrackerRequest::Hello`]. Everything a logged-in user does carries the
+//! session token the tracker handed out at [`TrackerRequest::Login`].
+//!
+//! Presence is heartbeat-based: a logged-in daemon sends
+//! [`TrackerRequest::Heartbeat`] every [`HEARTBEAT_INTERVAL`]; a user not heard
+//! from for [`PRESENCE_TIMEOUT`] is offline.
+
+use crate::ctl::{FileInfo, GroupInfo};
+use crate::{FileName, GroupId, Sha1Hash, UserId, WireError};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How often a logged-in daemon tells the tracker it is alive.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// A user unheard of for this long is shown offline (SPEC: within 15 s).
+pub const PRESENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An opaque login session handed out by the tracker (128 random bits, hex).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionToken(pub String);
+
+/// What the tracker knows of a shared file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub name: FileName,
+    pub size: u64,
+    /// SHA-1 of the whole file.
+    pub sha1: Sha1Hash,
+    /// Always [`crate::geometry::PIECE_SIZE_BYTES`] today; carried so the
+    /// wire says what the hashes mean.
+    pub piece_size: u64,
+    /// One SHA-1 per piece; `geometry::piece_count(size)` of them.
+    pub pieces: Vec<Sha1Hash>,
+}
+
+impl FileMeta {
+    /// True when the piece list is consistent with the size.
+    pub fn is_consistent(&self) -> bool {
+        self.piece_size == crate::geometry::PIECE_SIZE_BYTES
+            && self.pieces.len() as u64 == crate::geometry::piece_count(self.size) as u64
+    }
+}
+
+/// A peer that can serve (part of) a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    pub user: UserId,
+    /// Where its daemon accepts peer connections.
+    pub addr: SocketAddr,
+    /// Holds the whole file (else: verified pieces of it, still downloading).
+    pub complete: bool,
+}
+
+/// One call from a daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerCall {
+    pub id: u64,
+    pub request: TrackerRequest,
+}
+
+/// The answer to the call with the same `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerAnswer {
+    pub id: u64,
+    pub result: Result<TrackerReply, WireError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum TrackerRequest {
+    /// First call on each connection. Answered with [`TrackerReply::Welcome`].
+    Hello { version: u32 },
+    CreateUser { user: UserId, password: String },
+    /// Ends any other session of `user`. Answered with [`TrackerReply::LoggedIn`].
+    Login { user: UserId, password: String },
+    /// Keeps the session's user online at `peer_addr`; also how a restarted
+    /// daemon resumes its session. `not_logged_in` if the session has ended
+    /// (logout, or a login elsewhere). Answered with [`TrackerReply::Alive`].
+    Heartbeat {
+        token: SessionToken,
+        peer_addr: SocketAddr,
+    },
+    Logout { token: SessionToken },
+    CreateGroup { token: SessionToken, group: GroupId },
+    JoinGroup { token: SessionToken, group: GroupId },
+    LeaveGroup { token: SessionToken, group: GroupId },
+    ListRequests { token: SessionToken, group: GroupId },
+    AcceptRequest {
+        token: SessionToken,
+        group: GroupId,
+        user: UserId,
+    },
+    ListGroups { token: SessionToken },
+    ListFiles { token: SessionToken, group: GroupId },
+    /// Registers the file (or adds the caller as another holder of the same
+    /// content); `name_taken` if the name holds other content.
+    RegisterFile {
+        token: SessionToken,
+        group: GroupId,
+        meta: FileMeta,
+    },
+    /// The caller no longer serves the file (complete or partial).
+    StopShare {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+    },
+    /// The file's metadata and the online peers (other than the caller) that
+    /// hold all or part of it. Answered with [`TrackerReply::Located`].
+    Locate {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+    },
+    /// The caller holds verified pieces of the file and serves them.
+    MarkPartial {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+    },
+    /// A short-lived ticket the caller shows a peer to prove it may fetch
+    /// the file. Answered with [`TrackerReply::Ticket`].
+    IssueTicket {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+    },
+    /// A serving daemon asks who a ticket belongs to, and whether that user
+    /// is still a logged-in member of the group. Answered with
+    /// [`TrackerReply::TicketValid`]; `not_member` or `not_logged_in` if not.
+    CheckTicket {
+        token: SessionToken,
+        ticket: String,
+        group: GroupId,
+        name: FileName,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum TrackerReply {
+    Welcome { version: u32, node: u32 },
+    /// An action succeeded.
+    Done { message: String },
+    LoggedIn { token: SessionToken },
+    Alive { user: UserId },
+    Users { users: Vec<UserId> },
+    Groups { groups: Vec<GroupInfo> },
+    Files { files: Vec<FileInfo> },
+    Located { meta: FileMeta, peers: Vec<PeerEntry> },
+    Ticket { ticket: String },
+    TicketValid { user: UserId },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_and_answer_round_trip() {
+        let call = TrackerCall {
+            id: 7,
+            request: TrackerRequest::Heartbeat {
+                token: SessionToken("ab".into()),
+                peer_addr: "127.0.0.1:9".parse().unwrap(),
+            },
+        };
+        let json = serde_json::to_string(&call).unwrap();
+        assert_eq!(serde_json::from_str::<TrackerCall>(&json).unwrap(), call);
+
+        let ans = TrackerAnswer {
+            id: 7,
+            result: Err(WireError::new(crate::ErrorCode::NotLoggedIn, "no session")),
+        };
+        let json = serde_json::to_string(&ans).unwrap();
+        assert_eq!(serde_json::from_str::<TrackerAnswer>(&json).unwrap(), ans);
+    }
+
+    #[test]
+    fn meta_consistency() {
+        let mut m = FileMeta {
+            name: "f".parse().unwrap(),
+            size: crate::geometry::PIECE_SIZE_BYTES + 1,
+            sha1: Sha1Hash::of(b""),
+            piece_size: crate::geometry::PIECE_SIZE_BYTES,
+            pieces: vec![Sha1Hash::of(b""); 2],
+        };
+        assert!(m.is_consistent());
+        m.pieces.pop();
+        assert!(!m.is_consistent());
+    }
+}
