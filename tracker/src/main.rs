@@ -1,1 +1,156 @@
-fn main() {}
+//! `tracker <tracker_info.txt> <n> [--data-dir DIR]`: arguments, logging and
+//! signals; the work is in the library.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracker::server::{self, ServerOptions};
+use tracker::{store, tracker_info};
+
+/// How long the store writer may take to finish its last batch at exit.
+const WRITER_STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The p2pshare tracker: accounts, groups, and who holds which file.
+///
+/// Stops cleanly on SIGTERM, SIGINT, or `quit` typed on stdin.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// File listing the trackers, one `IP:PORT` (or `IP PORT`) per line.
+    tracker_info: PathBuf,
+    /// Which tracker of the file this is (1-based line, not counting blank
+    /// lines and comments).
+    n: u32,
+    /// Directory of the durable state [default: the platform data directory,
+    /// `tracker-<n>`].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let text = std::fs::read_to_string(&args.tracker_info).with_context(|| {
+        format!(
+            "cannot read tracker info file {}",
+            args.tracker_info.display()
+        )
+    })?;
+    let addrs = tracker_info::parse(&text)
+        .with_context(|| format!("bad tracker info file {}", args.tracker_info.display()))?;
+    let addr = tracker_info::nth(&addrs, args.n)
+        .with_context(|| format!("in {}", args.tracker_info.display()))?;
+    if addrs.len() > 1 {
+        // TODO(#5): replication. Until then each tracker stands alone.
+        tracing::warn!(
+            trackers = addrs.len(),
+            "replication between trackers is not implemented yet; this tracker runs on its own"
+        );
+    }
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => match directories::ProjectDirs::from("", "", "p2pshare") {
+            Some(dirs) => dirs.data_dir().join(format!("tracker-{}", args.n)),
+            None => bail!("cannot find a home directory for the data; pass --data-dir DIR"),
+        },
+    };
+
+    let (st, state, recovery) = store::Store::open(&data_dir)
+        .with_context(|| format!("cannot open the tracker's data in {}", data_dir.display()))?;
+    tracing::info!(
+        snapshot_index = recovery.snapshot_index,
+        replayed = recovery.replayed,
+        discarded_bytes = recovery.discarded_bytes,
+        "state recovered"
+    );
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (tracker {} of {})",
+            args.n,
+            args.tracker_info.display()
+        )
+    })?;
+    let (handle, writer) = store::spawn(st, state).context("cannot start the store writer")?;
+
+    let stop = CancellationToken::new();
+    watch_signals(stop.clone()).context("cannot install signal handlers")?;
+    watch_stdin(stop.clone());
+
+    tracing::info!(
+        "tracker {} listening on {addr}, data in {}",
+        args.n,
+        data_dir.display()
+    );
+    let options = ServerOptions {
+        node: args.n,
+        ..ServerOptions::default()
+    };
+    let served = server::run(listener, handle, options, stop.cancelled_owned()).await;
+    served.context("graceful stop did not finish")?;
+    tokio::time::timeout(WRITER_STOP_DEADLINE, writer.join())
+        .await
+        .context("the store writer did not finish in time")?;
+    tracing::info!("tracker {} stopped", args.n);
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: graceful stop. Second: exit at once, non-zero.
+fn watch_signals(stop: CancellationToken) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                tracing::info!("signal received; stopping (send another to exit at once)");
+                stop.cancel();
+            } else {
+                tracing::error!("second signal; exiting without finishing");
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `quit` on stdin stops the tracker; end of input does not (tests run it
+/// with stdin from /dev/null). A plain thread: a blocking read would keep a
+/// tokio runtime from shutting down, a detached thread does not.
+fn watch_stdin(stop: CancellationToken) {
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                match line {
+                    Ok(l) if l.trim() == "quit" => {
+                        tracing::info!("quit read on stdin; stopping");
+                        stop.cancel();
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch stdin; `quit` will not work");
+    }
+}

@@ -1,0 +1,673 @@
+//! The tracker's network side: accept loop, one task per connection, one
+//! task per call.
+//!
+//! Each connection task owns its socket. Its reader decodes
+//! [`TrackerCall`] frames and spawns a task per call, so a slow argon2 login
+//! never holds up a heartbeat; a writer task fed by an `mpsc` channel writes
+//! the [`TrackerAnswer`]s in whatever order they finish. A bad frame ends that
+//! connection only, after an `invalid_argument` answer where one can still be
+//! written.
+//!
+//! Lock order, where a call needs more than one: state, then presence, then
+//! tickets. No lock is held across an `.await`.
+//!
+//! Shutdown: the trigger stops the accept loop and every reader; calls already
+//! read run to completion (a write is answered once durable), writers flush,
+//! and [`run`] waits for all of it up to [`ServerOptions::shutdown_deadline`].
+
+use crate::presence::PresenceSet;
+use crate::state::{Applied, Command, BAD_CREDENTIALS};
+use crate::store::StoreHandle;
+use crate::tickets::TicketSet;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
+use proto::tracker::{
+    PeerEntry, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
+};
+use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Longest password accepted, in bytes: enough for any passphrase, small
+/// enough that hashing it cannot be used to burn CPU.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Calls of one connection handled at once; the reader waits beyond that,
+/// which pushes back on a client that floods without reading answers.
+const MAX_CALLS_IN_FLIGHT: usize = 64;
+/// Answers queued for one connection's writer.
+const ANSWER_QUEUE: usize = 64;
+/// A client that does not read its answers for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest part of a decode error echoed back, so hostile input is not
+/// mirrored by the megabyte.
+const MAX_ECHOED_ERROR_CHARS: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// This tracker's number (1-based line of tracker_info.txt), sent in
+    /// `Welcome`.
+    pub node: u32,
+    /// How long a graceful stop may take before [`run`] gives up.
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            node: 1,
+            shutdown_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("connections still busy {0:?} after the stop was requested")]
+    ShutdownTimeout(Duration),
+}
+
+/// What every connection shares.
+struct Shared {
+    store: StoreHandle,
+    presence: Mutex<PresenceSet>,
+    tickets: Mutex<TicketSet>,
+    node: u32,
+}
+
+impl Shared {
+    fn presence(&self) -> MutexGuard<'_, PresenceSet> {
+        self.presence
+            .lock()
+            .expect("presence lock poisoned: a panic while holding it")
+    }
+
+    fn tickets(&self) -> MutexGuard<'_, TicketSet> {
+        self.tickets
+            .lock()
+            .expect("tickets lock poisoned: a panic while holding it")
+    }
+
+    /// Drops the presence of a user whose session just started or ended, so
+    /// they read as offline until their (new) daemon heartbeats.
+    fn forget_presence(&self, applied: &Applied) {
+        if let Some(user) = &applied.session_changed {
+            self.presence().remove(user);
+        }
+    }
+}
+
+/// Serves tracker connections on `listener` until `shutdown` completes, then
+/// stops gracefully.
+///
+/// # Errors
+/// [`ServerError::ShutdownTimeout`] if connections are still busy after the
+/// deadline (the caller should exit non-zero).
+pub async fn run(
+    listener: TcpListener,
+    store: StoreHandle,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let shared = Arc::new(Shared {
+        store,
+        presence: Mutex::new(PresenceSet::default()),
+        tickets: Mutex::new(TicketSet::default()),
+        node: options.node,
+    });
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let conn = Connection {
+                        shared: Arc::clone(&shared),
+                        peer,
+                        cancel: cancel.child_token(),
+                        tasks: tasks.clone(),
+                    };
+                    tasks.spawn(conn.serve(socket));
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of
+                    // spinning, and keep serving the connections we have.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+
+    tracing::info!("stopping: no new connections; finishing calls in flight");
+    drop(listener);
+    cancel.cancel();
+    tasks.close();
+    drop(shared);
+    tokio::time::timeout(options.shutdown_deadline, tasks.wait())
+        .await
+        .map_err(|_| ServerError::ShutdownTimeout(options.shutdown_deadline))
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Why a connection's reader stopped.
+enum Ending {
+    /// Clean end of stream, shutdown, or the writer went away.
+    Quiet,
+    /// A protocol violation: answer (where possible) and close.
+    Refused { id: u64, error: WireError },
+    /// The stream cannot be answered any more (i/o error).
+    Broken(FrameError),
+}
+
+impl Connection {
+    async fn serve(self, socket: TcpStream) {
+        tracing::debug!(peer = %self.peer, "connection opened");
+        // Answers are small and latency matters more than packet count.
+        let _ = socket.set_nodelay(true);
+        let (mut reader, writer) = socket.into_split();
+        let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
+        let writer = self.tasks.spawn(write_answers(writer, rx, self.peer));
+
+        match self.read_calls(&mut reader, &tx).await {
+            Ending::Quiet => {}
+            Ending::Refused { id, error } => {
+                tracing::warn!(peer = %self.peer, error = %error.message, "closing connection");
+                let _ = tx
+                    .send(TrackerAnswer {
+                        id,
+                        result: Err(error),
+                    })
+                    .await;
+            }
+            Ending::Broken(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "closing connection");
+            }
+        }
+        // The writer ends once this and every in-flight call's sender are
+        // gone, after writing what they sent.
+        drop(tx);
+        let _ = writer.await;
+        tracing::debug!(peer = %self.peer, "connection closed");
+    }
+
+    async fn read_calls(
+        &self,
+        reader: &mut OwnedReadHalf,
+        tx: &mpsc::Sender<TrackerAnswer>,
+    ) -> Ending {
+        let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
+        let mut greeted = false;
+        loop {
+            let frame = tokio::select! {
+                () = self.cancel.cancelled() => return Ending::Quiet,
+                () = tx.closed() => return Ending::Quiet,
+                frame = read_frame(reader, MAX_TRACKER_FRAME_BYTES) => frame,
+            };
+            let bytes = match frame {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Ending::Quiet,
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    return Ending::Refused {
+                        id: 0,
+                        error: WireError::new(ErrorCode::InvalidArgument, e.to_string()),
+                    }
+                }
+                Err(e) => return Ending::Broken(e),
+            };
+            let call: TrackerCall = match serde_json::from_slice(&bytes) {
+                Ok(call) => call,
+                Err(e) => {
+                    return Ending::Refused {
+                        id: call_id(&bytes),
+                        error: WireError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("malformed call: {}", shorten(&e.to_string())),
+                        ),
+                    }
+                }
+            };
+
+            if !greeted {
+                match call.request {
+                    TrackerRequest::Hello { version } => match welcome(version, self.shared.node) {
+                        Ok(reply) => {
+                            greeted = true;
+                            let answer = TrackerAnswer {
+                                id: call.id,
+                                result: Ok(reply),
+                            };
+                            if tx.send(answer).await.is_err() {
+                                return Ending::Quiet;
+                            }
+                            continue;
+                        }
+                        Err(error) => return Ending::Refused { id: call.id, error },
+                    },
+                    _ => {
+                        return Ending::Refused {
+                            id: call.id,
+                            error: WireError::new(
+                                ErrorCode::InvalidArgument,
+                                "the first call on a connection must be hello",
+                            ),
+                        }
+                    }
+                }
+            }
+
+            let permit = tokio::select! {
+                () = self.cancel.cancelled() => return Ending::Quiet,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ending::Quiet, // never closed; be safe
+                },
+            };
+            let shared = Arc::clone(&self.shared);
+            let tx = tx.clone();
+            self.tasks.spawn(async move {
+                let result = handle(&shared, call.request).await;
+                let _ = tx
+                    .send(TrackerAnswer {
+                        id: call.id,
+                        result,
+                    })
+                    .await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn write_answers(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<TrackerAnswer>,
+    peer: SocketAddr,
+) {
+    while let Some(answer) = rx.recv().await {
+        match tokio::time::timeout(
+            WRITE_TIMEOUT,
+            write_json(&mut writer, &answer, MAX_TRACKER_FRAME_BYTES),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "writing an answer failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "client has not read its answers for {WRITE_TIMEOUT:?}; dropping it");
+                return;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// The `id` of an undecodable call, if the frame is JSON with one, so the
+/// error answer reaches the right caller.
+fn call_id(bytes: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(MAX_ECHOED_ERROR_CHARS).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn welcome(version: u32, node: u32) -> Result<TrackerReply, WireError> {
+    if version != PROTOCOL_VERSION {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "protocol version {version} is not supported: this tracker speaks version {PROTOCOL_VERSION}"
+            ),
+        ));
+    }
+    Ok(TrackerReply::Welcome {
+        version: PROTOCOL_VERSION,
+        node,
+    })
+}
+
+fn done(applied: Applied) -> TrackerReply {
+    TrackerReply::Done {
+        message: applied.message,
+    }
+}
+
+/// Answers one call. Writes are built into a [`Command`] (hash, token and
+/// clock read here, never in `apply`) and returned once durable.
+async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply, WireError> {
+    use TrackerRequest as R;
+    let store = &shared.store;
+    match request {
+        R::Hello { version } => welcome(version, shared.node),
+        R::CreateUser { user, password } => {
+            check_password(&password)?;
+            // Cheap early refusal; apply() checks again, atomically.
+            if store.state().user_exists(&user) {
+                return Err(WireError::new(
+                    ErrorCode::UserExists,
+                    format!("user {user} already exists"),
+                ));
+            }
+            let password_hash = hash_password(password).await?;
+            Ok(done(
+                store
+                    .submit(Command::CreateUser {
+                        user,
+                        password_hash,
+                    })
+                    .await?,
+            ))
+        }
+        R::Login { user, password } => {
+            check_password(&password)?;
+            let stored = store.state().password_hash(&user).map(str::to_owned);
+            if !verify_password(password, stored).await? {
+                return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
+            }
+            let token = SessionToken(random_hex());
+            let applied = store
+                .submit(Command::StartSession {
+                    user,
+                    token: token.clone(),
+                })
+                .await?;
+            shared.forget_presence(&applied);
+            Ok(TrackerReply::LoggedIn { token })
+        }
+        R::Heartbeat { token, peer_addr } => {
+            let now = Instant::now();
+            let user = store.state().user_of(&token)?.clone();
+            // A heartbeat racing with a logout may land after it; presence
+            // only counts it while `token` is still the user's session.
+            shared
+                .presence()
+                .mark_alive(user.clone(), token, peer_addr, now);
+            Ok(TrackerReply::Alive { user })
+        }
+        R::Logout { token } => {
+            let applied = store.submit(Command::EndSession { token }).await?;
+            shared.forget_presence(&applied);
+            Ok(done(applied))
+        }
+        R::CreateGroup { token, group } => Ok(done(
+            store.submit(Command::CreateGroup { token, group }).await?,
+        )),
+        R::JoinGroup { token, group } => Ok(done(
+            store.submit(Command::JoinGroup { token, group }).await?,
+        )),
+        R::LeaveGroup { token, group } => Ok(done(
+            store.submit(Command::LeaveGroup { token, group }).await?,
+        )),
+        R::AcceptRequest { token, group, user } => Ok(done(
+            store
+                .submit(Command::AcceptRequest { token, group, user })
+                .await?,
+        )),
+        R::RegisterFile { token, group, meta } => Ok(done(
+            store
+                .submit(Command::RegisterFile { token, group, meta })
+                .await?,
+        )),
+        R::StopShare { token, group, name } => Ok(done(
+            store
+                .submit(Command::StopShare { token, group, name })
+                .await?,
+        )),
+        R::MarkPartial { token, group, name } => Ok(done(
+            store
+                .submit(Command::MarkPartial { token, group, name })
+                .await?,
+        )),
+        R::ListRequests { token, group } => {
+            let st = store.state();
+            let user = st.user_of(&token)?;
+            Ok(TrackerReply::Users {
+                users: st.list_requests(user, &group)?,
+            })
+        }
+        R::ListGroups { token } => {
+            let st = store.state();
+            st.user_of(&token)?;
+            Ok(TrackerReply::Groups {
+                groups: st.list_groups(),
+            })
+        }
+        R::ListFiles { token, group } => {
+            let now = Instant::now();
+            let st = store.state();
+            let user = st.user_of(&token)?;
+            let presence = shared.presence();
+            let files = st.list_files(user, &group, |holder| {
+                presence
+                    .online_addr(holder, st.session_of(holder), now)
+                    .is_some()
+            })?;
+            Ok(TrackerReply::Files { files })
+        }
+        R::Locate { token, group, name } => {
+            let now = Instant::now();
+            let st = store.state();
+            let user = st.user_of(&token)?;
+            let (meta, holders) = st.locate(user, &group, &name)?;
+            let presence = shared.presence();
+            let peers = holders
+                .into_iter()
+                .filter_map(|h| {
+                    let addr = presence.online_addr(&h.user, st.session_of(&h.user), now)?;
+                    Some(PeerEntry {
+                        user: h.user,
+                        addr,
+                        complete: h.complete,
+                    })
+                })
+                .collect();
+            Ok(TrackerReply::Located { meta, peers })
+        }
+        R::IssueTicket { token, group, name } => {
+            let now = Instant::now();
+            let user = {
+                let st = store.state();
+                let user = st.user_of(&token)?;
+                st.check_file_access(user, &group, &name)?;
+                user.clone()
+            };
+            let ticket = random_hex();
+            shared
+                .tickets()
+                .issue(ticket.clone(), user, group, name, now);
+            Ok(TrackerReply::Ticket { ticket })
+        }
+        R::CheckTicket {
+            token,
+            ticket,
+            group,
+            name,
+        } => {
+            let now = Instant::now();
+            let st = store.state();
+            st.user_of(&token)?;
+            let holder = shared
+                .tickets()
+                .check(&ticket, &group, &name, now)
+                .cloned()
+                .ok_or_else(|| {
+                    WireError::new(ErrorCode::InvalidArgument, "unknown or expired ticket")
+                })?;
+            if st.session_of(&holder).is_none() {
+                return Err(WireError::new(
+                    ErrorCode::NotLoggedIn,
+                    format!("{holder} is no longer logged in"),
+                ));
+            }
+            if !st.is_member(&holder, &group) {
+                return Err(WireError::new(
+                    ErrorCode::NotMember,
+                    format!("{holder} is not a member of group {group}"),
+                ));
+            }
+            Ok(TrackerReply::TicketValid { user: holder })
+        }
+    }
+}
+
+fn check_password(password: &str) -> Result<(), WireError> {
+    if password.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            "the password must not be empty",
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the password is {} bytes long; at most {MAX_PASSWORD_BYTES} are allowed",
+                password.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn internal(what: &str) -> WireError {
+    WireError::new(
+        ErrorCode::Io,
+        format!("the tracker failed while {what}; see its log"),
+    )
+}
+
+/// argon2id with a fresh random salt, off the async threads (tens of ms).
+async fn hash_password(password: String) -> Result<String, WireError> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|_| internal("hashing the password"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "argon2 hashing failed");
+        internal("hashing the password")
+    })
+}
+
+/// Checks `password` against `stored`. An unknown user is checked against a
+/// dummy hash, so the answer takes as long as for a wrong password and does
+/// not reveal which accounts exist.
+async fn verify_password(password: String, stored: Option<String>) -> Result<bool, WireError> {
+    tokio::task::spawn_blocking(move || {
+        let known = stored.is_some();
+        let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            tracing::error!("a stored password hash is unreadable");
+            return false;
+        };
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        known && matches
+    })
+    .await
+    .map_err(|_| internal("checking the password"))
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(b"no such user", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// 128 random bits as 32 lowercase hex digits (session tokens, tickets).
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_bounded() {
+        assert_eq!(
+            check_password("").unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        assert!(check_password(&"x".repeat(MAX_PASSWORD_BYTES)).is_ok());
+        let err = check_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn tokens_are_128_bit_hex_and_distinct() {
+        let (a, b) = (random_hex(), random_hex());
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn hashing_and_verifying() {
+        let hash = hash_password("s3cret".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("s3cret".into(), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!verify_password("wrong".into(), Some(hash)).await.unwrap());
+        assert!(!verify_password("s3cret".into(), None).await.unwrap());
+    }
+
+    #[test]
+    fn hello_checks_the_version() {
+        assert!(matches!(
+            welcome(PROTOCOL_VERSION, 2),
+            Ok(TrackerReply::Welcome { node: 2, .. })
+        ));
+        let err = welcome(PROTOCOL_VERSION + 1, 1).unwrap_err();
+        assert!(err.message.contains("not supported"), "{}", err.message);
+    }
+
+    #[test]
+    fn call_ids_are_recovered_from_bad_calls() {
+        assert_eq!(call_id(br#"{"id": 7, "request": {"op": "nope"}}"#), 7);
+        assert_eq!(call_id(b"\x00garbage"), 0);
+        assert!(shorten(&"x".repeat(10_000)).chars().count() <= MAX_ECHOED_ERROR_CHARS + 1);
+    }
+}

@@ -1,0 +1,1197 @@
+//! The tracker's durable state and the only way to change it: [`TrackerState::apply`].
+//!
+//! Owns accounts (argon2 hashes), login sessions, groups (members in join
+//! order, pending join requests) and the files shared in each group with
+//! their holders.
+//!
+//! Invariants:
+//! - `apply` is pure and deterministic: no I/O, clock, randomness or argon2.
+//!   The handler hashes passwords and draws tokens *before* building the
+//!   [`Command`], so replaying the same commands (write-ahead log, Raft)
+//!   always yields the same state.
+//! - A refused command changes nothing, so only accepted commands are logged
+//!   and a replay never meets a refusal.
+//! - A group's owner is its first member: members are kept in join order, so
+//!   when the owner leaves, the longest-standing member inherits the group.
+//!   A group never exists without members.
+//! - A file is listed while at least one member holds it completely; holders
+//!   (complete or partial) are always members of the group.
+//! - A user has at most one session; `sessions` and `session_of` mirror each
+//!   other.
+//!
+//! Every container is a `BTreeMap`/`BTreeSet`/`Vec`, so listings come out in
+//! a stable order and serialised snapshots are byte-for-byte reproducible.
+
+use proto::ctl::{FileInfo, GroupInfo};
+use proto::tracker::{FileMeta, SessionToken};
+use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One change to the state, as logged and (later) replicated.
+///
+/// Commands that act on behalf of a logged-in user carry the session token,
+/// not the user: resolving it inside `apply` keeps the check and the change
+/// atomic, even if the session ends between the request and its turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    CreateUser {
+        user: UserId,
+        /// argon2id PHC string; the password itself never reaches the state.
+        password_hash: String,
+    },
+    /// Logs `user` in with a fresh `token`, ending their previous session.
+    StartSession {
+        user: UserId,
+        token: SessionToken,
+    },
+    EndSession {
+        token: SessionToken,
+    },
+    CreateGroup {
+        token: SessionToken,
+        group: GroupId,
+    },
+    JoinGroup {
+        token: SessionToken,
+        group: GroupId,
+    },
+    LeaveGroup {
+        token: SessionToken,
+        group: GroupId,
+    },
+    AcceptRequest {
+        token: SessionToken,
+        group: GroupId,
+        user: UserId,
+    },
+    RegisterFile {
+        token: SessionToken,
+        group: GroupId,
+        meta: FileMeta,
+    },
+    StopShare {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+    },
+    MarkPartial {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+    },
+}
+
+/// What an accepted command did, for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// A short sentence for people ("group g1 created").
+    pub message: String,
+    /// The user whose session was started or ended by this command, so the
+    /// caller can drop their presence at once.
+    pub session_changed: Option<UserId>,
+}
+
+impl Applied {
+    fn done(message: impl Into<String>) -> Self {
+        Applied {
+            message: message.into(),
+            session_changed: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Account {
+    password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Group {
+    /// Join order; `members[0]` is the owner. Never empty.
+    members: Vec<UserId>,
+    /// Pending join requests, oldest first.
+    requests: Vec<UserId>,
+    files: BTreeMap<FileName, SharedFile>,
+}
+
+impl Group {
+    fn owner(&self) -> &UserId {
+        self.members
+            .first()
+            .expect("a group is deleted when its last member leaves")
+    }
+
+    fn is_member(&self, user: &UserId) -> bool {
+        self.members.contains(user)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SharedFile {
+    meta: FileMeta,
+    /// Users holding the complete file. Never empty while the file is listed.
+    holders: BTreeSet<UserId>,
+    /// Users serving verified pieces while still downloading; disjoint from
+    /// `holders`.
+    partial: BTreeSet<UserId>,
+}
+
+/// A peer that holds all or part of a file, before presence is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub user: UserId,
+    pub complete: bool,
+}
+
+/// Accounts, sessions, groups and files. See the module docs for invariants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerState {
+    users: BTreeMap<UserId, Account>,
+    sessions: BTreeMap<SessionToken, UserId>,
+    /// Reverse of `sessions`: one session per user.
+    session_of: BTreeMap<UserId, SessionToken>,
+    groups: BTreeMap<GroupId, Group>,
+}
+
+fn no_such_group(group: &GroupId) -> WireError {
+    WireError::new(
+        ErrorCode::NoSuchGroup,
+        format!("group {group} does not exist"),
+    )
+}
+
+fn not_member(group: &GroupId) -> WireError {
+    WireError::new(
+        ErrorCode::NotMember,
+        format!("you are not a member of group {group}"),
+    )
+}
+
+fn no_such_file(group: &GroupId, name: &FileName) -> WireError {
+    WireError::new(
+        ErrorCode::NoSuchFile,
+        format!("no file named {name} is shared in group {group}"),
+    )
+}
+
+/// The sentence for an unknown user and for a wrong password alike, so a
+/// caller cannot tell which accounts exist.
+pub const BAD_CREDENTIALS: &str = "unknown user or wrong password";
+
+impl TrackerState {
+    /// Applies one command, or refuses it and changes nothing.
+    ///
+    /// # Errors
+    /// The refusals of ARCHITECTURE.md's table, with SPEC's codes.
+    pub fn apply(&mut self, cmd: Command) -> Result<Applied, WireError> {
+        match cmd {
+            Command::CreateUser {
+                user,
+                password_hash,
+            } => {
+                if self.users.contains_key(&user) {
+                    return Err(WireError::new(
+                        ErrorCode::UserExists,
+                        format!("user {user} already exists"),
+                    ));
+                }
+                let message = format!("user {user} created");
+                self.users.insert(user, Account { password_hash });
+                Ok(Applied::done(message))
+            }
+            Command::StartSession { user, token } => {
+                if !self.users.contains_key(&user) {
+                    return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
+                }
+                if self.sessions.contains_key(&token) {
+                    // 128 random bits do not collide; a replayed or forged
+                    // token must not hijack someone else's session.
+                    return Err(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        "session token already in use",
+                    ));
+                }
+                if let Some(old) = self.session_of.remove(&user) {
+                    self.sessions.remove(&old);
+                }
+                self.sessions.insert(token.clone(), user.clone());
+                let message = format!("logged in as {user}");
+                self.session_of.insert(user.clone(), token);
+                Ok(Applied {
+                    message,
+                    session_changed: Some(user),
+                })
+            }
+            Command::EndSession { token } => {
+                let user = self.user_of(&token)?.clone();
+                self.sessions.remove(&token);
+                self.session_of.remove(&user);
+                Ok(Applied {
+                    message: "logged out".into(),
+                    session_changed: Some(user),
+                })
+            }
+            Command::CreateGroup { token, group } => {
+                let user = self.user_of(&token)?.clone();
+                if self.groups.contains_key(&group) {
+                    return Err(WireError::new(
+                        ErrorCode::GroupExists,
+                        format!("group {group} already exists"),
+                    ));
+                }
+                let message = format!("group {group} created");
+                self.groups.insert(
+                    group,
+                    Group {
+                        members: vec![user],
+                        requests: Vec::new(),
+                        files: BTreeMap::new(),
+                    },
+                );
+                Ok(Applied::done(message))
+            }
+            Command::JoinGroup { token, group } => {
+                let user = self.user_of(&token)?.clone();
+                let g = self
+                    .groups
+                    .get_mut(&group)
+                    .ok_or_else(|| no_such_group(&group))?;
+                if g.is_member(&user) {
+                    return Err(WireError::new(
+                        ErrorCode::AlreadyMember,
+                        format!("you are already a member of group {group}"),
+                    ));
+                }
+                // A repeated request while one is pending is not an error.
+                if !g.requests.contains(&user) {
+                    g.requests.push(user);
+                }
+                Ok(Applied::done(format!("join request sent to group {group}")))
+            }
+            Command::LeaveGroup { token, group } => {
+                let user = self.user_of(&token)?.clone();
+                let g = self
+                    .groups
+                    .get_mut(&group)
+                    .ok_or_else(|| no_such_group(&group))?;
+                if !g.is_member(&user) {
+                    return Err(not_member(&group));
+                }
+                // `retain` keeps join order, so the new members[0] is the
+                // longest-standing member left: the new owner.
+                g.members.retain(|m| m != &user);
+                g.files.retain(|_, f| {
+                    f.holders.remove(&user);
+                    f.partial.remove(&user);
+                    !f.holders.is_empty()
+                });
+                if g.members.is_empty() {
+                    self.groups.remove(&group);
+                }
+                Ok(Applied::done(format!("left group {group}")))
+            }
+            Command::AcceptRequest { token, group, user } => {
+                let caller = self.user_of(&token)?.clone();
+                let g = self
+                    .groups
+                    .get_mut(&group)
+                    .ok_or_else(|| no_such_group(&group))?;
+                if g.owner() != &caller {
+                    return Err(not_owner(&group));
+                }
+                let Some(pos) = g.requests.iter().position(|r| r == &user) else {
+                    return Err(WireError::new(
+                        ErrorCode::NoSuchRequest,
+                        format!("{user} has no pending request to join group {group}"),
+                    ));
+                };
+                g.requests.remove(pos);
+                g.members.push(user.clone());
+                Ok(Applied::done(format!("{user} is now a member of {group}")))
+            }
+            Command::RegisterFile { token, group, meta } => {
+                let user = self.user_of(&token)?.clone();
+                let g = self.member_group_mut(&user, &group)?;
+                if !meta.is_consistent() {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "the piece list of {} does not match its size of {} bytes",
+                            meta.name, meta.size
+                        ),
+                    ));
+                }
+                let name = meta.name.clone();
+                match g.files.get_mut(&name) {
+                    Some(f) if f.meta != meta => {
+                        return Err(WireError::new(
+                            ErrorCode::NameTaken,
+                            format!("a different file named {name} is already shared in {group}"),
+                        ));
+                    }
+                    Some(f) => {
+                        f.partial.remove(&user);
+                        f.holders.insert(user);
+                    }
+                    None => {
+                        g.files.insert(
+                            name.clone(),
+                            SharedFile {
+                                meta,
+                                holders: BTreeSet::from([user]),
+                                partial: BTreeSet::new(),
+                            },
+                        );
+                    }
+                }
+                Ok(Applied::done(format!("{name} shared in {group}")))
+            }
+            Command::StopShare { token, group, name } => {
+                let user = self.user_of(&token)?.clone();
+                let g = self.member_group_mut(&user, &group)?;
+                let f = g
+                    .files
+                    .get_mut(&name)
+                    .ok_or_else(|| no_such_file(&group, &name))?;
+                let was_holder = f.holders.remove(&user);
+                let was_partial = f.partial.remove(&user);
+                if !was_holder && !was_partial {
+                    return Err(WireError::new(
+                        ErrorCode::NotHolder,
+                        format!("you are not sharing {name} in {group}"),
+                    ));
+                }
+                if f.holders.is_empty() {
+                    g.files.remove(&name);
+                }
+                Ok(Applied::done(format!("stopped sharing {name} in {group}")))
+            }
+            Command::MarkPartial { token, group, name } => {
+                let user = self.user_of(&token)?.clone();
+                let g = self.member_group_mut(&user, &group)?;
+                let f = g
+                    .files
+                    .get_mut(&name)
+                    .ok_or_else(|| no_such_file(&group, &name))?;
+                // A complete holder already serves every piece.
+                if !f.holders.contains(&user) {
+                    f.partial.insert(user);
+                }
+                Ok(Applied::done(format!(
+                    "serving verified pieces of {name} in {group}"
+                )))
+            }
+        }
+    }
+
+    /// The user a live session belongs to.
+    ///
+    /// # Errors
+    /// `not_logged_in` for an unknown or ended session.
+    pub fn user_of(&self, token: &SessionToken) -> Result<&UserId, WireError> {
+        self.sessions.get(token).ok_or_else(|| {
+            WireError::new(
+                ErrorCode::NotLoggedIn,
+                "not logged in: the session is unknown or has ended",
+            )
+        })
+    }
+
+    /// The live session of `user`, if they are logged in.
+    pub fn session_of(&self, user: &UserId) -> Option<&SessionToken> {
+        self.session_of.get(user)
+    }
+
+    /// The stored argon2 hash of `user`, if the account exists.
+    pub fn password_hash(&self, user: &UserId) -> Option<&str> {
+        self.users.get(user).map(|a| a.password_hash.as_str())
+    }
+
+    pub fn user_exists(&self, user: &UserId) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// True when `user` is a member of `group` (false if the group is gone).
+    pub fn is_member(&self, user: &UserId, group: &GroupId) -> bool {
+        self.groups.get(group).is_some_and(|g| g.is_member(user))
+    }
+
+    /// Every group, sorted by id.
+    pub fn list_groups(&self) -> Vec<GroupInfo> {
+        self.groups
+            .iter()
+            .map(|(id, g)| GroupInfo {
+                group: id.clone(),
+                owner: g.owner().clone(),
+                members: u32::try_from(g.members.len()).unwrap_or(u32::MAX),
+            })
+            .collect()
+    }
+
+    /// Pending join requests of `group`, oldest first; only for its owner.
+    ///
+    /// # Errors
+    /// `no_such_group`, `not_owner`.
+    pub fn list_requests(&self, user: &UserId, group: &GroupId) -> Result<Vec<UserId>, WireError> {
+        let g = self.groups.get(group).ok_or_else(|| no_such_group(group))?;
+        if g.owner() != user {
+            return Err(not_owner(group));
+        }
+        Ok(g.requests.clone())
+    }
+
+    /// Files of `group` sorted by name; `online` counts the complete holders
+    /// for which `is_online` says yes.
+    ///
+    /// # Errors
+    /// `no_such_group`, `not_member`.
+    pub fn list_files(
+        &self,
+        user: &UserId,
+        group: &GroupId,
+        is_online: impl Fn(&UserId) -> bool,
+    ) -> Result<Vec<FileInfo>, WireError> {
+        let g = self.member_group(user, group)?;
+        Ok(g.files
+            .values()
+            .map(|f| FileInfo {
+                name: f.meta.name.clone(),
+                size: f.meta.size,
+                sha1: f.meta.sha1,
+                holders: count(f.holders.len()),
+                online: count(f.holders.iter().filter(|h| is_online(h)).count()),
+            })
+            .collect())
+    }
+
+    /// The file's metadata and everyone but `user` who holds it: complete
+    /// holders first, then partial ones, each sorted by user id. Presence is
+    /// the caller's business.
+    ///
+    /// # Errors
+    /// `no_such_group`, `not_member`, `no_such_file`.
+    pub fn locate(
+        &self,
+        user: &UserId,
+        group: &GroupId,
+        name: &FileName,
+    ) -> Result<(FileMeta, Vec<Holder>), WireError> {
+        let f = self.member_file(user, group, name)?;
+        let complete = f.holders.iter().map(|u| Holder {
+            user: u.clone(),
+            complete: true,
+        });
+        let partial = f.partial.iter().map(|u| Holder {
+            user: u.clone(),
+            complete: false,
+        });
+        let holders = complete
+            .chain(partial)
+            .filter(|h| &h.user != user)
+            .collect();
+        Ok((f.meta.clone(), holders))
+    }
+
+    /// Checks that `user` may ask for a ticket for `name` in `group`.
+    ///
+    /// # Errors
+    /// `no_such_group`, `not_member`, `no_such_file`.
+    pub fn check_file_access(
+        &self,
+        user: &UserId,
+        group: &GroupId,
+        name: &FileName,
+    ) -> Result<(), WireError> {
+        self.member_file(user, group, name).map(|_| ())
+    }
+
+    fn member_group(&self, user: &UserId, group: &GroupId) -> Result<&Group, WireError> {
+        let g = self.groups.get(group).ok_or_else(|| no_such_group(group))?;
+        if !g.is_member(user) {
+            return Err(not_member(group));
+        }
+        Ok(g)
+    }
+
+    fn member_group_mut(
+        &mut self,
+        user: &UserId,
+        group: &GroupId,
+    ) -> Result<&mut Group, WireError> {
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_such_group(group))?;
+        if !g.is_member(user) {
+            return Err(not_member(group));
+        }
+        Ok(g)
+    }
+
+    fn member_file(
+        &self,
+        user: &UserId,
+        group: &GroupId,
+        name: &FileName,
+    ) -> Result<&SharedFile, WireError> {
+        self.member_group(user, group)?
+            .files
+            .get(name)
+            .ok_or_else(|| no_such_file(group, name))
+    }
+}
+
+fn not_owner(group: &GroupId) -> WireError {
+    WireError::new(
+        ErrorCode::NotOwner,
+        format!("only the owner of group {group} can do that"),
+    )
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
+    use proto::Sha1Hash;
+
+    fn u(s: &str) -> UserId {
+        s.parse().unwrap()
+    }
+    fn g(s: &str) -> GroupId {
+        s.parse().unwrap()
+    }
+    fn n(s: &str) -> FileName {
+        s.parse().unwrap()
+    }
+    fn tok(user: &str) -> SessionToken {
+        SessionToken(format!("tok-{user}"))
+    }
+    fn meta(name: &str, content: &[u8]) -> FileMeta {
+        let size = content.len() as u64;
+        FileMeta {
+            name: n(name),
+            size,
+            sha1: Sha1Hash::of(content),
+            piece_size: PIECE_SIZE_BYTES,
+            pieces: vec![Sha1Hash::of(content); piece_count(size) as usize],
+        }
+    }
+
+    fn code(r: Result<Applied, WireError>) -> ErrorCode {
+        r.expect_err("command should be refused").code
+    }
+
+    /// A state with the given users created and logged in (token `tok-<user>`).
+    fn with_users(users: &[&str]) -> TrackerState {
+        let mut s = TrackerState::default();
+        for name in users {
+            s.apply(Command::CreateUser {
+                user: u(name),
+                password_hash: format!("hash-{name}"),
+            })
+            .unwrap();
+            s.apply(Command::StartSession {
+                user: u(name),
+                token: tok(name),
+            })
+            .unwrap();
+        }
+        s
+    }
+
+    fn create(s: &mut TrackerState, user: &str, group: &str) {
+        s.apply(Command::CreateGroup {
+            token: tok(user),
+            group: g(group),
+        })
+        .unwrap();
+    }
+
+    fn join_and_accept(s: &mut TrackerState, owner: &str, user: &str, group: &str) {
+        s.apply(Command::JoinGroup {
+            token: tok(user),
+            group: g(group),
+        })
+        .unwrap();
+        s.apply(Command::AcceptRequest {
+            token: tok(owner),
+            group: g(group),
+            user: u(user),
+        })
+        .unwrap();
+    }
+
+    fn register(
+        s: &mut TrackerState,
+        user: &str,
+        group: &str,
+        m: FileMeta,
+    ) -> Result<Applied, WireError> {
+        s.apply(Command::RegisterFile {
+            token: tok(user),
+            group: g(group),
+            meta: m,
+        })
+    }
+
+    fn leave(s: &mut TrackerState, user: &str, group: &str) -> Result<Applied, WireError> {
+        s.apply(Command::LeaveGroup {
+            token: tok(user),
+            group: g(group),
+        })
+    }
+
+    #[test]
+    fn create_user_twice_is_user_exists() {
+        let mut s = with_users(&["alice"]);
+        let r = s.apply(Command::CreateUser {
+            user: u("alice"),
+            password_hash: "x".into(),
+        });
+        assert_eq!(code(r), ErrorCode::UserExists);
+        assert_eq!(s.password_hash(&u("alice")), Some("hash-alice"));
+    }
+
+    #[test]
+    fn a_new_session_ends_the_previous_one() {
+        let mut s = with_users(&["alice"]);
+        let applied = s
+            .apply(Command::StartSession {
+                user: u("alice"),
+                token: SessionToken("second".into()),
+            })
+            .unwrap();
+        assert_eq!(applied.message, "logged in as alice");
+        assert_eq!(applied.session_changed, Some(u("alice")));
+        assert_eq!(
+            s.user_of(&tok("alice")).unwrap_err().code,
+            ErrorCode::NotLoggedIn
+        );
+        assert_eq!(
+            s.user_of(&SessionToken("second".into())).unwrap(),
+            &u("alice")
+        );
+        assert_eq!(
+            s.session_of(&u("alice")),
+            Some(&SessionToken("second".into()))
+        );
+    }
+
+    #[test]
+    fn session_for_unknown_user_or_reused_token_is_refused() {
+        let mut s = with_users(&["alice", "bob"]);
+        let r = s.apply(Command::StartSession {
+            user: u("nobody"),
+            token: SessionToken("t".into()),
+        });
+        assert_eq!(code(r), ErrorCode::BadCredentials);
+        let r = s.apply(Command::StartSession {
+            user: u("bob"),
+            token: tok("alice"),
+        });
+        assert_eq!(code(r), ErrorCode::InvalidArgument);
+        assert_eq!(s.user_of(&tok("alice")).unwrap(), &u("alice"));
+    }
+
+    #[test]
+    fn logout_ends_the_session_and_every_token_call_then_refuses() {
+        let mut s = with_users(&["alice"]);
+        let applied = s
+            .apply(Command::EndSession {
+                token: tok("alice"),
+            })
+            .unwrap();
+        assert_eq!(applied.message, "logged out");
+        assert_eq!(s.session_of(&u("alice")), None);
+        let again = s.apply(Command::EndSession {
+            token: tok("alice"),
+        });
+        assert_eq!(code(again), ErrorCode::NotLoggedIn);
+        let token = tok("alice");
+        let calls = [
+            Command::CreateGroup {
+                token: token.clone(),
+                group: g("g"),
+            },
+            Command::JoinGroup {
+                token: token.clone(),
+                group: g("g"),
+            },
+            Command::LeaveGroup {
+                token: token.clone(),
+                group: g("g"),
+            },
+            Command::AcceptRequest {
+                token: token.clone(),
+                group: g("g"),
+                user: u("bob"),
+            },
+            Command::RegisterFile {
+                token: token.clone(),
+                group: g("g"),
+                meta: meta("f", b"x"),
+            },
+            Command::StopShare {
+                token: token.clone(),
+                group: g("g"),
+                name: n("f"),
+            },
+            Command::MarkPartial {
+                token,
+                group: g("g"),
+                name: n("f"),
+            },
+        ];
+        for cmd in calls {
+            assert_eq!(code(s.apply(cmd)), ErrorCode::NotLoggedIn);
+        }
+    }
+
+    #[test]
+    fn create_group_makes_the_caller_owner_and_refuses_duplicates() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        let r = s.apply(Command::CreateGroup {
+            token: tok("bob"),
+            group: g("g1"),
+        });
+        assert_eq!(code(r), ErrorCode::GroupExists);
+        assert_eq!(
+            s.list_groups(),
+            vec![GroupInfo {
+                group: g("g1"),
+                owner: u("alice"),
+                members: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn join_requests_are_idempotent_and_ordered() {
+        let mut s = with_users(&["alice", "bob", "carol"]);
+        create(&mut s, "alice", "g1");
+        for who in ["carol", "bob", "carol"] {
+            let a = s
+                .apply(Command::JoinGroup {
+                    token: tok(who),
+                    group: g("g1"),
+                })
+                .unwrap();
+            assert_eq!(a.message, "join request sent to group g1");
+        }
+        assert_eq!(
+            s.list_requests(&u("alice"), &g("g1")).unwrap(),
+            vec![u("carol"), u("bob")]
+        );
+        let r = s.apply(Command::JoinGroup {
+            token: tok("alice"),
+            group: g("g1"),
+        });
+        assert_eq!(code(r), ErrorCode::AlreadyMember);
+        let r = s.apply(Command::JoinGroup {
+            token: tok("bob"),
+            group: g("nope"),
+        });
+        assert_eq!(code(r), ErrorCode::NoSuchGroup);
+    }
+
+    #[test]
+    fn list_requests_is_for_the_owner_only() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        assert_eq!(
+            s.list_requests(&u("bob"), &g("g1")).unwrap_err().code,
+            ErrorCode::NotOwner
+        );
+        assert_eq!(
+            s.list_requests(&u("bob"), &g("g2")).unwrap_err().code,
+            ErrorCode::NoSuchGroup
+        );
+    }
+
+    #[test]
+    fn accept_request_refusals_and_success() {
+        let mut s = with_users(&["alice", "bob", "carol"]);
+        create(&mut s, "alice", "g1");
+        s.apply(Command::JoinGroup {
+            token: tok("bob"),
+            group: g("g1"),
+        })
+        .unwrap();
+        let accept = |s: &mut TrackerState, by: &str, group: &str, user: &str| {
+            s.apply(Command::AcceptRequest {
+                token: tok(by),
+                group: g(group),
+                user: u(user),
+            })
+        };
+        assert_eq!(
+            code(accept(&mut s, "alice", "g2", "bob")),
+            ErrorCode::NoSuchGroup
+        );
+        assert_eq!(
+            code(accept(&mut s, "carol", "g1", "bob")),
+            ErrorCode::NotOwner
+        );
+        assert_eq!(
+            code(accept(&mut s, "alice", "g1", "carol")),
+            ErrorCode::NoSuchRequest
+        );
+        let a = accept(&mut s, "alice", "g1", "bob").unwrap();
+        assert_eq!(a.message, "bob is now a member of g1");
+        assert!(s.is_member(&u("bob"), &g("g1")));
+        assert!(s.list_requests(&u("alice"), &g("g1")).unwrap().is_empty());
+        assert_eq!(
+            code(accept(&mut s, "alice", "g1", "bob")),
+            ErrorCode::NoSuchRequest
+        );
+    }
+
+    #[test]
+    fn owner_leaving_hands_over_to_the_longest_standing_member() {
+        let mut s = with_users(&["alice", "bob", "carol", "dave"]);
+        create(&mut s, "alice", "g1");
+        join_and_accept(&mut s, "alice", "carol", "g1");
+        join_and_accept(&mut s, "alice", "bob", "g1");
+        join_and_accept(&mut s, "alice", "dave", "g1");
+        // carol joined before bob, so she inherits despite sorting after him.
+        assert_eq!(
+            leave(&mut s, "alice", "g1").unwrap().message,
+            "left group g1"
+        );
+        assert_eq!(s.list_groups()[0].owner, u("carol"));
+        assert_eq!(s.list_groups()[0].members, 3);
+        // A non-owner leaving keeps the owner.
+        leave(&mut s, "dave", "g1").unwrap();
+        assert_eq!(s.list_groups()[0].owner, u("carol"));
+        s.apply(Command::JoinGroup {
+            token: tok("alice"),
+            group: g("g1"),
+        })
+        .unwrap();
+        assert_eq!(
+            s.list_requests(&u("carol"), &g("g1")).unwrap(),
+            vec![u("alice")]
+        );
+    }
+
+    #[test]
+    fn leave_refusals() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        assert_eq!(code(leave(&mut s, "bob", "g1")), ErrorCode::NotMember);
+        assert_eq!(code(leave(&mut s, "bob", "g9")), ErrorCode::NoSuchGroup);
+    }
+
+    #[test]
+    fn an_empty_group_is_deleted_with_its_files_and_requests() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        register(&mut s, "alice", "g1", meta("f", b"abc")).unwrap();
+        s.apply(Command::JoinGroup {
+            token: tok("bob"),
+            group: g("g1"),
+        })
+        .unwrap();
+        leave(&mut s, "alice", "g1").unwrap();
+        assert!(s.list_groups().is_empty());
+        // The name is free again, with no leftovers.
+        create(&mut s, "bob", "g1");
+        assert!(s
+            .list_files(&u("bob"), &g("g1"), |_| true)
+            .unwrap()
+            .is_empty());
+        assert!(s.list_requests(&u("bob"), &g("g1")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn leaving_drops_holdings_and_delists_orphaned_files() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        join_and_accept(&mut s, "alice", "bob", "g1");
+        register(&mut s, "alice", "g1", meta("a", b"a")).unwrap();
+        register(&mut s, "alice", "g1", meta("both", b"b")).unwrap();
+        register(&mut s, "bob", "g1", meta("both", b"b")).unwrap();
+        s.apply(Command::MarkPartial {
+            token: tok("bob"),
+            group: g("g1"),
+            name: n("a"),
+        })
+        .unwrap();
+        leave(&mut s, "alice", "g1").unwrap();
+        let files = s.list_files(&u("bob"), &g("g1"), |_| true).unwrap();
+        // "a" had only a partial holder left: delisted.
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].name, n("both"));
+        assert_eq!(files[0].holders, 1);
+    }
+
+    #[test]
+    fn member_only_operations_refuse_outsiders() {
+        let mut s = with_users(&["alice", "eve"]);
+        create(&mut s, "alice", "g1");
+        register(&mut s, "alice", "g1", meta("f", b"x")).unwrap();
+        assert_eq!(
+            code(register(&mut s, "eve", "g1", meta("f", b"x"))),
+            ErrorCode::NotMember
+        );
+        assert_eq!(
+            code(register(&mut s, "eve", "g2", meta("f", b"x"))),
+            ErrorCode::NoSuchGroup
+        );
+        let r = s.apply(Command::MarkPartial {
+            token: tok("eve"),
+            group: g("g1"),
+            name: n("f"),
+        });
+        assert_eq!(code(r), ErrorCode::NotMember);
+        let r = s.apply(Command::StopShare {
+            token: tok("eve"),
+            group: g("g1"),
+            name: n("f"),
+        });
+        assert_eq!(code(r), ErrorCode::NotMember);
+        assert_eq!(
+            s.list_files(&u("eve"), &g("g1"), |_| true)
+                .unwrap_err()
+                .code,
+            ErrorCode::NotMember
+        );
+        assert_eq!(
+            s.list_files(&u("eve"), &g("g2"), |_| true)
+                .unwrap_err()
+                .code,
+            ErrorCode::NoSuchGroup
+        );
+        assert_eq!(
+            s.locate(&u("eve"), &g("g1"), &n("f")).unwrap_err().code,
+            ErrorCode::NotMember
+        );
+        assert_eq!(
+            s.check_file_access(&u("eve"), &g("g1"), &n("f"))
+                .unwrap_err()
+                .code,
+            ErrorCode::NotMember
+        );
+    }
+
+    #[test]
+    fn register_file_checks_consistency_and_content() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        join_and_accept(&mut s, "alice", "bob", "g1");
+        let mut bad = meta("f", b"x");
+        bad.pieces.clear();
+        assert_eq!(
+            code(register(&mut s, "alice", "g1", bad)),
+            ErrorCode::InvalidArgument
+        );
+
+        let a = register(&mut s, "alice", "g1", meta("f", b"x")).unwrap();
+        assert_eq!(a.message, "f shared in g1");
+        assert_eq!(
+            code(register(&mut s, "bob", "g1", meta("f", b"y"))),
+            ErrorCode::NameTaken
+        );
+        // Same content: another holder; again: idempotent.
+        register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
+        register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
+        let files = s
+            .list_files(&u("alice"), &g("g1"), |who| who.as_str() == "bob")
+            .unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].holders, files[0].online), (2, 1));
+        // The empty file is a valid file with zero pieces.
+        register(&mut s, "alice", "g1", meta("empty", b"")).unwrap();
+    }
+
+    #[test]
+    fn files_and_groups_are_listed_sorted() {
+        let mut s = with_users(&["alice"]);
+        for group in ["zeta", "alpha", "mid"] {
+            create(&mut s, "alice", group);
+        }
+        let groups: Vec<_> = s
+            .list_groups()
+            .into_iter()
+            .map(|gi| gi.group.to_string())
+            .collect();
+        assert_eq!(groups, ["alpha", "mid", "zeta"]);
+        for name in ["c.txt", "a.txt", "b.txt"] {
+            register(&mut s, "alice", "mid", meta(name, name.as_bytes())).unwrap();
+        }
+        let names: Vec<_> = s
+            .list_files(&u("alice"), &g("mid"), |_| false)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name.to_string())
+            .collect();
+        assert_eq!(names, ["a.txt", "b.txt", "c.txt"]);
+    }
+
+    #[test]
+    fn stop_share_refusals_and_delisting() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        join_and_accept(&mut s, "alice", "bob", "g1");
+        register(&mut s, "alice", "g1", meta("f", b"x")).unwrap();
+        let stop = |s: &mut TrackerState, who: &str, group: &str, name: &str| {
+            s.apply(Command::StopShare {
+                token: tok(who),
+                group: g(group),
+                name: n(name),
+            })
+        };
+        assert_eq!(code(stop(&mut s, "bob", "g9", "f")), ErrorCode::NoSuchGroup);
+        assert_eq!(
+            code(stop(&mut s, "bob", "g1", "nope")),
+            ErrorCode::NoSuchFile
+        );
+        assert_eq!(code(stop(&mut s, "bob", "g1", "f")), ErrorCode::NotHolder);
+        // A partial holder may stop too; the file stays while alice holds it.
+        s.apply(Command::MarkPartial {
+            token: tok("bob"),
+            group: g("g1"),
+            name: n("f"),
+        })
+        .unwrap();
+        stop(&mut s, "bob", "g1", "f").unwrap();
+        assert_eq!(
+            s.list_files(&u("bob"), &g("g1"), |_| true).unwrap().len(),
+            1
+        );
+        let a = stop(&mut s, "alice", "g1", "f").unwrap();
+        assert_eq!(a.message, "stopped sharing f in g1");
+        assert!(s
+            .list_files(&u("bob"), &g("g1"), |_| true)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn locate_lists_other_holders_complete_first() {
+        let mut s = with_users(&["alice", "bob", "carol"]);
+        create(&mut s, "alice", "g1");
+        join_and_accept(&mut s, "alice", "bob", "g1");
+        join_and_accept(&mut s, "alice", "carol", "g1");
+        register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
+        let mark = |s: &mut TrackerState, who: &str, name: &str| {
+            s.apply(Command::MarkPartial {
+                token: tok(who),
+                group: g("g1"),
+                name: n(name),
+            })
+        };
+        assert_eq!(code(mark(&mut s, "alice", "nope")), ErrorCode::NoSuchFile);
+        mark(&mut s, "alice", "f").unwrap();
+        mark(&mut s, "carol", "f").unwrap();
+        // A complete holder marking partial stays complete.
+        mark(&mut s, "bob", "f").unwrap();
+        let (m, holders) = s.locate(&u("carol"), &g("g1"), &n("f")).unwrap();
+        assert_eq!(m, meta("f", b"x"));
+        assert_eq!(
+            holders,
+            vec![
+                Holder {
+                    user: u("bob"),
+                    complete: true
+                },
+                Holder {
+                    user: u("alice"),
+                    complete: false
+                },
+            ]
+        );
+        assert_eq!(
+            s.locate(&u("carol"), &g("g1"), &n("nope"))
+                .unwrap_err()
+                .code,
+            ErrorCode::NoSuchFile
+        );
+        // Finishing the download turns the partial holder into a complete one.
+        register(&mut s, "alice", "g1", meta("f", b"x")).unwrap();
+        let (_, holders) = s.locate(&u("carol"), &g("g1"), &n("f")).unwrap();
+        assert!(holders.iter().all(|h| h.complete));
+        assert_eq!(holders.len(), 2);
+    }
+
+    #[test]
+    fn refused_commands_change_nothing() {
+        let mut s = with_users(&["alice", "bob"]);
+        create(&mut s, "alice", "g1");
+        let before = s.clone();
+        let refused = [
+            Command::CreateGroup {
+                token: tok("bob"),
+                group: g("g1"),
+            },
+            Command::LeaveGroup {
+                token: tok("bob"),
+                group: g("g1"),
+            },
+            Command::AcceptRequest {
+                token: tok("alice"),
+                group: g("g1"),
+                user: u("bob"),
+            },
+            Command::RegisterFile {
+                token: tok("bob"),
+                group: g("g1"),
+                meta: meta("f", b"x"),
+            },
+        ];
+        for cmd in refused {
+            assert!(s.apply(cmd).is_err());
+        }
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn commands_round_trip_through_json() {
+        let cmd = Command::RegisterFile {
+            token: tok("a"),
+            group: g("g1"),
+            meta: meta("f", b"x"),
+        };
+        let json = serde_json::to_string(&cmd).unwrap();
+        assert!(json.contains("\"cmd\":\"register_file\""), "{json}");
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), cmd);
+    }
+
+    #[test]
+    fn replaying_the_same_commands_gives_the_same_state() {
+        let cmds = vec![
+            Command::CreateUser {
+                user: u("alice"),
+                password_hash: "h".into(),
+            },
+            Command::StartSession {
+                user: u("alice"),
+                token: tok("alice"),
+            },
+            Command::CreateGroup {
+                token: tok("alice"),
+                group: g("g1"),
+            },
+            Command::RegisterFile {
+                token: tok("alice"),
+                group: g("g1"),
+                meta: meta("f", b"x"),
+            },
+        ];
+        let run = || {
+            let mut s = TrackerState::default();
+            for c in cmds.clone() {
+                s.apply(c).unwrap();
+            }
+            serde_json::to_string(&s).unwrap()
+        };
+        assert_eq!(run(), run());
+    }
+}
