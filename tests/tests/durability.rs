@@ -1,0 +1,197 @@
+//! Guarantees across kill -9 and restart, presence, and a missing tracker.
+
+use blackbox::{json, random_file, wait_until, Net, Pair, SETTLE_TIMEOUT};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Poll `list_files g` on `d` until `name` shows `online == want`.
+fn wait_online(d: &blackbox::Daemon, name: &str, want: u64, what: &str) {
+    let mut last = Value::Null;
+    let ok = wait_until(SETTLE_TIMEOUT, || {
+        let out = d.ctl(&["list_files", "g"]);
+        last = out.json.clone().unwrap_or(Value::Null);
+        out.status == 0
+            && last
+                .as_array()
+                .and_then(|fs| fs.iter().find(|f| f["name"] == name))
+                .is_some_and(|f| f["online"] == want)
+    });
+    assert!(
+        ok,
+        "{what}: {name} should show online {want} within {SETTLE_TIMEOUT:?}; last list_files on {}: {last}",
+        d.name
+    );
+}
+
+/// Poll until `args` succeeds on `d`; returns its JSON.
+fn wait_success(d: &blackbox::Daemon, args: &[&str], what: &str) -> Value {
+    let mut last = None;
+    let ok = wait_until(SETTLE_TIMEOUT, || {
+        let out = d.ctl(args);
+        let done = out.status == 0;
+        last = Some(out);
+        done
+    });
+    let last = last.expect("polled at least once");
+    assert!(
+        ok,
+        "{what}: {args:?} still failing after {SETTLE_TIMEOUT:?}: {last:?}"
+    );
+    last.json.unwrap_or(Value::Null)
+}
+
+#[test]
+fn tracker_kill9_and_restart_keeps_everything() {
+    let mut pair = Pair::start();
+    let c = pair.net.daemon("c");
+    c.signup("carol", "pw-c");
+    c.ok(&["join_group", "g"]);
+    let dir = pair.net.mkdir("alice");
+    let sha = random_file(&dir.join("f.bin"), 600_000);
+    pair.a
+        .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    let db = pair.net.mkdir("bob");
+    std::fs::copy(dir.join("f.bin"), db.join("f.bin")).expect("copy");
+    pair.b
+        .ok(&["upload_file", db.join("f.bin").to_str().unwrap(), "g"]);
+    pair.b.ok(&["create_group", "g2"]);
+
+    pair.net.kill9_trackers();
+    pair.net.restart_trackers();
+
+    // Sessions survive: the daemons reconnect by themselves.
+    let groups = wait_success(&pair.a, &["list_groups"], "alice after tracker restart");
+    assert_eq!(
+        groups,
+        json!([
+            {"group": "g", "owner": "alice", "members": 2},
+            {"group": "g2", "owner": "bob", "members": 1},
+        ])
+    );
+    assert_eq!(pair.a.json(&["list_requests", "g"]), json!(["carol"]));
+    let f = pair.b.file("g", "f.bin").expect("f.bin still listed");
+    assert_eq!(f["sha1"], sha.as_str());
+    assert_eq!(f["size"], 600_000);
+    assert_eq!(f["holders"], 2);
+    wait_online(&pair.b, "f.bin", 2, "both holders reconnected");
+
+    // Accounts survive: a fresh daemon can log in; wrong passwords still fail.
+    let d = pair.net.daemon("d");
+    d.err(&["login", "carol", "nope"], "bad_credentials");
+    d.ok(&["login", "bob", "pw-b"]);
+    d.err(&["create_user", "carol", "x"], "user_exists");
+    // Writes after the restart are durable too.
+    pair.a.ok(&["accept_request", "g", "carol"]);
+    pair.net.kill9_trackers();
+    pair.net.restart_trackers();
+    let groups = wait_success(&c, &["list_groups"], "carol after second restart");
+    assert_eq!(
+        groups[0],
+        json!({"group": "g", "owner": "alice", "members": 3})
+    );
+}
+
+#[test]
+fn killed_daemon_goes_offline_then_restart_resumes_session_and_shares() {
+    let mut pair = Pair::start();
+    let dir = pair.net.mkdir("alice");
+    random_file(&dir.join("f.bin"), 100_000);
+    pair.a
+        .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    wait_online(&pair.b, "f.bin", 1, "after upload");
+
+    pair.a.kill9();
+    wait_online(&pair.b, "f.bin", 0, "alice's daemon was killed (vanished)");
+    assert_eq!(
+        pair.b.file("g", "f.bin").unwrap()["holders"],
+        1,
+        "still held while offline"
+    );
+
+    pair.a.restart();
+    let s = pair.a.status();
+    assert_eq!(
+        s["user"], "alice",
+        "session survives kill -9 without login: {s}"
+    );
+    assert_eq!(s["shares"], 1, "shares survive kill -9: {s}");
+    wait_online(&pair.b, "f.bin", 1, "alice's daemon restarted");
+    // The session is real: commands needing login work.
+    pair.a.json(&["list_files", "g"]);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_session_survives() {
+    let mut pair = Pair::start();
+    let st = pair.a.stop();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "p2pd should exit 0 within 10 s of SIGTERM, got {st:?}"
+    );
+    pair.a.restart();
+    assert_eq!(pair.a.status()["user"], "alice");
+    pair.a.json(&["list_requests", "g"]);
+    let st = pair.net.trackers[0].stop();
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "tracker should exit 0 within 10 s of SIGTERM, got {st:?}"
+    );
+}
+
+#[test]
+fn logout_takes_shares_offline_and_login_brings_them_back() {
+    let pair = Pair::start();
+    let dir = pair.net.mkdir("alice");
+    random_file(&dir.join("f.bin"), 1000);
+    pair.a
+        .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    wait_online(&pair.b, "f.bin", 1, "after upload");
+
+    pair.a.ok(&["logout"]);
+    wait_online(&pair.b, "f.bin", 0, "alice logged out");
+    assert_eq!(
+        pair.b.file("g", "f.bin").unwrap()["holders"],
+        1,
+        "still listed"
+    );
+
+    pair.a.ok(&["login", "alice", "pw-a"]);
+    wait_online(&pair.b, "f.bin", 1, "alice logged in again");
+    assert_eq!(pair.a.status()["shares"], 1);
+    // Logout survives a restart: the restarted daemon is not logged in.
+    let mut pair = pair;
+    pair.a.ok(&["logout"]);
+    pair.a.kill9();
+    pair.a.restart();
+    assert_eq!(pair.a.status()["user"], Value::Null);
+}
+
+#[test]
+fn tracker_down_is_tracker_unavailable_then_daemon_reconnects() {
+    let mut net = Net::start();
+    let a = net.daemon("a");
+    a.signup("alice", "pw-a");
+    a.ok(&["create_group", "g"]);
+
+    net.kill9_trackers();
+    let started = Instant::now();
+    let out = a.ctl(&["list_groups"]);
+    let elapsed = started.elapsed();
+    let out = out.assert_err("tracker_unavailable");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "tracker_unavailable must come within 10 s, took {elapsed:?}: {out:?}"
+    );
+    // status needs no tracker.
+    let s = a.status();
+    assert_eq!(s["user"], "alice", "{s}");
+
+    net.restart_trackers();
+    let groups = wait_success(&a, &["list_groups"], "daemon reconnects by itself");
+    assert_eq!(
+        groups,
+        json!([{"group": "g", "owner": "alice", "members": 1}])
+    );
+    let s = a.status();
+    assert!(s["tracker"].is_string(), "connected again: {s}");
+}
