@@ -1,0 +1,273 @@
+//! Command line and configuration: what `p2pd` was asked to do.
+//!
+//! Owns the parsing of SPEC's flags into [`Options`] (rates with K/M/G
+//! suffixes, the tracker info file). Nothing here touches the network; the
+//! swarm engine reads its rate limits from [`Options`].
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// `p2pd [--home DIR] [--listen IP:PORT] [--advertise IP:PORT] [--tracker-info FILE]
+/// [--max-upload-rate RATE] [--max-download-rate RATE]`
+#[derive(Debug, Parser)]
+#[command(
+    name = "p2pd",
+    version,
+    about = "p2pshare peer daemon (runs in the foreground)"
+)]
+pub struct Cli {
+    /// State directory (control socket, session, shares). Default: the platform data directory.
+    #[arg(long, env = "P2P_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Address the peer listener binds.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Peer address announced to the tracker. Default: the local address of
+    /// the tracker connection with the listener's port.
+    #[arg(long, value_name = "IP:PORT")]
+    pub advertise: Option<SocketAddr>,
+    /// Tracker list. Default: HOME/tracker_info.txt if present, else ./tracker_info.txt.
+    #[arg(long, value_name = "FILE")]
+    pub tracker_info: Option<PathBuf>,
+    /// Upload limit in bytes per second, optional suffix K, M or G (powers of 1024).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// Download limit in bytes per second, optional suffix K, M or G (powers of 1024).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_download_rate: Option<u64>,
+}
+
+/// Everything the daemon runs with, resolved from [`Cli`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub home: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    /// Trackers in the order they are tried (failover).
+    pub trackers: Vec<SocketAddr>,
+    /// Bytes per second; `None` = unlimited.
+    pub max_upload_rate: Option<u64>,
+    /// Bytes per second; `None` = unlimited.
+    pub max_download_rate: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            home: PathBuf::from("."),
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            advertise: None,
+            trackers: Vec::new(),
+            max_upload_rate: None,
+            max_download_rate: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    #[error("no --home given and no platform data directory is known; pass --home DIR")]
+    NoHome,
+    #[error("cannot read tracker info file {path}: {source}")]
+    ReadTrackerInfo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {msg}")]
+    BadTrackerLine {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
+    #[error("tracker info file {path} lists no tracker")]
+    NoTrackers { path: PathBuf },
+}
+
+impl Cli {
+    /// Resolve defaults (home, tracker info file) and read the tracker list.
+    ///
+    /// # Errors
+    /// No home directory can be determined, or the tracker info file is
+    /// missing, unreadable, malformed or empty.
+    pub fn into_options(self) -> Result<Options, OptionsError> {
+        let home = match self.home {
+            Some(h) => h,
+            None => directories::ProjectDirs::from("", "", "p2pshare")
+                .ok_or(OptionsError::NoHome)?
+                .data_dir()
+                .to_path_buf(),
+        };
+        let info = match self.tracker_info {
+            Some(p) => p,
+            None => {
+                let in_home = home.join("tracker_info.txt");
+                if in_home.exists() {
+                    in_home
+                } else {
+                    PathBuf::from("tracker_info.txt")
+                }
+            }
+        };
+        let trackers = read_tracker_info(&info)?;
+        Ok(Options {
+            home,
+            listen: self.listen,
+            advertise: self.advertise,
+            trackers,
+            max_upload_rate: self.max_upload_rate,
+            max_download_rate: self.max_download_rate,
+        })
+    }
+}
+
+/// Parse a rate: bytes per second with an optional `K`, `M` or `G` suffix
+/// (powers of 1024, case-insensitive, an optional trailing `B` or `/s` is
+/// not accepted to keep the syntax SPEC's).
+///
+/// # Errors
+/// A sentence naming the bad value.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("rate {s:?}: unknown suffix {c:?}; use K, M or G")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "rate {s:?} is not a number of bytes per second (e.g. 500K, 10M)"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("rate {s:?} is too large"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("rate {s:?} is too large"))
+}
+
+/// Read a tracker info file: one `IP:PORT` or `IP PORT` per line; blank
+/// lines and `#` comments ignored.
+///
+/// # Errors
+/// Unreadable file, a malformed line (named with its number), or no tracker.
+pub fn read_tracker_info(path: &Path) -> Result<Vec<SocketAddr>, OptionsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OptionsError::ReadTrackerInfo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let trackers =
+        parse_tracker_info(&text).map_err(|(line, msg)| OptionsError::BadTrackerLine {
+            path: path.to_path_buf(),
+            line,
+            msg,
+        })?;
+    if trackers.is_empty() {
+        return Err(OptionsError::NoTrackers {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(trackers)
+}
+
+/// The pure part of [`read_tracker_info`]: `Err((line number, message))`.
+pub fn parse_tracker_info(text: &str) -> Result<Vec<SocketAddr>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [one] => one.parse::<SocketAddr>().ok(),
+            [ip, port] => match (ip.parse::<std::net::IpAddr>(), port.parse::<u16>()) {
+                (Ok(ip), Ok(port)) => Some(SocketAddr::new(ip, port)),
+                _ => None,
+            },
+            _ => None,
+        };
+        match parsed {
+            Some(a) => out.push(a),
+            None => {
+                return Err((
+                    i + 1,
+                    format!("expected IP:PORT or IP PORT, found {line:?}"),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("1500"), Ok(1500));
+        assert_eq!(parse_rate("1K"), Ok(1024));
+        assert_eq!(parse_rate("1k"), Ok(1024));
+        assert_eq!(parse_rate("10M"), Ok(10 << 20));
+        assert_eq!(parse_rate("2G"), Ok(2 << 30));
+        for bad in [
+            "",
+            "K",
+            "1.5M",
+            "-1",
+            "1T",
+            "12KB",
+            "abc",
+            "99999999999999999999G",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_rate("17179869184G").is_err(), "overflow");
+    }
+
+    #[test]
+    fn tracker_info_lines() {
+        let text = "# cluster\n\n127.0.0.1:7000\n  10.0.0.2 7001  # second\n[::1]:7002\n";
+        let got = parse_tracker_info(text).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                "127.0.0.1:7000".parse().unwrap(),
+                "10.0.0.2:7001".parse().unwrap(),
+                "[::1]:7002".parse().unwrap(),
+            ]
+        );
+        assert_eq!(parse_tracker_info("").unwrap(), vec![]);
+        assert_eq!(parse_tracker_info("ok\n").unwrap_err().0, 1);
+        assert_eq!(
+            parse_tracker_info("1.2.3.4:1\n1.2.3.4 99999\n")
+                .unwrap_err()
+                .0,
+            2
+        );
+    }
+
+    #[test]
+    fn cli_parses_spec_flags() {
+        let cli = Cli::try_parse_from([
+            "p2pd",
+            "--home",
+            "/tmp/h",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-upload-rate",
+            "1M",
+        ])
+        .unwrap();
+        assert_eq!(cli.max_upload_rate, Some(1 << 20));
+        assert!(Cli::try_parse_from(["p2pd", "--max-download-rate", "x"]).is_err());
+    }
+}
