@@ -45,17 +45,19 @@ impl ProgressView {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = ProgressBar::with_draw_target(Some(p.size), ProgressDrawTarget::stderr());
             let template = match kind {
-                Kind::Download => "{bar:30.cyan/blue} {bytes}/{total_bytes} {msg}",
-                Kind::Upload => "hashing {bar:30.cyan/blue} {bytes}/{total_bytes} {msg}",
+                Kind::Download => "{bar:30.cyan/blue} {decimal_bytes}/{decimal_total_bytes} {msg}",
+                Kind::Upload => {
+                    "hashing {bar:30.cyan/blue} {decimal_bytes}/{decimal_total_bytes} {msg}"
+                }
             };
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar
         });
+        bar.set_message(message(kind, p));
         bar.set_length(p.size);
         bar.set_position(p.bytes_done.min(p.size));
-        bar.set_message(message(kind, p));
     }
 
     /// Remove the bar before the final reply is printed.
