@@ -61,13 +61,16 @@ pub enum Command {
     UploadFile {
         // OsString, not PathBuf: clap refuses an empty PathBuf as bad usage,
         // and SPEC makes a bad value `invalid_argument` (exit 1).
+        /// The file to share, relative to the current directory
         file_path: OsString,
         group_id: String,
     },
     /// Download a file of a group to a directory or a file path
     DownloadFile {
         group_id: String,
+        /// The file's name as list_files shows it
         file_name: OsString,
+        /// An existing directory (the file keeps its name) or a new file's path
         destination_path: OsString,
         /// Return at once; the daemon carries on
         #[arg(long)]
