@@ -3,8 +3,9 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -33,16 +34,26 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+async fn serve(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.tracker_info).with_context(|| {
         format!(
             "cannot read tracker info file {}",
@@ -68,6 +79,15 @@ async fn main() -> anyhow::Result<()> {
         },
     };
 
+    // Bind first: a port in use is the likelier mistake, and failing on it
+    // must not touch the data directory.
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} (tracker {} of {})",
+            args.n,
+            args.tracker_info.display()
+        )
+    })?;
     let (st, state, recovery) = store::Store::open(&data_dir)
         .with_context(|| format!("cannot open the tracker's data in {}", data_dir.display()))?;
     tracing::info!(
@@ -76,13 +96,6 @@ async fn main() -> anyhow::Result<()> {
         discarded_bytes = recovery.discarded_bytes,
         "state recovered"
     );
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "cannot listen on {addr} (tracker {} of {})",
-            args.n,
-            args.tracker_info.display()
-        )
-    })?;
     let (handle, writer) = store::spawn(st, state).context("cannot start the store writer")?;
 
     let stop = CancellationToken::new();

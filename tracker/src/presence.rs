@@ -28,7 +28,11 @@ struct Seen {
 pub struct PresenceSet {
     seen: HashMap<UserId, Seen>,
     timeout: Duration,
+    /// Map size at which `mark_alive` next sweeps stale entries.
+    next_sweep: usize,
 }
+
+const MIN_SWEEP_LEN: usize = 1024;
 
 impl Default for PresenceSet {
     fn default() -> Self {
@@ -41,6 +45,7 @@ impl PresenceSet {
         PresenceSet {
             seen: HashMap::new(),
             timeout,
+            next_sweep: MIN_SWEEP_LEN,
         }
     }
 
@@ -60,10 +65,11 @@ impl PresenceSet {
                 last_seen: now,
             },
         );
-        // Keep memory bounded by users who come and go: an occasional sweep
-        // is cheap next to the heartbeats that filled the map.
-        if self.seen.len() % 1024 == 0 {
+        // Keep memory bounded by users who come and go: sweep whenever the
+        // map has doubled since the last sweep, so the cost is amortised.
+        if self.seen.len() >= self.next_sweep {
             self.prune(now);
+            self.next_sweep = (2 * self.seen.len()).max(MIN_SWEEP_LEN);
         }
     }
 

@@ -128,6 +128,9 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     tokio::pin!(shutdown);
+    // Compute the dummy hash now, so the first login of an unknown user is
+    // not slower than a wrong password (and does not reveal itself).
+    drop(tokio::task::spawn_blocking(dummy_hash));
 
     loop {
         tokio::select! {

@@ -37,6 +37,9 @@ use tokio::sync::{mpsc, oneshot};
 pub const WAL_FILE: &str = "wal.log";
 pub const SNAPSHOT_FILE: &str = "snapshot.json";
 const SNAPSHOT_TMP_FILE: &str = "snapshot.json.tmp";
+/// Held with an exclusive lock while a tracker uses the directory: two
+/// writers interleaving records would corrupt the log.
+pub const LOCK_FILE: &str = "tracker.lock";
 
 /// Records in the log before a snapshot replaces it.
 pub const SNAPSHOT_EVERY_RECORDS: u64 = 10_000;
@@ -56,6 +59,10 @@ const QUEUE_DEPTH: usize = 4096;
 pub enum StoreError {
     #[error("cannot create data directory {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("{path} is locked: another tracker is using this data directory")]
+    InUse { path: PathBuf },
     #[error("cannot read snapshot {path}: {source}")]
     ReadSnapshot { path: PathBuf, source: io::Error },
     #[error("snapshot {path} is corrupt: {source}")]
@@ -112,6 +119,8 @@ pub struct Store {
     last_index: u64,
     records_in_wal: u64,
     snapshot_every: u64,
+    /// Holds the directory's exclusive lock until the store is dropped.
+    _lock: File,
 }
 
 /// What recovery found, for the startup log line.
@@ -143,6 +152,7 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
+        let lock = lock_dir(dir)?;
         let (snapshot_index, mut state) = read_snapshot(dir)?;
 
         let wal_path = dir.join(WAL_FILE);
@@ -226,6 +236,7 @@ impl Store {
             last_index,
             records_in_wal,
             snapshot_every: snapshot_every.max(1),
+            _lock: lock,
         };
         let recovery = Recovery {
             snapshot_index,
@@ -318,6 +329,24 @@ impl Store {
         self.wal.sync_all().map_err(wal_err)?;
         self.records_in_wal = 0;
         Ok(())
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| StoreError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::InUse { path }),
+        Err(fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
     }
 }
 
@@ -623,7 +652,8 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] ^= 0xFF; // flip a byte in the second record's payload
         fs::write(&wal, &bytes).unwrap();
-        let (_s, st, rec) = Store::open(dir.path()).unwrap();
+        let (s, st, rec) = Store::open(dir.path()).unwrap();
+        drop(s);
         assert_eq!(users(&st, &["a", "b"]), [true, false]);
         assert!(rec.discarded_bytes > 0);
 
@@ -679,6 +709,18 @@ mod tests {
         let (_s, st2, rec) = Store::open(dir.path()).unwrap();
         assert_eq!(rec.replayed, 1);
         assert_eq!(st2, st);
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _, _) = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::InUse { .. })
+        ));
+        drop(first);
+        assert!(Store::open(dir.path()).is_ok());
     }
 
     #[tokio::test]
