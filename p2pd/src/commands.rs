@@ -425,6 +425,9 @@ async fn hash_with_progress(
         })
     };
     tokio::pin!(job);
+    // If this future is dropped (daemon stopping, connection task ended),
+    // the blocking thread must not hash on for minutes.
+    let _stop_on_drop = CancelOnDrop(cancel.clone());
     let mut meter = RateMeter::default();
     let mut every = tokio::time::interval(PROGRESS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -458,6 +461,14 @@ async fn hash_with_progress(
             tracing::error!("hashing task failed: {e}");
             Err(io_error("hashing failed unexpectedly"))
         }
+    }
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

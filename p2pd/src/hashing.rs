@@ -239,3 +239,41 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    /// `P2PD_HASH_FILE=/path cargo test -p p2pd --release -- --ignored --nocapture hash_throughput`
+    #[test]
+    #[ignore = "manual benchmark on a file named by P2PD_HASH_FILE"]
+    fn hash_throughput() {
+        let Ok(path) = std::env::var("P2PD_HASH_FILE") else {
+            return;
+        };
+        let t0 = std::time::Instant::now();
+        let h = super::hash_file(
+            std::path::Path::new(&path),
+            &std::sync::atomic::AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        let t1 = std::time::Instant::now();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let mut buf = vec![0u8; 1 << 19];
+        let mut one = <sha1::Sha1 as sha1::Digest>::new();
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            sha1::Digest::update(&mut one, &buf[..n]);
+        }
+        println!("single pass, whole file only: {:.2} s", t1.elapsed().as_secs_f64());
+        println!(
+            "{} bytes in {secs:.2} s: {:.0} MiB/s, sha1 {}",
+            h.size,
+            h.size as f64 / secs / 1048576.0,
+            h.sha1
+        );
+    }
+}
