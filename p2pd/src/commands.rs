@@ -287,10 +287,7 @@ fn status(daemon: &Daemon) -> CtlReply {
     CtlReply::Status(StatusInfo {
         user: session.map(|s| s.user),
         tracker: daemon.tracker.current_tracker().map(|a| a.to_string()),
-        listen: daemon
-            .advertised_addr()
-            .unwrap_or(daemon.peer_local)
-            .to_string(),
+        listen: daemon.listen_addr().to_string(),
         shares: u32::try_from(shares).unwrap_or(u32::MAX),
         downloads: crate::downloads::download_count(daemon),
         uploaded: daemon.uploaded.load(Ordering::Relaxed),

@@ -66,6 +66,8 @@ pub struct Daemon {
     /// Serialises session resumes (see `session::resume`).
     pub(crate) resume_gate: tokio::sync::Mutex<()>,
     resumed: Mutex<Option<(u64, SessionToken)>>,
+    /// The last address announced, shown by `status` while disconnected.
+    last_advertised: Mutex<Option<SocketAddr>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -82,11 +84,29 @@ impl Daemon {
     /// IP of the tracker connection with the listener's port. `None` when
     /// neither is known (not connected).
     pub fn advertised_addr(&self) -> Option<SocketAddr> {
-        self.options.advertise.or_else(|| {
+        let addr = self.options.advertise.or_else(|| {
             self.tracker
                 .local_ip()
                 .map(|ip| SocketAddr::new(ip, self.peer_local.port()))
-        })
+        });
+        if addr.is_some() {
+            *self
+                .last_advertised
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = addr;
+        }
+        addr
+    }
+
+    /// What `status` shows as `listen`: the advertised address, else the
+    /// last one advertised, else the listener's own address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.advertised_addr()
+            .or(*self
+                .last_advertised
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()))
+            .unwrap_or(self.peer_local)
     }
 
     /// The current session, or the `not_logged_in` refusal.
@@ -165,6 +185,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         login_gate: tokio::sync::Mutex::new(()),
         resume_gate: tokio::sync::Mutex::new(()),
         resumed: Mutex::new(None),
+        last_advertised: Mutex::new(None),
     });
 
     tasks.spawn(crate::session::run_heartbeat(daemon.clone()));
@@ -190,5 +211,175 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
             Ok(())
         }
         Err(_) => Err(DaemonError::StopTimedOut(SHUTDOWN_DEADLINE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The whole daemon in-process: a fake tracker, the real control socket.
+
+    use super::*;
+    use crate::tracker_link::fake;
+    use interprocess::local_socket::tokio::{prelude::*, Stream};
+    use interprocess::local_socket::GenericFilePath;
+    use proto::ctl::{CtlHello, CtlReply, CtlRequest};
+    use proto::frame::{read_json, write_json, MAX_CTL_FRAME_BYTES};
+    use proto::tracker::{TrackerReply, TrackerRequest};
+    use proto::PROTOCOL_VERSION;
+
+    async fn ctl(sock: &std::path::Path, request: CtlRequest) -> Vec<CtlReply> {
+        let name = sock.to_fs_name::<GenericFilePath>().unwrap();
+        let mut s = Stream::connect(name).await.unwrap();
+        let hello = CtlHello {
+            version: PROTOCOL_VERSION,
+            request,
+        };
+        write_json(&mut s, &hello, MAX_CTL_FRAME_BYTES)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = read_json::<CtlReply, _>(&mut s, MAX_CTL_FRAME_BYTES)
+            .await
+            .unwrap()
+        {
+            let last = r.is_final();
+            out.push(r);
+            if last {
+                break;
+            }
+        }
+        out
+    }
+
+    fn status_of(replies: Vec<CtlReply>) -> proto::ctl::StatusInfo {
+        match replies.into_iter().last() {
+            Some(CtlReply::Status(s)) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn login_upload_logout_against_a_fake_tracker() {
+        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = calls.clone();
+        let stop_tracker = CancellationToken::new();
+        let tracker = fake::spawn(
+            Arc::new(move |req| {
+                let op = serde_json::to_value(req).unwrap()["op"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                log.lock().unwrap().push(op);
+                Ok(match req {
+                    TrackerRequest::Login { .. } => TrackerReply::LoggedIn {
+                        token: SessionToken("tok".into()),
+                    },
+                    TrackerRequest::Heartbeat { .. } => TrackerReply::Alive {
+                        user: "alice".parse().unwrap(),
+                    },
+                    TrackerRequest::ListFiles { .. } => TrackerReply::Files { files: vec![] },
+                    _ => TrackerReply::Done {
+                        message: "done".into(),
+                    },
+                })
+            }),
+            stop_tracker.clone(),
+        )
+        .await;
+        let t = tempfile::Builder::new()
+            .prefix("p2d")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let home = t.path().join("h");
+        let options = Options {
+            home: home.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            trackers: vec![tracker],
+            ..Options::default()
+        };
+        let stop = CancellationToken::new();
+        let daemon = tokio::spawn(run(options, stop.clone()));
+        let sock = home.join("p2pd.sock");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !sock.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "no socket");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let st = status_of(ctl(&sock, CtlRequest::Status).await);
+        assert_eq!(st.user, None);
+        let r = ctl(&sock, CtlRequest::ListGroups).await;
+        assert!(matches!(&r[0], CtlReply::Error(e) if e.code == ErrorCode::NotLoggedIn));
+
+        let login = CtlRequest::Login {
+            user: "alice".parse().unwrap(),
+            password: "pw".into(),
+        };
+        let r = ctl(&sock, login.clone()).await;
+        assert!(matches!(&r[0], CtlReply::Ok { .. }), "{r:?}");
+        let r = ctl(&sock, login).await;
+        assert!(matches!(&r[0], CtlReply::Error(e) if e.code == ErrorCode::AlreadyLoggedIn));
+
+        let file = t.path().join("a file.bin");
+        std::fs::write(&file, vec![7u8; 3 * 512 * 1024 + 1]).unwrap();
+        let r = ctl(
+            &sock,
+            CtlRequest::UploadFile {
+                path: file.clone(),
+                group: "g1".parse().unwrap(),
+            },
+        )
+        .await;
+        match r.last() {
+            Some(CtlReply::Ok { message }) => {
+                assert!(
+                    message.contains("a file.bin in g1 (1572865 bytes, 4 pieces)"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let st = status_of(ctl(&sock, CtlRequest::Status).await);
+        assert_eq!(st.user.as_ref().map(|u| u.as_str()), Some("alice"));
+        assert_eq!(st.shares, 1);
+        assert_eq!(st.tracker, Some(tracker.to_string()));
+
+        let r = ctl(&sock, CtlRequest::Logout).await;
+        assert!(matches!(&r[0], CtlReply::Ok { .. }), "{r:?}");
+        assert!(!home.join("session.json").exists());
+        assert!(home.join("shares.json").exists(), "shares outlive logout");
+
+        // Login again: heartbeat first, then the share is re-announced.
+        calls.lock().unwrap().clear();
+        let r = ctl(
+            &sock,
+            CtlRequest::Login {
+                user: "alice".parse().unwrap(),
+                password: "pw".into(),
+            },
+        )
+        .await;
+        assert!(
+            matches!(&r[0], CtlReply::Ok { message } if message.contains("1 file")),
+            "{r:?}"
+        );
+        let seen = calls.lock().unwrap().clone();
+        assert_eq!(
+            &seen[..3],
+            ["login", "heartbeat", "register_file"],
+            "{seen:?}"
+        );
+
+        stop.cancel();
+        daemon.await.unwrap().unwrap();
+        assert!(!sock.exists(), "socket removed on stop");
+        assert!(
+            home.join("session.json").exists(),
+            "session survives a stop"
+        );
+        stop_tracker.cancel();
     }
 }

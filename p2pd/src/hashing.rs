@@ -268,7 +268,10 @@ mod throughput {
             }
             sha1::Digest::update(&mut one, &buf[..n]);
         }
-        println!("single pass, whole file only: {:.2} s", t1.elapsed().as_secs_f64());
+        println!(
+            "single pass, whole file only: {:.2} s",
+            t1.elapsed().as_secs_f64()
+        );
         println!(
             "{} bytes in {secs:.2} s: {:.0} MiB/s, sha1 {}",
             h.size,
