@@ -493,3 +493,52 @@ async fn acknowledged_writes_survive_a_restart() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_calls_in_flight() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Running::start(dir.path()).await;
+        let mut c = Client::connect(server.addr).await;
+        // create_user spends tens of ms in argon2; stop while it runs.
+        let call = TrackerCall {
+            id: 5,
+            request: TrackerRequest::CreateUser {
+                user: "late".parse().unwrap(),
+                password: "pw".into(),
+            },
+        };
+        write_json(&mut c.stream, &call, MAX_TRACKER_FRAME_BYTES)
+            .await
+            .unwrap();
+        // A quick call behind it: once it is answered, the reader has read
+        // the create_user call too (calls are read in order).
+        let probe = TrackerCall {
+            id: 6,
+            request: TrackerRequest::ListGroups {
+                token: SessionToken("x".into()),
+            },
+        };
+        write_json(&mut c.stream, &probe, MAX_TRACKER_FRAME_BYTES)
+            .await
+            .unwrap();
+        let first: TrackerAnswer = read_json(&mut c.stream, MAX_TRACKER_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.id, 6, "the quick call overtakes the hashing one");
+        server.stop().await;
+        let answer: TrackerAnswer = read_json(&mut c.stream, MAX_TRACKER_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.id, 5);
+        assert!(answer.result.is_ok(), "{answer:?}");
+        // The connection then closes, and the write is durable.
+        assert!(read_until_closed(&mut c.stream).await.is_empty());
+        let (_s, state, _) = store::Store::open(dir.path()).unwrap();
+        assert!(state.user_exists(&"late".parse().unwrap()));
+    })
+    .await
+    .expect("test timed out");
+}
