@@ -42,6 +42,9 @@ use tokio_util::task::TaskTracker;
 /// Longest password accepted, in bytes: enough for any passphrase, small
 /// enough that hashing it cannot be used to burn CPU.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Largest first frame: a hello is tiny, and a stranger should not make us
+/// reserve the 64 MiB a registration may need.
+const MAX_HELLO_FRAME_BYTES: u32 = 4096;
 /// Calls of one connection handled at once; the reader waits beyond that,
 /// which pushes back on a client that floods without reading answers.
 const MAX_CALLS_IN_FLIGHT: usize = 64;
@@ -224,7 +227,7 @@ impl Connection {
             let frame = tokio::select! {
                 () = self.cancel.cancelled() => return Ending::Quiet,
                 () = tx.closed() => return Ending::Quiet,
-                frame = read_frame(reader, MAX_TRACKER_FRAME_BYTES) => frame,
+                frame = read_frame(reader, if greeted { MAX_TRACKER_FRAME_BYTES } else { MAX_HELLO_FRAME_BYTES }) => frame,
             };
             let bytes = match frame {
                 Ok(Some(bytes)) => bytes,
