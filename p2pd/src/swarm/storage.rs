@@ -1,0 +1,514 @@
+//! The bytes of a download on disk: the final path, its `.part` sibling,
+//! positional reads and writes of blocks, and the no-overwrite rename.
+//!
+//! # Invariant
+//!
+//! A download writes only to `DEST.part`, opened without following a
+//! symlink, at offsets inside the file's size; the final path is created
+//! only by [`finish`], which never replaces an existing entry (a dangling
+//! symlink included). So nothing is written outside the destination and a
+//! partial file never sits under the final name.
+//!
+//! I/O is synchronous and positional (`pread`/`pwrite` via `FileExt`), with
+//! no shared cursor, so one `File` serves every block concurrently; call it
+//! from `spawn_blocking` (sync on purpose: `tokio::fs` copies every buffer).
+
+use proto::geometry::{self, PIECE_SIZE_BYTES};
+use proto::peer::{self, BlockRef, PIECE_FRAME_HEADER_BYTES};
+use proto::{FileName, Sha1Hash};
+use sha1::{Digest, Sha1};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Appended to the final file name while downloading.
+pub const PART_SUFFIX: &str = ".part";
+/// Buffer of the whole-file hash pass.
+const HASH_BUF_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0} already exists; download_file never overwrites")]
+    Exists(PathBuf),
+    #[error("destination {0} must be an absolute path")]
+    NotAbsolute(PathBuf),
+    #[error("destination {0}: its directory does not exist")]
+    NoParent(PathBuf),
+    #[error("{0} is not a regular file")]
+    NotRegular(PathBuf),
+    #[error("{what} {offset}+{len} lies outside the file ({size} bytes)")]
+    OutOfRange {
+        what: &'static str,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        step,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// True if anything (a symlink, even dangling, included) is at `path`.
+fn occupied(path: &Path) -> Result<bool, StorageError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("checking", path)(e)),
+    }
+}
+
+/// The final path of a download of `name` to `dest` (SPEC: an existing
+/// directory, where the file keeps its name, or a file path).
+///
+/// # Errors
+/// `dest` not absolute, its directory missing, or the final path already
+/// taken ([`StorageError::Exists`], SPEC code `io`).
+pub fn resolve_destination(dest: &Path, name: &FileName) -> Result<PathBuf, StorageError> {
+    if !dest.is_absolute() {
+        return Err(StorageError::NotAbsolute(dest.to_owned()));
+    }
+    let path = if dest.is_dir() {
+        dest.join(name.as_str())
+    } else {
+        dest.to_owned()
+    };
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(_)) if parent.is_dir() => {}
+        _ => return Err(StorageError::NoParent(path)),
+    }
+    if occupied(&path)? {
+        return Err(StorageError::Exists(path));
+    }
+    Ok(path)
+}
+
+/// `DEST.part`, beside the final path.
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let mut s = final_path.as_os_str().to_owned();
+    s.push(PART_SUFFIX);
+    PathBuf::from(s)
+}
+
+/// How to open a `.part` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartMode {
+    /// A new download: create it, or empty a leftover one.
+    Fresh,
+    /// Resuming: the verified pieces in it are kept.
+    Resume,
+}
+
+/// The `.part` file of a running download.
+#[derive(Debug)]
+pub struct PartFile {
+    file: File,
+    path: PathBuf,
+    size: u64,
+}
+
+impl PartFile {
+    /// Opens `path` for a file of `size` bytes, never through a symlink,
+    /// and sets its length to `size` (sparse).
+    ///
+    /// # Errors
+    /// [`StorageError::NotRegular`] if `path` is a symlink or not a regular
+    /// file; [`StorageError::Io`] otherwise.
+    pub fn open(path: &Path, size: u64, mode: PartMode) -> Result<Self, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    StorageError::NotRegular(path.to_owned())
+                } else {
+                    io_err("opening", path)(e)
+                }
+            })?;
+        let meta = file.metadata().map_err(io_err("checking", path))?;
+        if !meta.is_file() {
+            return Err(StorageError::NotRegular(path.to_owned()));
+        }
+        if mode == PartMode::Fresh {
+            file.set_len(0).map_err(io_err("truncating", path))?;
+        }
+        if mode == PartMode::Fresh || meta.len() != size {
+            file.set_len(size).map_err(io_err("sizing", path))?;
+        }
+        Ok(PartFile {
+            file,
+            path: path.to_owned(),
+            size,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn check(&self, what: &'static str, offset: u64, len: usize) -> Result<(), StorageError> {
+        let len = len as u64;
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(StorageError::OutOfRange {
+                what,
+                offset,
+                len,
+                size: self.size,
+            }),
+        }
+    }
+
+    /// Writes a received block at its place.
+    ///
+    /// # Errors
+    /// [`StorageError::OutOfRange`] past the file's size; nothing is written.
+    pub fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError> {
+        let at = geometry::file_offset(piece, offset);
+        self.check("block", at, data.len())?;
+        self.file
+            .write_all_at(data, at)
+            .map_err(io_err("writing", &self.path))
+    }
+
+    /// Reads piece `piece` into `buf` (resized to the piece's length) and
+    /// says whether it matches `expected`.
+    ///
+    /// # Errors
+    /// No such piece, or a read error.
+    pub fn verify_piece(
+        &self,
+        piece: u32,
+        expected: &Sha1Hash,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, StorageError> {
+        let at = geometry::piece_offset(piece);
+        let len = geometry::piece_len(self.size, piece).ok_or(StorageError::OutOfRange {
+            what: "piece",
+            offset: at,
+            len: PIECE_SIZE_BYTES,
+            size: self.size,
+        })?;
+        buf.resize(len as usize, 0);
+        self.file
+            .read_exact_at(buf, at)
+            .map_err(io_err("reading", &self.path))?;
+        Ok(Sha1Hash::of(buf) == *expected)
+    }
+
+    /// SHA-1 of the whole file, in one streaming pass of bounded memory.
+    ///
+    /// # Errors
+    /// A read error.
+    pub fn whole_sha1(&self) -> Result<Sha1Hash, StorageError> {
+        let mut h = Sha1::new();
+        let mut buf = vec![0u8; HASH_BUF_BYTES];
+        let mut at = 0u64;
+        while at < self.size {
+            let n = (self.size - at).min(HASH_BUF_BYTES as u64) as usize;
+            self.file
+                .read_exact_at(&mut buf[..n], at)
+                .map_err(io_err("reading", &self.path))?;
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(Sha1Hash(h.finalize().into()))
+    }
+
+    /// Flushes written data to the device (before a resume record that
+    /// claims it is saved).
+    ///
+    /// # Errors
+    /// The fsync failed.
+    pub fn sync_data(&self) -> Result<(), StorageError> {
+        self.file.sync_data().map_err(io_err("syncing", &self.path))
+    }
+}
+
+/// Moves the finished `.part` to `final_path`, never replacing anything
+/// there: `link(2)` fails if the name exists (a symlink included), then the
+/// `.part` name is removed. On file systems without hard links it checks
+/// and renames (a narrow race, but still never through a symlink).
+///
+/// # Errors
+/// [`StorageError::Exists`] if `final_path` is taken (the `.part` stays).
+pub fn finish(part: &Path, final_path: &Path) -> Result<(), StorageError> {
+    match fs::hard_link(part, final_path) {
+        Ok(()) => fs::remove_file(part).map_err(io_err("removing", part))?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(StorageError::Exists(final_path.to_owned()))
+        }
+        Err(_) => {
+            if occupied(final_path)? {
+                return Err(StorageError::Exists(final_path.to_owned()));
+            }
+            fs::rename(part, final_path).map_err(io_err("renaming", part))?;
+        }
+    }
+    if let Some(dir) = final_path.parent() {
+        // Make the new name durable; best effort where dirs cannot be opened.
+        if let Ok(d) = File::open(dir) {
+            d.sync_all().map_err(io_err("syncing", dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` with one whole `Piece` frame for `block` (header, then the
+/// data read straight from `file` behind it), ready for `write_all`. `buf`
+/// is reused between calls; `size` is the file's size.
+///
+/// # Errors
+/// The range is not a legal block of the file (answer `Reject` or drop the
+/// peer), or the read failed.
+pub fn fill_piece_frame(
+    file: &File,
+    size: u64,
+    block: BlockRef,
+    buf: &mut Vec<u8>,
+) -> Result<(), ServeError> {
+    block.check(size).map_err(ServeError::Range)?;
+    let header = peer::piece_frame_header(block.piece, block.offset, block.len)
+        .map_err(|_| ServeError::Range(geometry::BlockRangeError::TooLong { len: block.len }))?;
+    buf.clear();
+    buf.extend_from_slice(&header);
+    buf.resize(PIECE_FRAME_HEADER_BYTES + block.len as usize, 0);
+    file.read_exact_at(&mut buf[PIECE_FRAME_HEADER_BYTES..], block.file_offset())
+        .map_err(ServeError::Read)
+}
+
+/// Why a block could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("bad block request: {0}")]
+    Range(geometry::BlockRangeError),
+    #[error("reading the block: {0}")]
+    Read(io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::geometry::{BLOCK_SIZE_BYTES as B, PIECE_SIZE_BYTES as P};
+    use proto::peer::{decode, Message, FRAME_PREFIX_BYTES};
+
+    fn name(s: &str) -> FileName {
+        s.parse().unwrap()
+    }
+
+    fn content(size: u64) -> Vec<u8> {
+        (0..size).map(|i| (i * 7 + i / 1000) as u8).collect()
+    }
+
+    #[test]
+    fn destination_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(
+            resolve_destination(d, &name("f.iso")).unwrap(),
+            d.join("f.iso")
+        );
+        assert_eq!(
+            resolve_destination(&d.join("other name"), &name("f.iso")).unwrap(),
+            d.join("other name")
+        );
+        assert!(matches!(
+            resolve_destination(Path::new("rel"), &name("f")),
+            Err(StorageError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            resolve_destination(&d.join("no/such/dir/x"), &name("f")),
+            Err(StorageError::NoParent(_))
+        ));
+        fs::write(d.join("f.iso"), b"mine").unwrap();
+        assert!(matches!(
+            resolve_destination(d, &name("f.iso")),
+            Err(StorageError::Exists(_))
+        ));
+        std::os::unix::fs::symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+        assert!(matches!(
+            resolve_destination(&d.join("dangling"), &name("f")),
+            Err(StorageError::Exists(_))
+        ));
+        assert_eq!(part_path(&d.join("a b")), d.join("a b.part"));
+    }
+
+    #[test]
+    fn write_verify_hash_finish_at_edge_sizes() {
+        for size in [0, 1, P - 1, P, P + 1, 2 * P + B as u64 + 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let fin = dir.path().join("f");
+            let part = part_path(&fin);
+            let data = content(size);
+            let f = PartFile::open(&part, size, PartMode::Fresh).unwrap();
+            assert_eq!(fs::metadata(&part).unwrap().len(), size);
+            // Write blocks in reverse order: positions, not order, matter.
+            let mut blocks = Vec::new();
+            for p in 0..geometry::piece_count(size) {
+                for b in 0..geometry::block_count(size, p).unwrap() {
+                    blocks.push((p, b));
+                }
+            }
+            for &(p, b) in blocks.iter().rev() {
+                let at = geometry::file_offset(p, geometry::block_offset(b)) as usize;
+                let len = geometry::block_len(size, p, b).unwrap() as usize;
+                f.write_block(p, geometry::block_offset(b), &data[at..at + len])
+                    .unwrap();
+            }
+            let mut buf = Vec::new();
+            for p in 0..geometry::piece_count(size) {
+                let at = geometry::piece_offset(p) as usize;
+                let len = geometry::piece_len(size, p).unwrap() as usize;
+                let want = Sha1Hash::of(&data[at..at + len]);
+                assert!(f.verify_piece(p, &want, &mut buf).unwrap());
+                assert!(!f.verify_piece(p, &Sha1Hash::of(b"x"), &mut buf).unwrap());
+            }
+            assert!(f
+                .verify_piece(geometry::piece_count(size), &Sha1Hash::of(b""), &mut buf)
+                .is_err());
+            assert_eq!(f.whole_sha1().unwrap(), Sha1Hash::of(&data));
+            f.sync_data().unwrap();
+            drop(f);
+            finish(&part, &fin).unwrap();
+            assert_eq!(fs::read(&fin).unwrap(), data);
+            assert!(!part.exists());
+        }
+    }
+
+    #[test]
+    fn writes_outside_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        let f = PartFile::open(&part, 10, PartMode::Fresh).unwrap();
+        assert!(f.write_block(0, 0, &[1; 10]).is_ok());
+        assert!(matches!(
+            f.write_block(0, 5, &[1; 6]),
+            Err(StorageError::OutOfRange { .. })
+        ));
+        assert!(f.write_block(1, 0, &[1]).is_err());
+        assert!(f.write_block(u32::MAX, u32::MAX, &[1]).is_err());
+        assert_eq!(fs::metadata(&part).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn part_file_never_follows_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let part = dir.path().join("f.part");
+        std::os::unix::fs::symlink(&victim, &part).unwrap();
+        assert!(matches!(
+            PartFile::open(&part, 3, PartMode::Fresh),
+            Err(StorageError::NotRegular(_))
+        ));
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        fs::create_dir(dir.path().join("d.part")).unwrap();
+        assert!(PartFile::open(&dir.path().join("d.part"), 3, PartMode::Fresh).is_err());
+    }
+
+    #[test]
+    fn resume_keeps_data_and_fresh_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("f.part");
+        let f = PartFile::open(&part, 4, PartMode::Fresh).unwrap();
+        f.write_block(0, 0, b"abcd").unwrap();
+        drop(f);
+        let f = PartFile::open(&part, 4, PartMode::Resume).unwrap();
+        assert_eq!(f.whole_sha1().unwrap(), Sha1Hash::of(b"abcd"));
+        drop(f);
+        let f = PartFile::open(&part, 4, PartMode::Fresh).unwrap();
+        assert_eq!(f.whole_sha1().unwrap(), Sha1Hash::of(&[0; 4]));
+    }
+
+    #[test]
+    fn finish_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("f.part");
+        fs::write(&part, b"new").unwrap();
+        let fin = dir.path().join("f");
+        fs::write(&fin, b"old").unwrap();
+        assert!(matches!(finish(&part, &fin), Err(StorageError::Exists(_))));
+        assert_eq!(fs::read(&fin).unwrap(), b"old");
+        assert!(part.exists());
+        // A dangling symlink under the final name is not replaced either.
+        let victim = dir.path().join("victim");
+        let link = dir.path().join("g");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(matches!(finish(&part, &link), Err(StorageError::Exists(_))));
+        assert!(!victim.exists());
+    }
+
+    #[test]
+    fn piece_frames_are_read_straight_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared");
+        let size = P + 100;
+        let data = content(size);
+        fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = Vec::new();
+        let block = BlockRef {
+            piece: 1,
+            offset: 10,
+            len: 90,
+        };
+        fill_piece_frame(&file, size, block, &mut buf).unwrap();
+        let msg = decode(&buf[FRAME_PREFIX_BYTES..]).unwrap();
+        let at = P as usize + 10;
+        assert_eq!(
+            msg,
+            Message::Piece {
+                piece: 1,
+                offset: 10,
+                data: &data[at..at + 90]
+            }
+        );
+        for bad in [
+            BlockRef { len: 91, ..block },
+            BlockRef { piece: 2, ..block },
+            BlockRef {
+                piece: 0,
+                offset: 0,
+                len: B + 1,
+            },
+        ] {
+            assert!(matches!(
+                fill_piece_frame(&file, size, bad, &mut buf),
+                Err(ServeError::Range(_))
+            ));
+        }
+        // A file shorter than announced is a read error, not a panic.
+        assert!(matches!(
+            fill_piece_frame(
+                &file,
+                size + P,
+                BlockRef {
+                    piece: 2,
+                    offset: 0,
+                    len: 5
+                },
+                &mut buf
+            ),
+            Err(ServeError::Read(_))
+        ));
+    }
+}
