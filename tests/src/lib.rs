@@ -152,6 +152,15 @@ struct Proc {
 
 impl Proc {
     fn spawn(program: &Path, args: &[OsString], log: &Path) -> Proc {
+        Proc::spawn_env(program, args, &[], log)
+    }
+
+    fn spawn_env(
+        program: &Path,
+        args: &[OsString],
+        env: &[(OsString, OsString)],
+        log: &Path,
+    ) -> Proc {
         let out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,6 +170,9 @@ impl Proc {
         let child = Command::new(program)
             .args(args)
             .env_remove("P2P_HOME")
+            // Plain logs for failure reports.
+            .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -365,7 +377,15 @@ impl Net {
     }
 
     /// Start `n` trackers from one `tracker_info.txt` on free 127.0.0.1 ports.
-    pub fn start_with(Trackers(n): Trackers) -> Net {
+    pub fn start_with(trackers: Trackers) -> Net {
+        Net::start_with_info(trackers, |addrs| {
+            addrs.iter().map(|a| format!("{a}\n")).collect()
+        })
+    }
+
+    /// Like [`Net::start_with`], writing `tracker_info.txt` with `render`
+    /// (to try comments, blank lines, the `IP PORT` form).
+    pub fn start_with_info(Trackers(n): Trackers, render: fn(&[SocketAddr]) -> String) -> Net {
         check_binaries();
         let dir = tempfile::Builder::new()
             .prefix("p2p")
@@ -376,8 +396,7 @@ impl Net {
             .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
             .collect();
         let info = root.join("tracker_info.txt");
-        let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
-        std::fs::write(&info, text).expect("write tracker_info.txt");
+        std::fs::write(&info, render(&addrs)).expect("write tracker_info.txt");
         let mut trackers: Vec<Tracker> = addrs
             .iter()
             .enumerate()
@@ -448,14 +467,23 @@ impl Net {
 
     /// [`Net::daemon`] with extra `p2pd` arguments (`--max-upload-rate 1M`).
     pub fn daemon_with(&self, name: &str, extra: &[&str]) -> Daemon {
+        self.daemon_opts(name, extra, DaemonStyle::default())
+    }
+
+    /// [`Net::daemon_with`], choosing how the home and tracker list are given.
+    pub fn daemon_opts(&self, name: &str, extra: &[&str], style: DaemonStyle) -> Daemon {
         let home = self.dir().join(name);
         std::fs::create_dir_all(&home).expect("mkdir home");
+        if style.info_in_home {
+            std::fs::copy(&self.info, home.join("tracker_info.txt")).expect("copy info");
+        }
         let mut d = Daemon {
             name: name.to_owned(),
             home: home.clone(),
             log: self.dir().join(format!("{name}.log")),
             info: self.info.clone(),
             extra: extra.iter().map(|s| OsString::from(*s)).collect(),
+            style,
             proc: None,
             _dir: Arc::clone(&self.dir),
         };
@@ -485,6 +513,15 @@ impl Drop for Net {
 
 // ---------------------------------------------------------------- daemon
 
+/// How a [`Daemon`] is told its home and tracker list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DaemonStyle {
+    /// `P2P_HOME=H` in the environment instead of `--home H`.
+    pub home_from_env: bool,
+    /// No `--tracker-info`: the list is copied to `H/tracker_info.txt`.
+    pub info_in_home: bool,
+}
+
 /// One `p2pd --home H --listen 127.0.0.1:0 --tracker-info INFO` process.
 pub struct Daemon {
     pub name: String,
@@ -492,6 +529,7 @@ pub struct Daemon {
     pub log: PathBuf,
     info: PathBuf,
     extra: Vec<OsString>,
+    style: DaemonStyle,
     proc: Option<Proc>,
     _dir: Arc<tempfile::TempDir>,
 }
@@ -502,20 +540,33 @@ impl Daemon {
     }
 
     fn args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> = vec![
-            "--home".into(),
-            self.home.clone().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--tracker-info".into(),
-            self.info.clone().into(),
-        ];
+        let mut args: Vec<OsString> = Vec::new();
+        if !self.style.home_from_env {
+            args.extend(["--home".into(), self.home.clone().into()]);
+        }
+        args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        if !self.style.info_in_home {
+            args.extend(["--tracker-info".into(), self.info.clone().into()]);
+        }
         args.extend(self.extra.iter().cloned());
         args
     }
 
+    fn env(&self) -> Vec<(OsString, OsString)> {
+        if self.style.home_from_env {
+            vec![("P2P_HOME".into(), self.home.clone().into())]
+        } else {
+            Vec::new()
+        }
+    }
+
     fn launch(&mut self) {
-        self.proc = Some(Proc::spawn(&bin("p2pd"), &self.args(), &self.log));
+        self.proc = Some(Proc::spawn_env(
+            &bin("p2pd"),
+            &self.args(),
+            &self.env(),
+            &self.log,
+        ));
     }
 
     /// Wait until the control socket accepts a connection (a stale socket
@@ -582,7 +633,7 @@ impl Daemon {
         let log = self
             .home
             .with_file_name(format!("{}-second.log", self.name));
-        let mut p = Proc::spawn(&bin("p2pd"), &self.args(), &log);
+        let mut p = Proc::spawn_env(&bin("p2pd"), &self.args(), &self.env(), &log);
         let mut st = None;
         wait_until(START_TIMEOUT, || {
             st = p.exited();
@@ -750,6 +801,7 @@ pub struct Ctl {
     args: Vec<OsString>,
     stdin: Option<Vec<u8>>,
     cwd: Option<PathBuf>,
+    home_from_env: bool,
 }
 
 impl Ctl {
@@ -761,7 +813,14 @@ impl Ctl {
             args: Vec::new(),
             stdin: None,
             cwd: None,
+            home_from_env: false,
         }
+    }
+
+    /// Give the home as `P2P_HOME` instead of `--home`.
+    pub fn home_from_env(mut self) -> Ctl {
+        self.home_from_env = true;
+        self
     }
 
     /// Without `--json`.
@@ -795,7 +854,11 @@ impl Ctl {
     /// Run it; kill it and fail after [`CTL_TIMEOUT`].
     pub fn run(self) -> CtlOut {
         let mut cmd = Command::new(bin("p2pctl"));
-        cmd.env_remove("P2P_HOME").arg("--home").arg(&self.home);
+        if self.home_from_env {
+            cmd.env("P2P_HOME", &self.home);
+        } else {
+            cmd.env_remove("P2P_HOME").arg("--home").arg(&self.home);
+        }
         if self.json {
             cmd.arg("--json");
         }

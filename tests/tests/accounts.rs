@@ -176,3 +176,17 @@ fn commands_needing_login_say_not_logged_in() {
     // status needs no login.
     assert_eq!(a.status()["user"], Value::Null);
 }
+
+#[test]
+fn empty_password_is_invalid_argument() {
+    let net = Net::start();
+    let a = net.daemon("a");
+    a.err(&["create_user", "alice", ""], "invalid_argument");
+    a.call()
+        .args(&["create_user", "alice", "-"])
+        .stdin("\n")
+        .run()
+        .assert_err("invalid_argument");
+    // Nothing was created.
+    a.ok(&["create_user", "alice", "pw-a"]);
+}

@@ -146,3 +146,110 @@ fn json_prints_exactly_one_document() {
     assert_eq!(a.json(&["list_requests", "g"]), serde_json::json!([]));
     assert_eq!(a.json(&["show_downloads"]), serde_json::json!([]));
 }
+
+#[test]
+fn home_from_env_and_tracker_info_in_home_with_comments() {
+    // Comments, blank lines and the `IP PORT` form are all accepted.
+    let net = Net::start_with_info(blackbox::Trackers::from_env(), |addrs| {
+        let mut s = String::from("# p2pshare trackers\n\n");
+        for a in addrs {
+            s.push_str(&format!(
+                "  {} {}  \n# another comment\n\n",
+                a.ip(),
+                a.port()
+            ));
+        }
+        s
+    });
+    let style = blackbox::DaemonStyle {
+        home_from_env: true,
+        info_in_home: true,
+    };
+    let a = net.daemon_opts("a", &[], style);
+    let ctl = |args: &[&str]| a.call().home_from_env().args(args).run();
+    ctl(&["create_user", "alice", "pw-a"]).assert_ok();
+    ctl(&["login", "alice", "pw-a"]).assert_ok();
+    let s = ctl(&["status"]).assert_success();
+    assert_eq!(s["user"], "alice", "{s}");
+    assert!(
+        net.tracker_addrs()
+            .iter()
+            .any(|t| s["tracker"] == t.as_str()),
+        "{s}"
+    );
+}
+
+#[test]
+fn control_socket_is_0600_and_listen_address_accepts_peers() {
+    use std::os::unix::fs::PermissionsExt;
+    let net = Net::start();
+    let a = net.daemon("a");
+    let mode = std::fs::metadata(a.sock())
+        .expect("socket exists")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode {mode:o}");
+    let s = a.status();
+    let listen: std::net::SocketAddr = s["listen"]
+        .as_str()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("listen: {s}"));
+    std::net::TcpStream::connect_timeout(&listen, std::time::Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("status.listen {listen} should accept peer connections: {e}"));
+    // The daemon survives a peer that connects and says nothing.
+    assert!(a.status()["listen"].is_string());
+}
+
+#[test]
+fn p2pd_rate_options_accept_suffixes_and_refuse_garbage() {
+    let net = Net::start();
+    let a = net.daemon_with(
+        "a",
+        &["--max-upload-rate", "1M", "--max-download-rate", "512K"],
+    );
+    a.signup("alice", "pw-a");
+    let home = net.mkdir("bad");
+    let mut child = std::process::Command::new(blackbox::bin("p2pd"))
+        .args(["--home", home.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--tracker-info", net.info.to_str().unwrap()])
+        .args(["--max-upload-rate", "fast"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn p2pd");
+    let mut st = None;
+    blackbox::wait_until(std::time::Duration::from_secs(10), || {
+        st = child.try_wait().ok().flatten();
+        st.is_some()
+    });
+    if st.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "p2pd --max-upload-rate fast should exit non-zero at once, got {st:?}"
+    );
+}
+
+#[test]
+fn upload_json_is_one_document_despite_progress() {
+    let (a, net) = alice();
+    a.ok(&["create_group", "g"]);
+    let dir = net.mkdir("files");
+    let f = dir.join("big.bin");
+    let sha = blackbox::random_file(&f, 24 * 1024 * 1024);
+    let out = a.ctl(&["upload_file", f.to_str().unwrap(), "g"]);
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out.stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("upload --json stdout not JSON ({e}): {out:?}"));
+    assert_eq!(docs.len(), 1, "one JSON document: {:?}", out.stdout);
+    out.assert_ok();
+    assert_eq!(
+        a.file("g", "big.bin").expect("listed")["sha1"],
+        sha.as_str()
+    );
+}

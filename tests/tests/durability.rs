@@ -195,3 +195,78 @@ fn tracker_down_is_tracker_unavailable_then_daemon_reconnects() {
     let s = a.status();
     assert!(s["tracker"].is_string(), "connected again: {s}");
 }
+
+#[test]
+fn stop_share_and_leave_group_survive_daemon_restart() {
+    let mut pair = Pair::start();
+    pair.a.ok(&["create_group", "g2"]);
+    pair.b.ok(&["join_group", "g2"]);
+    pair.a.ok(&["accept_request", "g2", "bob"]);
+    let dir = pair.net.mkdir("alice");
+    for n in ["keep.bin", "stopped.bin", "left.bin"] {
+        random_file(&dir.join(n), 1000);
+    }
+    let path = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    pair.a.ok(&["upload_file", &path("keep.bin"), "g"]);
+    pair.a.ok(&["upload_file", &path("stopped.bin"), "g"]);
+    pair.a.ok(&["upload_file", &path("left.bin"), "g2"]);
+    pair.a.ok(&["stop_share", "g", "stopped.bin"]);
+    pair.a.ok(&["leave_group", "g2"]);
+    assert_eq!(pair.a.status()["shares"], 1);
+
+    pair.a.kill9();
+    wait_online(&pair.b, "keep.bin", 0, "alice killed");
+    pair.a.restart();
+    wait_online(&pair.b, "keep.bin", 1, "alice restarted and re-announced");
+    assert_eq!(pair.a.status()["shares"], 1, "only keep.bin is shared");
+    assert!(
+        pair.b.file("g", "stopped.bin").is_none(),
+        "stop_share is remembered"
+    );
+    assert_eq!(
+        pair.b.json(&["list_files", "g2"]),
+        json!([]),
+        "left group stays left"
+    );
+    pair.a.err(&["list_files", "g2"], "not_member");
+}
+
+#[test]
+fn shares_belong_to_their_user_on_a_shared_daemon() {
+    let pair = Pair::start();
+    pair.a.ok(&["create_user", "carol", "pw-c"]);
+    let dir = pair.net.mkdir("alice");
+    random_file(&dir.join("f.bin"), 1000);
+    pair.a
+        .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    pair.a.ok(&["logout"]);
+    pair.a.ok(&["login", "carol", "pw-c"]);
+    assert_eq!(pair.a.status()["shares"], 0, "carol shares nothing");
+    wait_online(
+        &pair.b,
+        "f.bin",
+        0,
+        "alice logged out, carol logged in on her daemon",
+    );
+    pair.a.err(&["stop_share", "g", "f.bin"], "not_member");
+    pair.a.ok(&["logout"]);
+    pair.a.ok(&["login", "alice", "pw-a"]);
+    assert_eq!(pair.a.status()["shares"], 1);
+    wait_online(&pair.b, "f.bin", 1, "alice back");
+}
+
+#[test]
+fn daemon_started_while_tracker_down_connects_later() {
+    let mut net = Net::start();
+    let mut a = net.daemon("a");
+    a.signup("alice", "pw-a");
+    a.kill9();
+    net.kill9_trackers();
+    a.restart();
+    let s = a.status();
+    assert_eq!(s["user"], "alice", "session kept with no tracker: {s}");
+    a.err(&["list_groups"], "tracker_unavailable");
+    net.restart_trackers();
+    let groups = wait_success(&a, &["list_groups"], "daemon connects once a tracker is up");
+    assert_eq!(groups, json!([]));
+}
