@@ -17,6 +17,9 @@ pub const MAX_TRACKER_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 /// p2pd <-> p2pd: one block plus a small header.
 pub const MAX_PEER_FRAME_BYTES: u32 = 256 * 1024;
 
+/// Memory reserved up front for a frame; larger frames grow as they arrive.
+const INITIAL_FRAME_CAPACITY: usize = 256 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max}")]
@@ -55,11 +58,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
+    // Grow the buffer as bytes arrive rather than trusting the prefix: a
+    // client announcing a maximal frame and then stalling costs us nothing.
+    let mut buf = Vec::with_capacity((len as usize).min(INITIAL_FRAME_CAPACITY));
+    let got = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    if got != len as usize {
+        return Err(FrameError::Truncated);
+    }
     Ok(Some(buf))
 }
 
