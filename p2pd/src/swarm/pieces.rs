@@ -99,10 +99,61 @@ pub enum PieceError {
     BitfieldLength { got: u32, count: u32 },
 }
 
+/// Peers with a request outstanding for one block. Inline for the usual
+/// single requester, so requesting a block allocates nothing; `more` is used
+/// only by endgame duplicates.
+#[derive(Debug, Default)]
+struct Requesters {
+    first: Option<PeerId>,
+    /// Non-empty only if `first` is set.
+    more: Vec<PeerId>,
+}
+
+impl Requesters {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+    fn len(&self) -> u32 {
+        u32::from(self.first.is_some()) + self.more.len() as u32
+    }
+    fn contains(&self, peer: PeerId) -> bool {
+        self.first == Some(peer) || self.more.contains(&peer)
+    }
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.first.iter().chain(self.more.iter()).copied()
+    }
+    fn push(&mut self, peer: PeerId) {
+        if self.first.is_none() {
+            self.first = Some(peer);
+        } else {
+            self.more.push(peer);
+        }
+    }
+    /// Returns whether `peer` was there.
+    fn remove(&mut self, peer: PeerId) -> bool {
+        if self.first == Some(peer) {
+            self.first = self.more.pop();
+            true
+        } else if let Some(i) = self.more.iter().position(|&p| p == peer) {
+            self.more.swap_remove(i);
+            true
+        } else {
+            false
+        }
+    }
+    /// Empties the set, returning who was in it (allocates only if anyone was).
+    fn take_all(&mut self) -> Vec<PeerId> {
+        let mut all = std::mem::take(&mut self.more);
+        all.extend(self.first.take());
+        all
+    }
+}
+
 #[derive(Debug, Default)]
 struct Block {
     received_from: Option<PeerId>,
-    requesters: Vec<PeerId>,
+    requesters: Requesters,
 }
 
 #[derive(Debug)]
@@ -289,8 +340,8 @@ impl PieceTracker {
                 Some(b) if b.received_from.is_some() => BlockStatus::Received,
                 Some(b) if b.requesters.is_empty() => BlockStatus::Wanted,
                 Some(b) => BlockStatus::Requested {
-                    by_peer: b.requesters.contains(&peer),
-                    requesters: b.requesters.len() as u32,
+                    by_peer: b.requesters.contains(peer),
+                    requesters: b.requesters.len(),
                 },
                 None => BlockStatus::Received,
             },
@@ -368,7 +419,7 @@ impl PieceTracker {
         if b.received_from.is_some() {
             return Err(PieceError::AlreadyReceived { piece, block });
         }
-        if b.requesters.contains(&peer) {
+        if b.requesters.contains(peer) {
             return Err(PieceError::AlreadyRequested { piece, block });
         }
         if b.requesters.is_empty() {
@@ -428,11 +479,10 @@ impl PieceTracker {
         if b.received_from.is_some() {
             return Ok(BlockOutcome::Duplicate);
         }
-        let Some(i) = b.requesters.iter().position(|&p| p == peer) else {
+        if !b.requesters.remove(peer) {
             return Err(PieceError::NotRequested { piece, block });
-        };
-        b.requesters.swap_remove(i);
-        let cancel = std::mem::take(&mut b.requesters);
+        }
+        let cancel = b.requesters.take_all();
         b.received_from = Some(peer);
         f.received += 1;
         let piece_complete = f.received as usize == f.blocks.len();
@@ -461,15 +511,16 @@ impl PieceTracker {
     /// # Errors
     /// The piece is not complete, or already verified.
     pub fn mark_verified(&mut self, piece: u32) -> Result<(), PieceError> {
-        let f = self.complete_piece(piece)?;
-        let credits: Vec<(PeerId, u32)> = f
-            .blocks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| Some((b.received_from?, block_len(self.size, piece, i as u32)?)))
-            .collect();
-        for (peer, len) in credits {
-            self.peers.entry(peer).or_default().verified_bytes += u64::from(len);
+        self.complete_piece(piece)?;
+        let Piece::InFlight(f) = &self.pieces[piece as usize] else {
+            unreachable!("complete_piece checked it is in flight")
+        };
+        for (i, b) in f.blocks.iter().enumerate() {
+            if let (Some(peer), Some(len)) =
+                (b.received_from, block_len(self.size, piece, i as u32))
+            {
+                self.peers.entry(peer).or_default().verified_bytes += u64::from(len);
+            }
         }
         self.pieces[piece as usize] = Piece::Have;
         self.in_flight.remove(piece);
@@ -537,10 +588,9 @@ impl PieceTracker {
         let Some(b) = f.blocks.get_mut(block as usize) else {
             return;
         };
-        let Some(i) = b.requesters.iter().position(|&p| p == peer) else {
+        if !b.requesters.remove(peer) {
             return;
-        };
-        b.requesters.swap_remove(i);
+        }
         if b.requesters.is_empty() && b.received_from.is_none() {
             self.unrequested_blocks += 1;
         }
@@ -586,9 +636,10 @@ impl PieceTracker {
                         } else if b.requesters.is_empty() {
                             unrequested += 1;
                         }
-                        for r in &b.requesters {
+                        assert!(b.requesters.first.is_some() || b.requesters.more.is_empty());
+                        for r in b.requesters.iter() {
                             requests += 1;
-                            assert!(self.peers[r].outstanding.contains(&(p, i as u32)));
+                            assert!(self.peers[&r].outstanding.contains(&(p, i as u32)));
                         }
                     }
                 }
