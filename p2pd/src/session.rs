@@ -121,10 +121,17 @@ pub async fn run_heartbeat(daemon: Arc<Daemon>) {
         let Some(s) = daemon.session.current() else {
             continue;
         };
-        let resumed = resume(&daemon, &s).await;
-        if !resumed && ticked {
-            // Errors are logged inside; the next tick tries again.
-            let _ = heartbeat(&daemon, &s).await;
+        // A call can wait seconds for an absent tracker; the stop must not.
+        let work = async {
+            let resumed = resume(&daemon, &s).await;
+            if !resumed && ticked {
+                // Errors are logged inside; the next tick tries again.
+                let _ = heartbeat(&daemon, &s).await;
+            }
+        };
+        tokio::select! {
+            _ = daemon.shutdown.cancelled() => return,
+            _ = work => {}
         }
     }
 }
