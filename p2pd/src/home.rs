@@ -94,7 +94,6 @@ impl Home {
             })?;
         // flock(2) semantics: released by the OS when the process dies, so a
         // crash never leaves a home locked.
-        #[allow(clippy::incompatible_msrv)]
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
