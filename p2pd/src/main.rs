@@ -1,6 +1,7 @@
 //! `p2pd`: parse the command line, set up logging and signals, run the daemon.
 
 use anyhow::Context;
+use std::io::IsTerminal;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -9,6 +10,8 @@ fn main() -> std::process::ExitCode {
     let cli = p2pd::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: under systemd or `2>log` they are noise.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
