@@ -270,3 +270,36 @@ fn daemon_started_while_tracker_down_connects_later() {
     let groups = wait_success(&a, &["list_groups"], "daemon connects once a tracker is up");
     assert_eq!(groups, json!([]));
 }
+
+#[test]
+fn concurrent_acknowledged_writes_survive_tracker_kill9() {
+    let mut net = Net::start();
+    let a = net.daemon("a");
+    let users: Vec<String> = (0..16).map(|i| format!("user{i}")).collect();
+    std::thread::scope(|s| {
+        for u in &users {
+            let a = &a;
+            s.spawn(move || {
+                a.ok(&["create_user", u, "pw"]);
+            });
+        }
+    });
+    // Every create_user was acknowledged: kill -9 at once.
+    net.kill9_trackers();
+    net.restart_trackers();
+    for u in &users {
+        let mut last = None;
+        let ok = wait_until(SETTLE_TIMEOUT, || {
+            let out = a.ctl(&["create_user", u, "pw"]);
+            let done = out.status == 1 && out.code() == "user_exists";
+            last = Some(out);
+            done || last.as_ref().is_some_and(|o| o.status == 0)
+        });
+        let last = last.expect("polled");
+        assert!(
+            ok && last.status == 1,
+            "{u} was acknowledged before the crash and must still exist: {last:?}"
+        );
+    }
+    a.ok(&["login", "user7", "pw"]);
+}
