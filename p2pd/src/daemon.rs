@@ -52,6 +52,8 @@ pub struct Daemon {
     pub tracker: TrackerLink,
     pub session: SessionStore,
     pub shares: ShareSet,
+    /// Every download of this run, and the shared transfer limits.
+    pub downloads: crate::downloads::Downloads,
     /// Piece bytes served to peers since start; the seeder adds to it.
     pub uploaded: Arc<AtomicU64>,
     /// The peer listener's bound address.
@@ -172,7 +174,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let _socket_guard = SocketGuard(socket_path.clone());
     tracing::info!(socket = %socket_path.display(), "control socket ready");
 
+    let downloads = crate::downloads::Downloads::new(&options);
     let daemon = Arc::new(Daemon {
+        downloads,
         options,
         home,
         tracker,
@@ -189,6 +193,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     });
 
     tasks.spawn(crate::session::run_heartbeat(daemon.clone()));
+    tasks.spawn(crate::downloads::run(daemon.clone()));
     tasks.spawn(crate::peer_listener::run(
         peer_listener,
         daemon.clone(),

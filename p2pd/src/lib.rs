@@ -10,8 +10,9 @@
 //! - [`shares`]: `shares.json`, what each user shares and its validity.
 //! - [`hashing`]: one-pass whole-file and per-piece SHA-1.
 //! - [`peer_listener`]: accepts peer connections (the swarm engine serves them).
-//! - [`downloads`]: the seam where the swarm engine answers `download_file`
-//!   and `show_downloads`.
+//! - [`downloads`]: the registry of downloads: `download_file`,
+//!   `show_downloads`, pausing and resuming with the session.
+//! - [`swarm`]: the swarm engine (download tasks, peer protocol, seeder).
 
 pub mod commands;
 pub mod daemon;
@@ -23,6 +24,7 @@ pub mod options;
 pub mod peer_listener;
 pub mod session;
 pub mod shares;
+pub mod swarm;
 pub mod tracker_link;
 
 pub use daemon::{run, Daemon, DaemonError};

@@ -1,8 +1,8 @@
 //! `p2pd`: parse the command line, set up logging and signals, run the daemon.
 
 use anyhow::Context;
-use std::io::IsTerminal;
 use clap::Parser;
+use std::io::IsTerminal;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 

@@ -36,9 +36,15 @@ pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: Cancellat
     }
 }
 
-/// Serve one peer connection.
-// TODO(swarm): the piece protocol (proto::peer) replaces this; for now the
-// connection is closed at once.
-pub async fn serve_peer(stream: TcpStream, _daemon: Arc<Daemon>) {
-    drop(stream);
+/// Serve one peer connection (see [`crate::swarm::seeder`]), at most
+/// [`crate::downloads::MAX_PEER_CONNECTIONS`] at a time.
+pub async fn serve_peer(stream: TcpStream, daemon: Arc<Daemon>) {
+    let peer = stream.peer_addr().ok();
+    let Ok(_permit) = daemon.downloads.peer_slots.clone().try_acquire_owned() else {
+        tracing::warn!(?peer, "too many peer connections; refusing one");
+        return;
+    };
+    if let Err(e) = crate::swarm::seeder::serve(stream, daemon).await {
+        tracing::debug!(?peer, "peer connection: {e}");
+    }
 }

@@ -11,6 +11,12 @@
 //!   rarest first, random first piece, endgame), a pure function over the
 //!   `Mediator` trait; `Availability` counts who has what.
 //! - [`resume`]: the per-download record in `HOME/downloads/`.
+//! - [`download`]: the task of one download (events, pipelines, resume
+//!   saves, completion).
+//! - [`peer_conn`]: one outgoing connection (we download from the peer).
+//! - [`seeder`]: one incoming connection (we serve), and `authorize_peer`.
+//! - [`wire`]: named timeouts, reading and writing peer frames.
+//! - [`rate`]: the shared upload and download token buckets.
 //! - [`storage`]: final path resolution, `DEST.part`, positional block I/O,
 //!   piece and whole-file hashing, the no-overwrite rename, piece frames read
 //!   straight from disk for serving.
@@ -99,7 +105,12 @@
 //! the data read from disk into the same buffer) in `spawn_blocking`, or
 //! `Reject` for a piece it does not have.
 
+pub mod download;
+pub mod peer_conn;
 pub mod picker;
 pub mod pieces;
+pub mod rate;
 pub mod resume;
+pub mod seeder;
 pub mod storage;
+pub mod wire;

@@ -258,6 +258,14 @@ impl Availability {
             *c += 1;
         }
     }
+
+    /// A peer turned out not to have `piece` after all (it answered
+    /// `Reject`); call only when its bitfield had it set.
+    pub fn remove_have(&mut self, piece: u32) {
+        if let Some(c) = self.counts.get_mut(piece as usize) {
+            *c = c.saturating_sub(1);
+        }
+    }
 }
 
 /// [`PIPELINE_DEPTH_BLOCKS`] in bytes (at most; short last blocks are less).

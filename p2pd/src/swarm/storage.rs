@@ -165,6 +165,11 @@ impl PartFile {
         self.size
     }
 
+    /// The open file, for serving verified pieces with [`fill_piece_frame`].
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     fn check(&self, what: &'static str, offset: u64, len: usize) -> Result<(), StorageError> {
         let len = len as u64;
         match offset.checked_add(len) {

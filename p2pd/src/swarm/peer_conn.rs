@@ -1,0 +1,215 @@
+//! One outgoing connection of a download: we connect, we download.
+//!
+//! The task owns its socket. After the handshake it runs a reader future
+//! (frames → [`PeerEvent`]s on the download's channel, the download rate
+//! limit applied per block) and a writer future (the download's [`Out`]
+//! messages → frames, batched; keep-alives when idle) under `select!`;
+//! whichever ends first ends the connection. Its last event is always
+//! [`PeerEvent::Closed`], unless the download itself has gone away.
+
+use super::pieces::PeerId;
+use super::rate::RateLimiter;
+use super::wire::{
+    read_payload, with_timeout, write_bytes, write_msg, ConnError, CONNECT_TIMEOUT,
+    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+};
+use proto::peer::{decode, encode_frame, BlockRef, Handshake, Message, PIECE_DATA_START};
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What the download tells a connection to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    Request(BlockRef),
+    Cancel(BlockRef),
+    Have(u32),
+}
+
+/// What a connection reports to its download.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// Handshake accepted; the peer's bitfield bytes (not yet validated).
+    Ready(Vec<u8>),
+    Have(u32),
+    /// A `Piece` message: the whole payload, data at
+    /// [`PIECE_DATA_START`] (moved, never copied).
+    Block {
+        piece: u32,
+        offset: u32,
+        payload: Vec<u8>,
+    },
+    Reject(BlockRef),
+    Closed(ConnError),
+}
+
+/// An event tagged with who sent it. `conn` tells a stale connection's
+/// late events from the current one's.
+#[derive(Debug)]
+pub struct PeerMsg {
+    pub peer: PeerId,
+    pub conn: u64,
+    pub event: PeerEvent,
+}
+
+/// Everything one connection needs.
+pub struct Dial {
+    pub addr: SocketAddr,
+    pub handshake: Handshake,
+    pub peer: PeerId,
+    pub conn: u64,
+    pub events: mpsc::Sender<PeerMsg>,
+    pub out: mpsc::UnboundedReceiver<Out>,
+    pub limiter: RateLimiter,
+    pub stop: CancellationToken,
+}
+
+/// Run one connection to its end; reports [`PeerEvent::Closed`] last.
+pub async fn run(dial: Dial) {
+    let Dial {
+        addr,
+        handshake,
+        peer,
+        conn,
+        events,
+        out,
+        limiter,
+        stop,
+    } = dial;
+    let end = tokio::select! {
+        _ = stop.cancelled() => return,
+        r = session(addr, handshake, peer, conn, &events, out, &limiter) => match r {
+            Ok(()) => return, // the download dropped our channel: it is done with us
+            Err(e) => e,
+        },
+    };
+    tracing::debug!(%addr, "peer connection ended: {end}");
+    let _ = events
+        .send(PeerMsg {
+            peer,
+            conn,
+            event: PeerEvent::Closed(end),
+        })
+        .await;
+}
+
+async fn session(
+    addr: SocketAddr,
+    handshake: Handshake,
+    peer: PeerId,
+    conn: u64,
+    events: &mpsc::Sender<PeerMsg>,
+    mut out: mpsc::UnboundedReceiver<Out>,
+    limiter: &RateLimiter,
+) -> Result<(), ConnError> {
+    let stream = with_timeout("connecting", CONNECT_TIMEOUT, async {
+        TcpStream::connect(addr)
+            .await
+            .map_err(|source| ConnError::Io {
+                step: "connecting",
+                source,
+            })
+    })
+    .await?;
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = Vec::with_capacity(256);
+    write_msg(
+        &mut wr,
+        &Message::Handshake(handshake),
+        &mut buf,
+        "sending the handshake",
+    )
+    .await?;
+    let step = "reading the handshake answer";
+    let p = read_payload(&mut rd, step, HANDSHAKE_TIMEOUT).await?;
+    match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+        Message::HandshakeOk => {}
+        Message::HandshakeReject(e) => return Err(ConnError::Rejected(e)),
+        _ => return Err(ConnError::Unexpected(step)),
+    }
+    let step = "reading the bitfield";
+    let p = read_payload(&mut rd, step, HANDSHAKE_TIMEOUT).await?;
+    let bits = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+        Message::Bitfield(b) => b.to_vec(),
+        _ => return Err(ConnError::Unexpected(step)),
+    };
+    let send = |event| async move {
+        events
+            .send(PeerMsg { peer, conn, event })
+            .await
+            .map_err(|_| ())
+    };
+    if send(PeerEvent::Ready(bits)).await.is_err() {
+        return Ok(());
+    }
+
+    let reader = async {
+        let step = "reading from the peer";
+        loop {
+            let p = read_payload(&mut rd, step, IDLE_TIMEOUT).await?;
+            let event = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+                Message::Piece {
+                    piece,
+                    offset,
+                    data,
+                } => {
+                    let len = data.len() as u64;
+                    limiter.acquire(len).await;
+                    debug_assert_eq!(p.len() - PIECE_DATA_START, len as usize);
+                    PeerEvent::Block {
+                        piece,
+                        offset,
+                        payload: p,
+                    }
+                }
+                Message::Have(i) => PeerEvent::Have(i),
+                Message::Reject(b) => PeerEvent::Reject(b),
+                Message::KeepAlive => continue,
+                _ => return Err(ConnError::Unexpected(step)),
+            };
+            if send(event).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let writer = async {
+        let step = "writing to the peer";
+        let mut batch = Vec::with_capacity(1024);
+        loop {
+            let first = tokio::select! {
+                m = out.recv() => m,
+                _ = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
+                    write_msg(&mut wr, &Message::KeepAlive, &mut buf, step).await?;
+                    continue;
+                }
+            };
+            let Some(first) = first else {
+                return Ok(()); // the download is done with this peer
+            };
+            // Batch what is already queued into one write.
+            batch.clear();
+            let mut next = Some(first);
+            while let Some(m) = next {
+                let msg = match m {
+                    Out::Request(b) => Message::Request(b),
+                    Out::Cancel(b) => Message::Cancel(b),
+                    Out::Have(i) => Message::Have(i),
+                };
+                encode_frame(&msg, &mut batch)
+                    .map_err(|source| ConnError::Decode { step, source })?;
+                next = if batch.len() < 64 * 1024 {
+                    out.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            write_bytes(&mut wr, &batch, step).await?;
+        }
+    };
+    tokio::select! {
+        r = reader => r,
+        r = writer => r,
+    }
+}
