@@ -25,17 +25,39 @@ pub struct CtlHello {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum CtlRequest {
-    CreateUser { user: UserId, password: String },
-    Login { user: UserId, password: String },
-    CreateGroup { group: GroupId },
-    JoinGroup { group: GroupId },
-    LeaveGroup { group: GroupId },
-    ListRequests { group: GroupId },
-    AcceptRequest { group: GroupId, user: UserId },
+    CreateUser {
+        user: UserId,
+        password: String,
+    },
+    Login {
+        user: UserId,
+        password: String,
+    },
+    CreateGroup {
+        group: GroupId,
+    },
+    JoinGroup {
+        group: GroupId,
+    },
+    LeaveGroup {
+        group: GroupId,
+    },
+    ListRequests {
+        group: GroupId,
+    },
+    AcceptRequest {
+        group: GroupId,
+        user: UserId,
+    },
     ListGroups,
-    ListFiles { group: GroupId },
+    ListFiles {
+        group: GroupId,
+    },
     /// `path` is absolute.
-    UploadFile { path: PathBuf, group: GroupId },
+    UploadFile {
+        path: PathBuf,
+        group: GroupId,
+    },
     /// `dest` is absolute: an existing directory (the file keeps its name)
     /// or a file path. With `detach` false the connection streams progress.
     DownloadFile {
@@ -45,7 +67,10 @@ pub enum CtlRequest {
         detach: bool,
     },
     ShowDownloads,
-    StopShare { group: GroupId, name: FileName },
+    StopShare {
+        group: GroupId,
+        name: FileName,
+    },
     Logout,
     Status,
 }
@@ -139,11 +164,21 @@ pub struct Progress {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CtlReply {
     /// An action succeeded: `{"ok": true, "message": ...}` in `--json`.
-    Ok { message: String },
-    Groups { groups: Vec<GroupInfo> },
-    Requests { users: Vec<UserId> },
-    Files { files: Vec<FileInfo> },
-    Downloads { downloads: Vec<DownloadInfo> },
+    Ok {
+        message: String,
+    },
+    Groups {
+        groups: Vec<GroupInfo>,
+    },
+    Requests {
+        users: Vec<UserId>,
+    },
+    Files {
+        files: Vec<FileInfo>,
+    },
+    Downloads {
+        downloads: Vec<DownloadInfo>,
+    },
     Status(StatusInfo),
     /// Not final: more frames follow.
     Progress(Progress),

@@ -77,10 +77,8 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     payload: &[u8],
     max: u32,
 ) -> Result<(), FrameError> {
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
-        len: u32::MAX,
-        max,
-    })?;
+    let len =
+        u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge { len: u32::MAX, max })?;
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
@@ -162,7 +160,9 @@ mod tests {
     #[tokio::test]
     async fn garbage_json_is_a_decode_error() {
         let mut buf = Vec::new();
-        write_frame(&mut buf, b"\x00\x01not json", 100).await.unwrap();
+        write_frame(&mut buf, b"\x00\x01not json", 100)
+            .await
+            .unwrap();
         let mut r = &buf[..];
         let res: Result<Option<serde_json::Value>, _> = read_json(&mut r, 100).await;
         assert!(matches!(res, Err(FrameError::Decode(_))));

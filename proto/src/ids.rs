@@ -172,7 +172,15 @@ mod tests {
 
     #[test]
     fn ids_refuse_hostile_input() {
-        for bad in ["", "../x", "/etc/passwd", "a b", "a\0b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../x",
+            "/etc/passwd",
+            "a b",
+            "a\0b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(UserId::try_from(bad).is_err(), "{bad:?}");
             assert!(GroupId::try_from(bad).is_err(), "{bad:?}");
         }

@@ -76,10 +76,18 @@ pub struct TrackerAnswer {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum TrackerRequest {
     /// First call on each connection. Answered with [`TrackerReply::Welcome`].
-    Hello { version: u32 },
-    CreateUser { user: UserId, password: String },
+    Hello {
+        version: u32,
+    },
+    CreateUser {
+        user: UserId,
+        password: String,
+    },
     /// Ends any other session of `user`. Answered with [`TrackerReply::LoggedIn`].
-    Login { user: UserId, password: String },
+    Login {
+        user: UserId,
+        password: String,
+    },
     /// Keeps the session's user online at `peer_addr`; also how a restarted
     /// daemon resumes its session. `not_logged_in` if the session has ended
     /// (logout, or a login elsewhere). Answered with [`TrackerReply::Alive`].
@@ -87,18 +95,37 @@ pub enum TrackerRequest {
         token: SessionToken,
         peer_addr: SocketAddr,
     },
-    Logout { token: SessionToken },
-    CreateGroup { token: SessionToken, group: GroupId },
-    JoinGroup { token: SessionToken, group: GroupId },
-    LeaveGroup { token: SessionToken, group: GroupId },
-    ListRequests { token: SessionToken, group: GroupId },
+    Logout {
+        token: SessionToken,
+    },
+    CreateGroup {
+        token: SessionToken,
+        group: GroupId,
+    },
+    JoinGroup {
+        token: SessionToken,
+        group: GroupId,
+    },
+    LeaveGroup {
+        token: SessionToken,
+        group: GroupId,
+    },
+    ListRequests {
+        token: SessionToken,
+        group: GroupId,
+    },
     AcceptRequest {
         token: SessionToken,
         group: GroupId,
         user: UserId,
     },
-    ListGroups { token: SessionToken },
-    ListFiles { token: SessionToken, group: GroupId },
+    ListGroups {
+        token: SessionToken,
+    },
+    ListFiles {
+        token: SessionToken,
+        group: GroupId,
+    },
     /// Registers the file (or adds the caller as another holder of the same
     /// content); `name_taken` if the name holds other content.
     RegisterFile {
@@ -146,17 +173,39 @@ pub enum TrackerRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum TrackerReply {
-    Welcome { version: u32, node: u32 },
+    Welcome {
+        version: u32,
+        node: u32,
+    },
     /// An action succeeded.
-    Done { message: String },
-    LoggedIn { token: SessionToken },
-    Alive { user: UserId },
-    Users { users: Vec<UserId> },
-    Groups { groups: Vec<GroupInfo> },
-    Files { files: Vec<FileInfo> },
-    Located { meta: FileMeta, peers: Vec<PeerEntry> },
-    Ticket { ticket: String },
-    TicketValid { user: UserId },
+    Done {
+        message: String,
+    },
+    LoggedIn {
+        token: SessionToken,
+    },
+    Alive {
+        user: UserId,
+    },
+    Users {
+        users: Vec<UserId>,
+    },
+    Groups {
+        groups: Vec<GroupInfo>,
+    },
+    Files {
+        files: Vec<FileInfo>,
+    },
+    Located {
+        meta: FileMeta,
+        peers: Vec<PeerEntry>,
+    },
+    Ticket {
+        ticket: String,
+    },
+    TicketValid {
+        user: UserId,
+    },
 }
 
 #[cfg(test)]
