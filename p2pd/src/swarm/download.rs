@@ -52,6 +52,8 @@ pub const RELOCATE_IDLE_INTERVAL: Duration = Duration::from_secs(2);
 const TICKET_REFRESH: Duration = Duration::from_secs(5 * 60);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// Wait before dialling a peer again after it closed, stalled or refused.
+/// Corrupt pieces shared with other contributors before a peer is banned.
+const MAX_STRIKES: u32 = 3;
 const RETRY_AFTER_CLOSE: Duration = Duration::from_secs(2);
 const RETRY_AFTER_STALL: Duration = Duration::from_secs(10);
 /// Peer events buffered per download (backpressure on the readers).
@@ -309,6 +311,7 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         peers: HashMap::new(),
         ids: HashMap::new(),
         banned: HashSet::new(),
+        strikes: HashMap::new(),
         online: HashSet::new(),
         ticket: None,
         ticket_at: now,
@@ -373,6 +376,8 @@ struct Dl<'a> {
     /// One id per remote user for the whole download.
     ids: HashMap<UserId, PeerId>,
     banned: HashSet<UserId>,
+    /// Corrupt pieces each user contributed to, along with others.
+    strikes: HashMap<UserId, u32>,
     /// Users the last `Locate` listed online.
     online: HashSet<UserId>,
     ticket: Option<String>,
@@ -832,15 +837,7 @@ impl Dl<'_> {
                     }
                     false => {
                         let culprits = self.pieces.mark_corrupt(piece).unwrap_or_default();
-                        for c in culprits {
-                            if let Some(user) = self.user_of(c).cloned() {
-                                tracing::warn!(%user, name = %self.job.entry.name, piece,
-                                    "peer sent a corrupt piece; dropped for this download");
-                                self.banned.insert(user.clone());
-                                self.online.remove(&user);
-                            }
-                            self.drop_peer(c, "", Duration::from_secs(3600));
-                        }
+                        self.blame(piece, &culprits);
                         self.top_up_all();
                     }
                 }
@@ -848,6 +845,34 @@ impl Dl<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A corrupt piece: a sole contributor is certainly lying and is
+    /// banned. With several, a contributor already banned explains it;
+    /// otherwise each gets a strike, and [`MAX_STRIKES`] strikes ban, so
+    /// an honest peer whose blocks were mixed with a liar's is not lost.
+    fn blame(&mut self, piece: u32, culprits: &[PeerId]) {
+        let users: Vec<(PeerId, UserId)> = culprits
+            .iter()
+            .filter_map(|&c| Some((c, self.user_of(c)?.clone())))
+            .collect();
+        if users.len() > 1 && users.iter().any(|(_, u)| self.banned.contains(u)) {
+            return;
+        }
+        for (c, user) in users.iter().cloned() {
+            let strikes = self.strikes.entry(user.clone()).or_default();
+            *strikes += 1;
+            if culprits.len() == 1 || *strikes >= MAX_STRIKES {
+                tracing::warn!(%user, name = %self.job.entry.name, piece,
+                    "peer sent a corrupt piece; dropped for this download");
+                self.banned.insert(user.clone());
+                self.online.remove(&user);
+                self.drop_peer(c, "", Duration::from_secs(3600));
+            } else {
+                tracing::warn!(%user, name = %self.job.entry.name, piece,
+                    "a corrupt piece had blocks from this peer and others");
+            }
+        }
     }
 
     // ------------------------------------------------------------ upkeep
