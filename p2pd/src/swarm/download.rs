@@ -422,7 +422,11 @@ impl Dl<'_> {
             tokio::select! {
                 _ = self.job.stop.cancelled() => {
                     self.conns.cancel();
-                    self.save_record().await?;
+                    // A pause must never discard progress: on a failed
+                    // save the previous record (and the .part) stand.
+                    if let Err(e) = self.save_record().await {
+                        tracing::warn!(name = %self.job.entry.name, "saving progress: {e}");
+                    }
                     return Ok(Outcome::Stopped);
                 }
                 Some(m) = self.peer_rx.recv() => self.on_peer(m).await?,
