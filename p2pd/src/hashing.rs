@@ -7,8 +7,8 @@
 //! in parallel and each byte is read from disk exactly once.
 
 use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
+use proto::hash::Sha1Stream;
 use proto::Sha1Hash;
-use sha1::{Digest, Sha1};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,14 +89,14 @@ fn hash_reader<R: Read>(
         let piece_hasher = scope.spawn(move || {
             let mut pieces = Vec::new();
             for (buf, len) in full_rx {
-                pieces.push(Sha1Hash(Sha1::digest(&buf[..len]).into()));
+                pieces.push(Sha1Hash::of(&buf[..len]));
                 // The reader may have stopped early; a closed pool is fine.
                 let _ = empty_tx.send(buf);
             }
             pieces
         });
 
-        let mut whole = Sha1::new();
+        let mut whole = Sha1Stream::new();
         let mut size = 0u64;
         let result = loop {
             if cancel.load(Ordering::Relaxed) {
@@ -135,7 +135,7 @@ fn hash_reader<R: Read>(
         debug_assert_eq!(pieces.len() as u64, piece_count(size) as u64);
         Ok(FileHashes {
             size,
-            sha1: Sha1Hash(whole.finalize().into()),
+            sha1: whole.finish(),
             pieces,
         })
     })
@@ -260,13 +260,13 @@ mod throughput {
         let t1 = std::time::Instant::now();
         let mut f = std::fs::File::open(&path).unwrap();
         let mut buf = vec![0u8; 1 << 19];
-        let mut one = <sha1::Sha1 as sha1::Digest>::new();
+        let mut one = proto::hash::Sha1Stream::new();
         loop {
             let n = std::io::Read::read(&mut f, &mut buf).unwrap();
             if n == 0 {
                 break;
             }
-            sha1::Digest::update(&mut one, &buf[..n]);
+            one.update(&buf[..n]);
         }
         println!(
             "single pass, whole file only: {:.2} s",

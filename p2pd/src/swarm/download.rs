@@ -16,6 +16,7 @@
 use super::peer_conn::{self, Dial, Out, PeerEvent, PeerMsg};
 use super::picker::{pick_blocks, Availability, BlockPick, LiveView, PIPELINE_DEPTH_BLOCKS};
 use super::pieces::{BlockOutcome, PeerId, PieceError, PieceTracker};
+use super::prefix_hash::{verified_prefix, PrefixHasher};
 use super::resume::{self, ResumeRecord, RESUME_SAVE_INTERVAL};
 use super::storage::{self, PartFile, PartMode, StorageError};
 use super::wire::ConnError;
@@ -296,6 +297,12 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         .map_err(|e| io_error(format!("saved progress: {e}")))?;
     let (have_tx, have_rx) = watch::channel(pieces.have().clone());
     let part = Arc::new(part);
+    // The whole-file SHA-1 runs alongside, over the verified prefix; a
+    // resumed download re-reads its saved prefix from byte 0.
+    let mut prefix = PrefixHasher::start(part.clone())
+        .map_err(|e| io_error(format!("starting the whole-file hash: {e}")))?;
+    let (prefix_pieces, prefix_bytes) = verified_prefix(pieces.have(), meta.size, 0);
+    prefix.advance(prefix_bytes);
     entry.set_serving(part.clone(), have_rx, meta.sha1);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let (job_tx, job_rx) = mpsc::unbounded_channel();
@@ -308,6 +315,8 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         pieces,
         meta,
         part,
+        prefix: Some(prefix),
+        prefix_pieces,
         peers: HashMap::new(),
         ids: HashMap::new(),
         banned: HashSet::new(),
@@ -370,6 +379,10 @@ struct Dl<'a> {
     record: PathBuf,
     meta: FileMeta,
     part: Arc<PartFile>,
+    /// The whole-file hash of the verified prefix `0..prefix_pieces`;
+    /// taken by [`Dl::finish`].
+    prefix: Option<PrefixHasher>,
+    prefix_pieces: u32,
     pieces: PieceTracker,
     avail: Availability,
     peers: HashMap<PeerId, Slot>,
@@ -836,6 +849,7 @@ impl Dl<'_> {
                             tracing::warn!("verified piece {piece}: {e}");
                         }
                         self.dirty = true;
+                        self.advance_prefix();
                         self.have_tx.send_replace(self.pieces.have().clone());
                         self.mark_partial();
                     }
@@ -849,6 +863,15 @@ impl Dl<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Lets the whole-file hasher go on to the end of the verified prefix.
+    fn advance_prefix(&mut self) {
+        let (k, bytes) = verified_prefix(self.pieces.have(), self.meta.size, self.prefix_pieces);
+        self.prefix_pieces = k;
+        if let Some(p) = self.prefix.as_mut() {
+            p.advance(bytes);
+        }
     }
 
     /// A corrupt piece: a sole contributor is certainly lying and is
@@ -951,11 +974,12 @@ impl Dl<'_> {
         let entry = self.job.entry.clone();
         let part = self.part.clone();
         let expected = self.meta.sha1;
-        let sha1 = blocking(move || {
-            part.sync_data()?;
-            part.whole_sha1()
-        })
-        .await?;
+        let prefix = self.prefix.take().expect("finish runs once");
+        // Every piece is verified, so the prefix is the whole file: only
+        // its tail is left to hash, alongside the sync.
+        let (synced, sha1) = tokio::join!(blocking(move || part.sync_data()), prefix.finish());
+        synced?;
+        let sha1 = sha1.map_err(io_error)?;
         if sha1 != expected {
             return Err(WireError::new(
                 ErrorCode::Integrity,

@@ -109,6 +109,7 @@ pub mod download;
 pub mod peer_conn;
 pub mod picker;
 pub mod pieces;
+pub mod prefix_hash;
 pub mod rate;
 pub mod resume;
 pub mod seeder;

@@ -16,10 +16,10 @@
 //! The functions here are blocking (`std::fs`); call them from
 //! `spawn_blocking`.
 
+use proto::hash::Sha1Stream;
 use proto::peer::{Bitfield, BitfieldError};
 use proto::{geometry, FileName, GroupId, Sha1Hash, UserId};
 use serde::{Deserialize, Serialize};
-use sha1::{Digest, Sha1};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -78,12 +78,12 @@ struct OnDisk {
 /// `group`/`name`: a hash, since file names may hold anything a base name
 /// may, and one download of a file per user and group is allowed.
 pub fn resume_file_name(user: &UserId, group: &GroupId, name: &FileName) -> String {
-    let mut h = Sha1::new();
+    let mut h = Sha1Stream::new();
     for part in [user.as_str(), group.as_str(), name.as_str()] {
         h.update(part.as_bytes());
-        h.update([0u8]); // ids and names hold no NUL: the join is unambiguous
+        h.update(&[0u8]); // ids and names hold no NUL: the join is unambiguous
     }
-    format!("{}.{RESUME_EXT}", hex::encode(h.finalize()))
+    format!("{}.{RESUME_EXT}", h.finish().to_hex())
 }
 
 impl ResumeRecord {

@@ -14,9 +14,9 @@
 //! from `spawn_blocking` (sync on purpose: `tokio::fs` copies every buffer).
 
 use proto::geometry::{self, PIECE_SIZE_BYTES};
+use proto::hash::Sha1Stream;
 use proto::peer::{self, BlockRef, PIECE_FRAME_HEADER_BYTES};
 use proto::{FileName, Sha1Hash};
-use sha1::{Digest, Sha1};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -225,7 +225,7 @@ impl PartFile {
     /// # Errors
     /// A read error.
     pub fn whole_sha1(&self) -> Result<Sha1Hash, StorageError> {
-        let mut h = Sha1::new();
+        let mut h = Sha1Stream::new();
         let mut buf = vec![0u8; HASH_BUF_BYTES];
         let mut at = 0u64;
         while at < self.size {
@@ -236,7 +236,18 @@ impl PartFile {
             h.update(&buf[..n]);
             at += n as u64;
         }
-        Ok(Sha1Hash(h.finalize().into()))
+        Ok(h.finish())
+    }
+
+    /// Reads `buf.len()` bytes at `at` (inside the file).
+    ///
+    /// # Errors
+    /// [`StorageError::OutOfRange`] past the end, or a read error.
+    pub fn read_exact_at(&self, buf: &mut [u8], at: u64) -> Result<(), StorageError> {
+        self.check("read", at, buf.len())?;
+        self.file
+            .read_exact_at(buf, at)
+            .map_err(io_err("reading", &self.path))
     }
 
     /// Flushes written data to the device (before a resume record that
