@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 root=$PWD
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 die() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
 
 command -v python3 >/dev/null || die "python3 is needed (to pick a free port)"
