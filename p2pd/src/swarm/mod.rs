@@ -17,6 +17,8 @@
 //! - [`seeder`]: one incoming connection (we serve), and `authorize_peer`.
 //! - [`wire`]: named timeouts, reading and writing peer frames.
 //! - [`rate`]: the shared upload and download token buckets.
+//! - [`prefix_hash`]: the whole-file SHA-1 of the verified prefix, computed
+//!   on its own thread while the download runs.
 //! - [`storage`]: final path resolution, `DEST.part`, positional block I/O,
 //!   piece and whole-file hashing, the no-overwrite rename, piece frames read
 //!   straight from disk for serving.
@@ -65,8 +67,14 @@
 //! piece fetched elsewhere. A piece is never held in memory longer than its
 //! hash takes; the file never is.
 //!
-//! **Completion.** When every piece is verified: `PartFile::whole_sha1`; if
-//! it equals the meta's SHA-1, `storage::finish` links `DEST.part` to `DEST`
+//! **Whole-file hash.** A `prefix_hash::PrefixHasher` thread hashes the
+//! file's verified prefix (pieces `0..k`, all verified) in order from
+//! `DEST.part` as it grows, so the whole-file SHA-1 overlaps the download;
+//! only verified bytes are ever fed to it. A resumed download starts it
+//! again from byte 0; a pause drops it.
+//!
+//! **Completion.** When every piece is verified: the prefix hasher's digest
+//! (only the tail is left to hash by then); if it equals the meta's SHA-1, `storage::finish` links `DEST.part` to `DEST`
 //! (never overwriting), the share is registered (`RegisterFile`: the caller
 //! is now a holder) and the resume record removed; otherwise the download
 //! fails with `integrity`.
