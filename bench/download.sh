@@ -101,3 +101,5 @@ print(f"downloader: peak RSS {$rss/1024:.1f} MiB, CPU {($dl_cpu1-$dl_cpu0)/hz:.2
 print(f"verified bytes per peer: $peers")
 print(f"ratios: download/TCP-copy time {dl/tcp:.2f} (throughput {tcp/dl:.2f}), download/sha1sum time {dl/sha:.2f}")
 PY
+# With RUST_LOG=p2pd=debug: how much of the whole-file hash was left at the end.
+grep -h "whole-file hash" "$t/dl.log" 2>/dev/null | sed 's/^.*whole-file hash/whole-file hash/' || true

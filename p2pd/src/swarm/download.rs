@@ -975,11 +975,16 @@ impl Dl<'_> {
         let part = self.part.clone();
         let expected = self.meta.sha1;
         let prefix = self.prefix.take().expect("finish runs once");
+        let left = self.meta.size - prefix.hashed().min(self.meta.size);
+        let waited = Instant::now();
         // Every piece is verified, so the prefix is the whole file: only
         // its tail is left to hash, alongside the sync.
         let (synced, sha1) = tokio::join!(blocking(move || part.sync_data()), prefix.finish());
         synced?;
         let sha1 = sha1.map_err(io_error)?;
+        tracing::debug!(name = %entry.name, tail_bytes = left,
+            waited_ms = waited.elapsed().as_millis() as u64,
+            "whole-file hash: tail hashed and data synced");
         if sha1 != expected {
             return Err(WireError::new(
                 ErrorCode::Integrity,

@@ -24,7 +24,7 @@ use proto::geometry;
 use proto::hash::Sha1Stream;
 use proto::peer::Bitfield;
 use proto::Sha1Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
@@ -39,6 +39,8 @@ pub struct PrefixHasher {
     sent: u64,
     tx: mpsc::Sender<u64>,
     cancel: Arc<AtomicBool>,
+    /// Bytes hashed so far (for logs).
+    hashed: Arc<AtomicU64>,
     result: Option<oneshot::Receiver<Result<Sha1Hash, StorageError>>>,
 }
 
@@ -70,10 +72,12 @@ impl PrefixHasher {
         let (res_tx, res_rx) = oneshot::channel();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
+        let hashed = Arc::new(AtomicU64::new(0));
+        let progress = hashed.clone();
         std::thread::Builder::new()
             .name("prefix-sha1".into())
             .spawn(move || {
-                if let Some(r) = hash_prefix(&part, &rx, &flag) {
+                if let Some(r) = hash_prefix(&part, &rx, &flag, &progress) {
                     let _ = res_tx.send(r);
                 }
             })?;
@@ -82,6 +86,7 @@ impl PrefixHasher {
             sent: 0,
             tx,
             cancel,
+            hashed,
             result: Some(res_rx),
         })
     }
@@ -99,6 +104,11 @@ impl PrefixHasher {
     /// Bytes reported as verified so far.
     pub fn reported(&self) -> u64 {
         self.sent
+    }
+
+    /// Bytes hashed so far (at most [`reported`](Self::reported)).
+    pub fn hashed(&self) -> u64 {
+        self.hashed.load(Ordering::Relaxed)
     }
 
     /// The whole file's SHA-1, once every byte has been reported through
@@ -134,6 +144,7 @@ fn hash_prefix(
     part: &PartFile,
     rx: &mpsc::Receiver<u64>,
     cancel: &AtomicBool,
+    hashed: &AtomicU64,
 ) -> Option<Result<Sha1Hash, StorageError>> {
     let size = part.size();
     let mut h = Sha1Stream::new();
@@ -172,6 +183,7 @@ fn hash_prefix(
         }
         h.update(&buf[..n]);
         done += n as u64;
+        hashed.store(done, Ordering::Relaxed);
     }
 }
 
@@ -237,6 +249,7 @@ mod tests {
             hasher.advance(bytes);
         }
         assert_eq!(hasher.reported(), size);
+        assert!(hasher.hashed() <= size);
         assert_eq!(hasher.finish().await.unwrap(), Sha1Hash::of(&data));
     }
 
