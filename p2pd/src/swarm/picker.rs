@@ -11,7 +11,10 @@
 //! 2. Finish what is in flight: wanted blocks of in-flight pieces first, so
 //!    pieces complete (and become servable) fast.
 //! 3. Then a new piece, all its blocks: the rarest (fewest connected peers
-//!    have it) with a random tie-break; while we have no verified piece, a
+//!    have it) with a random tie-break among the lowest-indexed of them (the
+//!    [`TIE_WINDOW_PIECES`] from the lowest rarest index on), so the verified
+//!    prefix grows nearly in order and the whole-file hash keeps up with the
+//!    download; while we have no verified piece, a
 //!    uniformly random one instead, so we soon have something to share and
 //!    downloaders starting together do not all chase the same piece.
 //! 4. Endgame, once every missing block is requested (counting this call's
@@ -34,6 +37,12 @@ use rand::Rng;
 /// to keep a fast peer busy over a round trip of a few milliseconds at
 /// several hundred MB/s.
 pub const PIPELINE_DEPTH_BLOCKS: usize = 16;
+
+/// Equally rare pieces are drawn at random from this many indices from the
+/// lowest one on: random enough that peers do not all chase one piece, in
+/// order enough that the file's verified prefix (hashed as it grows, see
+/// `prefix_hash`) trails the download by a few MiB only.
+pub const TIE_WINDOW_PIECES: u32 = 32;
 
 /// What the picker needs to know, seen from the peer it picks for.
 pub trait Mediator {
@@ -151,17 +160,37 @@ where
 
 /// A wanted piece the peer has and this call has not taken: uniformly
 /// random if `random`, else the rarest with a uniformly random tie-break
-/// (reservoir sampling, one pass, no allocation).
+/// among those within [`TIE_WINDOW_PIECES`] of the lowest-indexed rarest
+/// one (two passes, reservoir sampling, no allocation).
 fn choose_new_piece<M, R>(m: &M, rng: &mut R, random: bool, taken: &[u32]) -> Option<u32>
 where
     M: Mediator + ?Sized,
     R: Rng + ?Sized,
 {
+    let candidate = |piece: u32| m.peer_has(piece) && !taken.contains(&piece);
+    // Pass 1: the rarity to pick at and the window of indices.
+    let mut end = u32::MAX;
+    if !random {
+        let mut rarest = u32::MAX;
+        let mut lowest = u32::MAX;
+        for &piece in m.wanted_pieces() {
+            if !candidate(piece) {
+                continue;
+            }
+            let avail = m.availability(piece);
+            if avail < rarest || (avail == rarest && piece < lowest) {
+                rarest = avail;
+                lowest = piece;
+            }
+        }
+        end = lowest.saturating_add(TIE_WINDOW_PIECES);
+    }
+    // Pass 2: uniformly among the rarest inside the window.
     let mut best: Option<u32> = None;
     let mut best_avail = u32::MAX;
     let mut ties = 0u32;
     for &piece in m.wanted_pieces() {
-        if !m.peer_has(piece) {
+        if piece >= end || !m.peer_has(piece) {
             continue;
         }
         let avail = if random { 0 } else { m.availability(piece) };
@@ -372,6 +401,36 @@ mod tests {
         m.avail = [(0, 2), (1, 1), (2, 1), (3, 1)].into();
         let firsts: HashSet<u32> = (0..50).map(|s| pick(&m, s, 1)[0].piece).collect();
         assert_eq!(firsts, [1, 2, 3].into());
+    }
+
+    #[test]
+    fn ties_prefer_low_indices_within_a_window() {
+        let n = 4 * TIE_WINDOW_PIECES;
+        let mut m = Fake::new(n).peer_has_all(n);
+        m.have_count = 1;
+        // Piece n-1 is rarer than all: rarity still comes first.
+        m.avail = (0..n)
+            .map(|p| (p, if p == n - 1 { 1 } else { 3 }))
+            .collect();
+        m.avail.insert(5, 2);
+        for seed in 0..20 {
+            assert_eq!(pick(&m, seed, 1)[0].piece, n - 1, "seed {seed}");
+        }
+        m.avail.insert(n - 1, 3);
+        for seed in 0..20 {
+            assert_eq!(pick(&m, seed, 1)[0].piece, 5, "seed {seed}");
+        }
+        // All equal: random, but only among the lowest TIE_WINDOW_PIECES.
+        m.avail.insert(5, 3);
+        m.wanted.retain(|&p| p >= 10);
+        let firsts: HashSet<u32> = (0..400).map(|s| pick(&m, s, 1)[0].piece).collect();
+        assert!(
+            firsts
+                .iter()
+                .all(|&p| (10..10 + TIE_WINDOW_PIECES).contains(&p)),
+            "{firsts:?}"
+        );
+        assert!(firsts.len() > TIE_WINDOW_PIECES as usize / 2, "{firsts:?}");
     }
 
     #[test]
