@@ -223,13 +223,18 @@ impl Drop for Proc {
 }
 
 /// SIGTERM to one process we started, by PID.
-#[allow(unsafe_code)]
 pub fn send_sigterm(pid: u32) {
+    send_signal(pid, libc::SIGTERM);
+}
+
+/// Send `sig` (e.g. `libc::SIGINT`) to one process we started, by PID.
+#[allow(unsafe_code)]
+pub fn send_signal(pid: u32, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
     // SAFETY: kill(2) takes plain integers and touches no memory of ours; the
     // pid is that of a child we have not reaped yet, so it cannot be reused.
     unsafe {
-        libc::kill(pid, libc::SIGTERM);
+        libc::kill(pid, sig);
     }
 }
 

@@ -341,3 +341,40 @@ fn refusals_and_edge_cases() {
     assert!(records.is_empty(), "resume records left: {records:?}");
     assert!(started.elapsed() < Duration::from_secs(120));
 }
+
+#[test]
+fn ctrl_c_in_p2pctl_leaves_the_download_running() {
+    let net = Net::start();
+    let ds = swarm(&net, &[("a", &["--max-upload-rate", "2M"]), ("b", &[])]);
+    let src = net.mkdir("src");
+    let f = src.join("f.bin");
+    let sha = random_file(&f, 8 * MIB);
+    ds[0].ok(&["upload_file", p(&f), "g"]);
+    let dest = net.mkdir("dl");
+    // A waiting (not detached) download, as a user runs it in a shell.
+    let mut child = std::process::Command::new(blackbox::bin("p2pctl"))
+        .arg("--home")
+        .arg(&ds[1].home)
+        .args(["download_file", "g", "f.bin", p(&dest)])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn p2pctl");
+    wait_download(&ds[1], "f.bin", DOWNLOAD_TIMEOUT, |x| bytes_done(x) > 0);
+    blackbox::send_signal(child.id(), libc::SIGINT);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait p2pctl") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "p2pctl ignored SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("p2pctl output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert!(stderr.contains("continues"), "stderr: {stderr}");
+    let x = wait_download(&ds[1], "f.bin", DOWNLOAD_TIMEOUT, complete);
+    assert_eq!(sha1_file(&dest.join("f.bin")), sha, "{x}");
+}
