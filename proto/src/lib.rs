@@ -8,6 +8,7 @@
 //!   crosses a wire.
 //! - [`ctl`]: p2pctl <-> p2pd (one request per connection).
 //! - [`tracker`]: p2pd <-> tracker (a long-lived, multiplexed connection).
+//! - [`raft`]: tracker <-> tracker (Raft RPCs, forwarded writes, presence).
 //! - [`peer`]: p2pd <-> p2pd (handshake, bitfield, piece requests, piece data).
 //! - [`geometry`]: every piece/offset computation.
 //! - [`hash`]: the SHA-1 digest type as it travels (40 lowercase hex digits).
@@ -19,6 +20,7 @@ pub mod geometry;
 pub mod hash;
 pub mod ids;
 pub mod peer;
+pub mod raft;
 pub mod tracker;
 
 pub use error::{ErrorCode, WireError};

@@ -11,10 +11,11 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracker::server::{self, ServerOptions};
-use tracker::{store, tracker_info};
+use tracker::raft::{Cluster, ClusterOptions};
+use tracker::tracker_info;
 
-/// How long the store writer may take to finish its last batch at exit.
-const WRITER_STOP_DEADLINE: Duration = Duration::from_secs(5);
+/// How long Raft may take to stop at exit.
+const RAFT_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The p2pshare tracker: accounts, groups, and who holds which file.
 ///
@@ -64,12 +65,16 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("bad tracker info file {}", args.tracker_info.display()))?;
     let addr = tracker_info::nth(&addrs, args.n)
         .with_context(|| format!("in {}", args.tracker_info.display()))?;
-    if addrs.len() > 1 {
-        // TODO(#5): replication. Until then each tracker stands alone.
-        tracing::warn!(
-            trackers = addrs.len(),
-            "replication between trackers is not implemented yet; this tracker runs on its own"
-        );
+    match addrs.len() {
+        1 => tracing::info!("single tracker (one line in tracker_info.txt): no replication"),
+        2 => tracing::warn!(
+            "2 trackers: Raft needs a majority (2 of 2), so losing either one pauses all \
+             writes until it is back (reads go on); run 3 or 5 trackers to survive failures"
+        ),
+        n => tracing::info!(
+            "{n} trackers form one Raft cluster; writes need {} of them up",
+            n / 2 + 1
+        ),
     }
     let data_dir = match args.data_dir {
         Some(dir) => dir,
@@ -88,17 +93,15 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             args.tracker_info.display()
         )
     })?;
-    let (st, state, recovery) = store::Store::open(&data_dir)
-        .with_context(|| format!("cannot open the tracker's data in {}", data_dir.display()))?;
-    tracing::info!(
-        snapshot_index = recovery.snapshot_index,
-        replayed = recovery.replayed,
-        discarded_bytes = recovery.discarded_bytes,
-        "state recovered"
-    );
-    let (handle, writer) = store::spawn(st, state).context("cannot start the store writer")?;
-
     let stop = CancellationToken::new();
+    let options = ClusterOptions {
+        node: u64::from(args.n),
+        trackers: addrs,
+    };
+    let cluster = Cluster::start(options, &data_dir, stop.child_token())
+        .await
+        .with_context(|| format!("cannot open the tracker's data in {}", data_dir.display()))?;
+
     watch_signals(stop.clone()).context("cannot install signal handlers")?;
     watch_stdin(stop.clone());
 
@@ -111,11 +114,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         node: args.n,
         ..ServerOptions::default()
     };
-    let served = server::run(listener, handle, options, stop.cancelled_owned()).await;
+    let served = server::run(listener, cluster.clone(), options, stop.cancelled_owned()).await;
     served.context("graceful stop did not finish")?;
-    tokio::time::timeout(WRITER_STOP_DEADLINE, writer.join())
+    tokio::time::timeout(RAFT_STOP_DEADLINE, cluster.raft.shutdown())
         .await
-        .context("the store writer did not finish in time")?;
+        .context("Raft did not stop in time")?
+        .context("Raft stopped with an error")?;
     tracing::info!("tracker {} stopped", args.n);
     Ok(())
 }

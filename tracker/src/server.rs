@@ -8,30 +8,34 @@
 //! connection only, after an `invalid_argument` answer where one can still be
 //! written.
 //!
-//! Lock order, where a call needs more than one: state, then presence, then
-//! tickets. No lock is held across an `.await`.
+//! The first frame of a connection tells a daemon (a `Hello` call) from a
+//! peer tracker (a `PeerHello`); peer connections are handed to
+//! [`crate::raft::network::serve_peer`]. Reads lock the local replica
+//! briefly; no lock is held across an `.await`. Writes go through
+//! [`Cluster::submit`] and are answered once a majority has them.
 //!
 //! Shutdown: the trigger stops the accept loop and every reader; calls already
 //! read run to completion (a write is answered once durable), writers flush,
 //! and [`run`] waits for all of it up to [`ServerOptions::shutdown_deadline`].
 
-use crate::presence::PresenceSet;
+use crate::raft::{now_ms, Cluster};
 use crate::state::{Applied, Command, BAD_CREDENTIALS};
-use crate::store::StoreHandle;
-use crate::tickets::TicketSet;
+use crate::tickets;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
+use proto::raft::SeenPeer;
 use proto::tracker::{
     PeerEntry, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
+    PRESENCE_TIMEOUT,
 };
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -82,32 +86,8 @@ pub enum ServerError {
 
 /// What every connection shares.
 struct Shared {
-    store: StoreHandle,
-    presence: Mutex<PresenceSet>,
-    tickets: Mutex<TicketSet>,
+    cluster: Arc<Cluster>,
     node: u32,
-}
-
-impl Shared {
-    fn presence(&self) -> MutexGuard<'_, PresenceSet> {
-        self.presence
-            .lock()
-            .expect("presence lock poisoned: a panic while holding it")
-    }
-
-    fn tickets(&self) -> MutexGuard<'_, TicketSet> {
-        self.tickets
-            .lock()
-            .expect("tickets lock poisoned: a panic while holding it")
-    }
-
-    /// Drops the presence of a user whose session just started or ended, so
-    /// they read as offline until their (new) daemon heartbeats.
-    fn forget_presence(&self, applied: &Applied) {
-        if let Some(user) = &applied.session_changed {
-            self.presence().remove(user);
-        }
-    }
 }
 
 /// Serves tracker connections on `listener` until `shutdown` completes, then
@@ -118,14 +98,12 @@ impl Shared {
 /// deadline (the caller should exit non-zero).
 pub async fn run(
     listener: TcpListener,
-    store: StoreHandle,
+    cluster: Arc<Cluster>,
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let shared = Arc::new(Shared {
-        store,
-        presence: Mutex::new(PresenceSet::default()),
-        tickets: Mutex::new(TicketSet::default()),
+        cluster,
         node: options.node,
     });
     let cancel = CancellationToken::new();
@@ -191,10 +169,30 @@ impl Connection {
         // Answers are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
         let (mut reader, writer) = socket.into_split();
+        let first = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            frame = read_frame(&mut reader, MAX_HELLO_FRAME_BYTES) => frame,
+        };
+        if let Some(hello) = first
+            .as_ref()
+            .ok()
+            .and_then(|f| f.as_deref())
+            .and_then(crate::raft::network::is_peer_hello)
+        {
+            if hello.version != PROTOCOL_VERSION {
+                tracing::warn!(peer = %self.peer, version = hello.version, "peer tracker speaks another protocol version");
+                return;
+            }
+            tracing::debug!(peer = %self.peer, node = hello.from, "peer tracker connected");
+            let cluster = Arc::clone(&self.shared.cluster);
+            crate::raft::network::serve_peer(cluster, hello.from, reader, writer, self.cancel.clone())
+                .await;
+            return;
+        }
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
         let writer = self.tasks.spawn(write_answers(writer, rx, self.peer));
 
-        match self.read_calls(&mut reader, &tx).await {
+        match self.read_calls(&mut reader, &tx, Some(first)).await {
             Ending::Quiet => {}
             Ending::Refused { id, error } => {
                 tracing::warn!(peer = %self.peer, error = %error.message, "closing connection");
@@ -220,14 +218,18 @@ impl Connection {
         &self,
         reader: &mut OwnedReadHalf,
         tx: &mpsc::Sender<TrackerAnswer>,
+        mut first: Option<Result<Option<Vec<u8>>, FrameError>>,
     ) -> Ending {
         let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
         let mut greeted = false;
         loop {
-            let frame = tokio::select! {
-                () = self.cancel.cancelled() => return Ending::Quiet,
-                () = tx.closed() => return Ending::Quiet,
-                frame = read_frame(reader, if greeted { MAX_TRACKER_FRAME_BYTES } else { MAX_HELLO_FRAME_BYTES }) => frame,
+            let frame = match first.take() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    () = self.cancel.cancelled() => return Ending::Quiet,
+                    () = tx.closed() => return Ending::Quiet,
+                    frame = read_frame(reader, if greeted { MAX_TRACKER_FRAME_BYTES } else { MAX_HELLO_FRAME_BYTES }) => frame,
+                },
             };
             let bytes = match frame {
                 Ok(Some(bytes)) => bytes,
@@ -372,7 +374,7 @@ fn done(applied: Applied) -> TrackerReply {
 /// clock read here, never in `apply`) and returned once durable.
 async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply, WireError> {
     use TrackerRequest as R;
-    let store = &shared.store;
+    let store = &*shared.cluster;
     match request {
         R::Hello { version } => welcome(version, shared.node),
         R::CreateUser { user, password } => {
@@ -401,30 +403,29 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
                 return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
             }
             let token = SessionToken(random_hex());
-            let applied = store
+            store
                 .submit(Command::StartSession {
                     user,
                     token: token.clone(),
                 })
                 .await?;
-            shared.forget_presence(&applied);
             Ok(TrackerReply::LoggedIn { token })
         }
         R::Heartbeat { token, peer_addr } => {
-            let now = Instant::now();
             let user = store.state().user_of(&token)?.clone();
             // A heartbeat racing with a logout may land after it; presence
             // only counts it while `token` is still the user's session.
-            shared
-                .presence()
-                .mark_alive(user.clone(), token, peer_addr, now);
+            store
+                .heartbeat(SeenPeer {
+                    user: user.clone(),
+                    token,
+                    addr: peer_addr,
+                    at_ms: now_ms(),
+                })
+                .await;
             Ok(TrackerReply::Alive { user })
         }
-        R::Logout { token } => {
-            let applied = store.submit(Command::EndSession { token }).await?;
-            shared.forget_presence(&applied);
-            Ok(done(applied))
-        }
+        R::Logout { token } => Ok(done(store.submit(Command::EndSession { token }).await?)),
         R::CreateGroup { token, group } => Ok(done(
             store.submit(Command::CreateGroup { token, group }).await?,
         )),
@@ -469,27 +470,23 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
             })
         }
         R::ListFiles { token, group } => {
-            let now = Instant::now();
+            let now = now_ms();
             let st = store.state();
             let user = st.user_of(&token)?;
-            let presence = shared.presence();
             let files = st.list_files(user, &group, |holder| {
-                presence
-                    .online_addr(holder, st.session_of(holder), now)
-                    .is_some()
+                st.online_addr(holder, now, PRESENCE_TIMEOUT).is_some()
             })?;
             Ok(TrackerReply::Files { files })
         }
         R::Locate { token, group, name } => {
-            let now = Instant::now();
+            let now = now_ms();
             let st = store.state();
             let user = st.user_of(&token)?;
             let (meta, holders) = st.locate(user, &group, &name)?;
-            let presence = shared.presence();
             let peers = holders
                 .into_iter()
                 .filter_map(|h| {
-                    let addr = presence.online_addr(&h.user, st.session_of(&h.user), now)?;
+                    let addr = st.online_addr(&h.user, now, PRESENCE_TIMEOUT)?;
                     Some(PeerEntry {
                         user: h.user,
                         addr,
@@ -500,17 +497,11 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
             Ok(TrackerReply::Located { meta, peers })
         }
         R::IssueTicket { token, group, name } => {
-            let now = Instant::now();
-            let user = {
-                let st = store.state();
-                let user = st.user_of(&token)?;
-                st.check_file_access(user, &group, &name)?;
-                user.clone()
-            };
-            let ticket = random_hex();
-            shared
-                .tickets()
-                .issue(ticket.clone(), user, group, name, now);
+            let st = store.state();
+            let user = st.user_of(&token)?;
+            st.check_file_access(user, &group, &name)?;
+            let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
+            let ticket = tickets::issue(secret, user, &group, &name, now_ms() / 1000);
             Ok(TrackerReply::Ticket { ticket })
         }
         R::CheckTicket {
@@ -519,13 +510,10 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
             group,
             name,
         } => {
-            let now = Instant::now();
             let st = store.state();
             st.user_of(&token)?;
-            let holder = shared
-                .tickets()
-                .check(&ticket, &group, &name, now)
-                .cloned()
+            let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
+            let holder = tickets::check(secret, &ticket, &group, &name, now_ms() / 1000)
                 .ok_or_else(|| {
                     WireError::new(ErrorCode::InvalidArgument, "unknown or expired ticket")
                 })?;
@@ -544,6 +532,13 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
             Ok(TrackerReply::TicketValid { user: holder })
         }
     }
+}
+
+fn no_ticket_key() -> WireError {
+    WireError::new(
+        ErrorCode::TrackerUnavailable,
+        "the trackers are still starting (no ticket key yet); try again",
+    )
 }
 
 fn check_password(password: &str) -> Result<(), WireError> {
@@ -620,7 +615,7 @@ fn dummy_hash() -> &'static str {
 }
 
 /// 128 random bits as 32 lowercase hex digits (session tokens, tickets).
-fn random_hex() -> String {
+pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)

@@ -19,14 +19,25 @@
 //! - A user has at most one session; `sessions` and `session_of` mirror each
 //!   other.
 //!
+//! - Presence is replicated data, not a clock: [`Command::Presence`] records
+//!   when a tracker heard each daemon (its wall-clock stamp, carried in the
+//!   command), and a *reader* compares that stamp with its own clock
+//!   ([`TrackerState::online_addr`]). A heartbeat counts only while its token
+//!   is still the user's session; a new session or a logout drops it.
+//! - The ticket secret is set once ([`Command::SetTicketSecret`]); later
+//!   attempts are accepted but change nothing, so every tracker signs and
+//!   checks tickets with the same key.
+//!
 //! Every container is a `BTreeMap`/`BTreeSet`/`Vec`, so listings come out in
 //! a stable order and serialised snapshots are byte-for-byte reproducible.
 
 use proto::ctl::{FileInfo, GroupInfo};
+use proto::raft::SeenPeer;
 use proto::tracker::{FileMeta, SessionToken};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 /// One change to the state, as logged and (later) replicated.
 ///
@@ -81,10 +92,18 @@ pub enum Command {
         group: GroupId,
         name: FileName,
     },
+    /// A batch of heartbeats, each stamped by the tracker that heard it.
+    Presence {
+        seen: Vec<SeenPeer>,
+    },
+    /// Installs the cluster's ticket key, unless one is set already.
+    SetTicketSecret {
+        secret: String,
+    },
 }
 
 /// What an accepted command did, for the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// A short sentence for people ("group g1 created").
     pub message: String,
@@ -138,6 +157,14 @@ struct SharedFile {
     partial: BTreeSet<UserId>,
 }
 
+/// The last heartbeat of a user: with which session, from where, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Seen {
+    token: SessionToken,
+    addr: SocketAddr,
+    at_ms: u64,
+}
+
 /// A peer that holds all or part of a file, before presence is consulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -153,6 +180,12 @@ pub struct TrackerState {
     /// Reverse of `sessions`: one session per user.
     session_of: BTreeMap<UserId, SessionToken>,
     groups: BTreeMap<GroupId, Group>,
+    /// Last heartbeat of each user with a live session.
+    #[serde(default)]
+    presence: BTreeMap<UserId, Seen>,
+    /// Key of the download tickets (hex); set once, by the first leader.
+    #[serde(default)]
+    ticket_secret: Option<String>,
 }
 
 fn no_such_group(group: &GroupId) -> WireError {
@@ -216,6 +249,7 @@ impl TrackerState {
                 if let Some(old) = self.session_of.remove(&user) {
                     self.sessions.remove(&old);
                 }
+                self.presence.remove(&user);
                 self.sessions.insert(token.clone(), user.clone());
                 let message = format!("logged in as {user}");
                 self.session_of.insert(user.clone(), token);
@@ -228,6 +262,7 @@ impl TrackerState {
                 let user = self.user_of(&token)?.clone();
                 self.sessions.remove(&token);
                 self.session_of.remove(&user);
+                self.presence.remove(&user);
                 Ok(Applied {
                     message: "logged out".into(),
                     session_changed: Some(user),
@@ -383,7 +418,64 @@ impl TrackerState {
                     "serving verified pieces of {name} in {group}"
                 )))
             }
+            Command::Presence { seen } => {
+                for s in seen {
+                    // A heartbeat of an ended session (it raced with a
+                    // logout or a login elsewhere) is stale: ignore it.
+                    if self.session_of.get(&s.user) != Some(&s.token) {
+                        continue;
+                    }
+                    let newer = self.presence.get(&s.user).is_none_or(|old| {
+                        old.token != s.token || old.at_ms <= s.at_ms
+                    });
+                    if newer {
+                        self.presence.insert(
+                            s.user,
+                            Seen {
+                                token: s.token,
+                                addr: s.addr,
+                                at_ms: s.at_ms,
+                            },
+                        );
+                    }
+                }
+                Ok(Applied::done("presence noted"))
+            }
+            Command::SetTicketSecret { secret } => {
+                if self.ticket_secret.is_none() {
+                    self.ticket_secret = Some(secret);
+                }
+                Ok(Applied::done("ticket key set"))
+            }
         }
+    }
+
+    /// Where `user` serves peers, if they are online at `now_ms` (the
+    /// reader's wall clock): heard from within `timeout`, with the session
+    /// that is still theirs.
+    pub fn online_addr(
+        &self,
+        user: &UserId,
+        now_ms: u64,
+        timeout: std::time::Duration,
+    ) -> Option<SocketAddr> {
+        let seen = self.presence.get(user)?;
+        let live = self.session_of.get(user) == Some(&seen.token);
+        let age = u128::from(now_ms.saturating_sub(seen.at_ms));
+        (live && age < timeout.as_millis()).then_some(seen.addr)
+    }
+
+    /// The stamp of `user`'s last recorded heartbeat with `token`, if any.
+    pub fn last_seen_ms(&self, user: &UserId, token: &SessionToken) -> Option<u64> {
+        self.presence
+            .get(user)
+            .filter(|s| &s.token == token)
+            .map(|s| s.at_ms)
+    }
+
+    /// The cluster's ticket key, once the first leader has set it.
+    pub fn ticket_secret(&self) -> Option<&str> {
+        self.ticket_secret.as_deref()
     }
 
     /// The user a live session belongs to.
@@ -1150,6 +1242,53 @@ mod tests {
             assert!(s.apply(cmd).is_err());
         }
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn presence_is_stamped_data_and_follows_the_session() {
+        let mut s = with_users(&["alice"]);
+        let seen = |at_ms| SeenPeer {
+            user: u("alice"),
+            token: tok("alice"),
+            addr: "127.0.0.1:7".parse().unwrap(),
+            at_ms,
+        };
+        let timeout = std::time::Duration::from_secs(10);
+        s.apply(Command::Presence {
+            seen: vec![seen(1_000)],
+        })
+        .unwrap();
+        assert!(s.online_addr(&u("alice"), 10_999, timeout).is_some());
+        assert!(s.online_addr(&u("alice"), 11_000, timeout).is_none());
+        // An older stamp arriving late does not move the clock back.
+        s.apply(Command::Presence {
+            seen: vec![seen(5_000), seen(2_000)],
+        })
+        .unwrap();
+        assert_eq!(s.last_seen_ms(&u("alice"), &tok("alice")), Some(5_000));
+        // Logout drops presence; a heartbeat of the ended session is ignored.
+        s.apply(Command::EndSession {
+            token: tok("alice"),
+        })
+        .unwrap();
+        s.apply(Command::Presence {
+            seen: vec![seen(6_000)],
+        })
+        .unwrap();
+        assert!(s.online_addr(&u("alice"), 6_001, timeout).is_none());
+    }
+
+    #[test]
+    fn the_ticket_secret_is_set_once() {
+        let mut s = TrackerState::default();
+        assert_eq!(s.ticket_secret(), None);
+        for secret in ["first", "second"] {
+            s.apply(Command::SetTicketSecret {
+                secret: secret.into(),
+            })
+            .unwrap();
+        }
+        assert_eq!(s.ticket_secret(), Some("first"));
     }
 
     #[test]

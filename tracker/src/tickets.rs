@@ -1,80 +1,75 @@
 //! Download tickets: short-lived proofs that a user may fetch one file.
 //!
 //! A downloader gets a ticket with `IssueTicket` and shows it to a seeding
-//! peer, which asks the tracker about it with `CheckTicket`. Volatile: after
-//! a tracker restart a downloader simply asks for a new one.
+//! peer, which asks *any* tracker about it with `CheckTicket`. Tickets are
+//! therefore stateless and signed: `user:expiry:mac`, where `mac` is
+//! HMAC-SHA1 over (user, group, file, expiry) with the cluster's ticket key
+//! (replicated state, set once by the first leader). Any tracker can check
+//! a ticket another one issued; nothing about tickets is stored.
 //!
 //! Invariant: a ticket names exactly one (user, group, file) and is worthless
-//! after [`TICKET_LIFETIME`]. Time is passed in, never read here.
+//! after [`TICKET_LIFETIME`]. Time is passed in (seconds since the Unix
+//! epoch), never read here.
 
+use hmac::{Hmac, Mac};
 use proto::{FileName, GroupId, UserId};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use sha1::Sha1;
+use std::time::Duration;
 
 /// How long a ticket stays valid.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// Longest ticket string looked at; anything longer is not one of ours.
+const MAX_TICKET_BYTES: usize = 256;
 
-/// Sweep expired tickets once the map grows past this many entries, so a
-/// busy tracker does not keep every ticket it ever issued.
-const SWEEP_THRESHOLD: usize = 4096;
+type HmacSha1 = Hmac<Sha1>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ticket {
-    pub user: UserId,
-    pub group: GroupId,
-    pub name: FileName,
-    expires: Instant,
+fn mac(secret: &str, user: &UserId, group: &GroupId, name: &FileName, expires: u64) -> HmacSha1 {
+    let mut mac =
+        HmacSha1::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    // Length-prefixed fields, so no two different tuples sign the same bytes.
+    for field in [user.as_str(), group.as_str(), name.as_str()] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+    mac.update(&expires.to_be_bytes());
+    mac
 }
 
-/// Live tickets by their random string.
-#[derive(Debug, Default)]
-pub struct TicketSet {
-    tickets: HashMap<String, Ticket>,
+/// A ticket for `user` to fetch `name` in `group`, valid from `now_s` for
+/// [`TICKET_LIFETIME`].
+pub fn issue(secret: &str, user: &UserId, group: &GroupId, name: &FileName, now_s: u64) -> String {
+    let expires = now_s + TICKET_LIFETIME.as_secs();
+    let tag = mac(secret, user, group, name, expires).finalize().into_bytes();
+    format!("{user}:{expires}:{}", hex::encode(tag))
 }
 
-impl TicketSet {
-    /// Records `ticket` (a fresh random string) for `user`'s download.
-    pub fn issue(
-        &mut self,
-        ticket: String,
-        user: UserId,
-        group: GroupId,
-        name: FileName,
-        now: Instant,
-    ) {
-        if self.tickets.len() >= SWEEP_THRESHOLD {
-            self.tickets.retain(|_, t| t.expires > now);
-        }
-        self.tickets.insert(
-            ticket,
-            Ticket {
-                user,
-                group,
-                name,
-                expires: now + TICKET_LIFETIME,
-            },
-        );
+/// The user of a live ticket for exactly this group and file.
+pub fn check(
+    secret: &str,
+    ticket: &str,
+    group: &GroupId,
+    name: &FileName,
+    now_s: u64,
+) -> Option<UserId> {
+    if ticket.len() > MAX_TICKET_BYTES {
+        return None;
     }
-
-    /// The user of a live ticket for exactly this group and file.
-    pub fn check(
-        &self,
-        ticket: &str,
-        group: &GroupId,
-        name: &FileName,
-        now: Instant,
-    ) -> Option<&UserId> {
-        let t = self.tickets.get(ticket)?;
-        (t.expires > now && &t.group == group && &t.name == name).then_some(&t.user)
+    let mut parts = ticket.split(':');
+    let (user, expires, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
     }
-
-    pub fn len(&self) -> usize {
-        self.tickets.len()
+    let user: UserId = user.parse().ok()?;
+    let expires: u64 = expires.parse().ok()?;
+    let tag = hex::decode(tag).ok()?;
+    if expires <= now_s {
+        return None;
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.tickets.is_empty()
-    }
+    // verify_slice compares in constant time.
+    mac(secret, &user, group, name, expires)
+        .verify_slice(&tag)
+        .ok()?;
+    Some(user)
 }
 
 #[cfg(test)]
@@ -82,44 +77,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ticket_matches_its_file_until_it_expires() {
-        let t0 = Instant::now();
-        let (g1, f) = ("g1".parse().unwrap(), "f".parse().unwrap());
-        let mut set = TicketSet::default();
-        set.issue("abc".into(), "bob".parse().unwrap(), g1, f, t0);
-        let (g1, f): (GroupId, FileName) = ("g1".parse().unwrap(), "f".parse().unwrap());
-        assert_eq!(
-            set.check("abc", &g1, &f, t0).map(|u| u.as_str()),
-            Some("bob")
+    fn tickets_are_bound_to_file_key_and_time() {
+        let (alice, g1, g2) = (
+            "alice".parse().unwrap(),
+            "g1".parse().unwrap(),
+            "g2".parse().unwrap(),
         );
-        assert_eq!(set.check("abd", &g1, &f, t0), None);
-        assert_eq!(set.check("abc", &"g2".parse().unwrap(), &f, t0), None);
-        assert_eq!(set.check("abc", &g1, &"other".parse().unwrap(), t0), None);
-        let later = t0 + TICKET_LIFETIME;
-        assert_eq!(set.check("abc", &g1, &f, later), None);
-    }
-
-    #[test]
-    fn expired_tickets_are_swept() {
-        let t0 = Instant::now();
-        let mut set = TicketSet::default();
-        for i in 0..SWEEP_THRESHOLD {
-            set.issue(
-                i.to_string(),
-                "u".parse().unwrap(),
-                "g".parse().unwrap(),
-                "f".parse().unwrap(),
-                t0,
-            );
+        let (f, other): (FileName, FileName) = ("f".parse().unwrap(), "x".parse().unwrap());
+        let t = issue("key", &alice, &g1, &f, 1000);
+        assert_eq!(check("key", &t, &g1, &f, 1000), Some(alice.clone()));
+        assert_eq!(check("key", &t, &g2, &f, 1000), None);
+        assert_eq!(check("key", &t, &g1, &other, 1000), None);
+        assert_eq!(check("other key", &t, &g1, &f, 1000), None);
+        let expiry = 1000 + TICKET_LIFETIME.as_secs();
+        assert_eq!(check("key", &t, &g1, &f, expiry - 1), Some(alice));
+        assert_eq!(check("key", &t, &g1, &f, expiry), None);
+        // Forged user, garbage, oversized input.
+        let forged = t.replacen("alice", "bob", 1);
+        assert_eq!(check("key", &forged, &g1, &f, 1000), None);
+        for junk in ["", "::", "a:b:c:d", "alice:1:zz", &"x".repeat(10_000)] {
+            assert_eq!(check("key", junk, &g1, &f, 0), None, "{junk:.20}");
         }
-        let later = t0 + TICKET_LIFETIME + Duration::from_secs(1);
-        set.issue(
-            "new".into(),
-            "u".parse().unwrap(),
-            "g".parse().unwrap(),
-            "f".parse().unwrap(),
-            later,
-        );
-        assert_eq!(set.len(), 1);
     }
 }

@@ -1,0 +1,314 @@
+//! The durable half of a Raft node: log entries, vote, commit hint and the
+//! latest snapshot, in one redb database, `DATA/raft.redb`.
+//!
+//! Tables:
+//! - `logs`: log index → JSON of the openraft `Entry` (our `Command` inside).
+//! - `meta`: `vote`, `committed`, `last_purged` (JSON `LogId`s / `Vote`), and
+//!   `snapshot` (JSON [`StoredSnapshot`]: metadata + the serialized state).
+//!
+//! Invariants:
+//! - `append` reports completion to openraft only after its redb transaction
+//!   committed with `Durability::Immediate` (fsync): an entry acknowledged to
+//!   the leader, and hence any write acknowledged to a client, is on disk.
+//!   redb is copy-on-write with checksummed commits, so a crash at any point
+//!   leaves the last committed transaction intact (no torn tail to repair).
+//! - The vote is saved with an fsync before openraft acts on it.
+//! - `committed` is only a hint (saved without fsync): a stale one makes a
+//!   restart re-apply fewer entries at once; the leader re-sends the rest.
+//! - `last_purged` is written in the same transaction that removes entries,
+//!   so the log state is never missing entries that were not purged.
+//! - The database file is locked by redb: a second tracker on the same data
+//!   directory is refused.
+
+use super::{NodeId, TypeConfig};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, RaftLogReader, StorageError, StorageIOError, Vote};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const DB_FILE: &str = "raft.redb";
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+const SNAPSHOT: &str = "snapshot";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is in use: another tracker is using this data directory")]
+    InUse { path: PathBuf },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<redb::Error>,
+    },
+}
+
+/// A snapshot as stored: openraft's metadata plus the state machine bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    pub meta: openraft::SnapshotMeta<NodeId, openraft::BasicNode>,
+    pub data: Vec<u8>,
+}
+
+/// Opens (creating if needed) the database of `dir`.
+///
+/// # Errors
+/// The directory cannot be created, the database is held by another
+/// process, or it is unreadable.
+pub fn open(dir: &Path) -> Result<Arc<Database>, OpenError> {
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(DB_FILE);
+    let db = Database::create(&path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
+        other => OpenError::Open {
+            path: path.clone(),
+            source: Box::new(other.into()),
+        },
+    })?;
+    // Create both tables once, so readers never meet a missing table.
+    let init = || -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(LOGS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(())
+    };
+    init().map_err(|e| OpenError::Open {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    Ok(Arc::new(db))
+}
+
+/// The Raft log and vote of one node; cheap to clone (it is also the log
+/// reader openraft hands to replication tasks).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+type StResult<T> = Result<T, StorageError<NodeId>>;
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
+    serde_json::to_vec(v).map_err(|e| redb::Error::Corrupted(format!("cannot encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
+    serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(format!("cannot decode: {e}")))
+}
+
+/// Reads one `meta` key.
+pub fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    let value = table.get(key)?;
+    value.map(|v| decode(v.value())).transpose()
+}
+
+/// Writes one `meta` key in its own transaction; fsynced when `durable`.
+pub fn write_meta<T: Serialize>(
+    db: &Database,
+    key: &str,
+    value: &T,
+    durable: bool,
+) -> Result<(), redb::Error> {
+    let bytes = encode(value)?;
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(Durability::None);
+    }
+    {
+        let mut table = txn.open_table(META)?;
+        table.insert(key, bytes.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The stored snapshot, if any.
+pub fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, redb::Error> {
+    read_meta(db, SNAPSHOT)
+}
+
+/// Replaces the stored snapshot (fsynced).
+pub fn write_snapshot(db: &Database, snapshot: &StoredSnapshot) -> Result<(), redb::Error> {
+    write_meta(db, SNAPSHOT, snapshot, true)
+}
+
+impl LogStore {
+    pub fn new(db: Arc<Database>) -> LogStore {
+        LogStore { db }
+    }
+
+    /// True when nothing was ever stored: no vote, no entry, no snapshot.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn is_pristine(&self) -> Result<bool, redb::Error> {
+        let vote: Option<Vote<NodeId>> = read_meta(&self.db, VOTE)?;
+        let purged: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
+        let txn = self.db.begin_read()?;
+        let empty = txn.open_table(LOGS)?.is_empty()?;
+        Ok(vote.is_none() && purged.is_none() && empty && read_snapshot(&self.db)?.is_none())
+    }
+
+    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<TypeConfig>>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let mut out = Vec::new();
+        for item in table.range::<u64>(range)? {
+            let (_, v) = item?;
+            out.push(decode(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId<NodeId>>, redb::Error> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(LOGS)?;
+        let last = table.last()?;
+        match last {
+            Some((_, v)) => {
+                let e: Entry<TypeConfig> = decode(v.value())?;
+                Ok(Some(e.log_id))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every entry whose index is in `range`; with `purged`, records
+    /// it as the last purged log id in the same transaction.
+    fn remove(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+        purged: Option<&LogId<NodeId>>,
+    ) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(LOGS)?;
+            let keys: Vec<u64> = table
+                .range::<u64>(range)?
+                .map(|item| item.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in keys {
+                table.remove(k)?;
+            }
+            if let Some(p) = purged {
+                let bytes = encode(p)?;
+                txn.open_table(META)?.insert(LAST_PURGED, bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+fn bounds<RB: RangeBounds<u64>>(range: &RB) -> (Bound<u64>, Bound<u64>) {
+    (range.start_bound().cloned(), range.end_bound().cloned())
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StResult<Vec<Entry<TypeConfig>>> {
+        self.entries(bounds(&range))
+            .map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StResult<LogState<TypeConfig>> {
+        let read = || -> Result<LogState<TypeConfig>, redb::Error> {
+            let last_purged_log_id: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
+            let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+            Ok(LogState {
+                last_purged_log_id,
+                last_log_id,
+            })
+        };
+        read().map_err(|e| StorageIOError::read_logs(&e).into())
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StResult<()> {
+        write_meta(&self.db, VOTE, vote, true).map_err(|e| StorageIOError::write_vote(&e).into())
+    }
+
+    async fn read_vote(&mut self) -> StResult<Option<Vote<NodeId>>> {
+        read_meta(&self.db, VOTE).map_err(|e| StorageIOError::read_vote(&e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StResult<()> {
+        write_meta(&self.db, COMMITTED, &committed, false)
+            .map_err(|e| StorageIOError::write(&e).into())
+    }
+
+    async fn read_committed(&mut self) -> StResult<Option<LogId<NodeId>>> {
+        let c: Option<Option<LogId<NodeId>>> =
+            read_meta(&self.db, COMMITTED).map_err(|e| StorageIOError::read(&e))?;
+        Ok(c.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let write = || -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOGS)?;
+                for entry in entries {
+                    let bytes = encode(&entry)?;
+                    table.insert(entry.log_id.index, bytes.as_slice())?;
+                }
+            }
+            // Durability::Immediate (the default): fsynced before returning.
+            txn.commit()?;
+            Ok(())
+        };
+        match write() {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(&e).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StResult<()> {
+        self.remove((Bound::Included(log_id.index), Bound::Unbounded), None)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StResult<()> {
+        self.remove(
+            (Bound::Unbounded, Bound::Included(log_id.index)),
+            Some(&log_id),
+        )
+        .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}

@@ -1,0 +1,469 @@
+//! Replication: every tracker of tracker_info.txt is one node of an openraft
+//! cluster, and [`TrackerState`] is the replicated state machine.
+//!
+//! - [`log_store`]: Raft log, vote and snapshots in redb (fsynced).
+//! - [`state_machine`]: `TrackerState` behind `RaftStateMachine`.
+//! - [`network`]: RPCs between trackers over their ordinary TCP address.
+//!
+//! Membership = the lines of tracker_info.txt; tracker `k` is node `k`.
+//! Formation: a node whose store is pristine (no vote, log or snapshot)
+//! calls `initialize` with the full membership. Every node does so with the
+//! *same* membership, which openraft allows: the initial membership entry is
+//! log id (term 0, index 0) everywhere, so the calls agree. A wiped node that
+//! rejoins initialises likewise, but its log is behind every other node's,
+//! so it cannot win an election; the leader then replicates to it (or sends
+//! a snapshot once the log is compacted) and it catches up as a follower.
+//!
+//! Writes ([`Cluster::submit`]): on the leader, `client_write` and answer
+//! after the entry is committed by a majority and applied. On a follower,
+//! forward to the leader over a fresh peer connection; the leader answers
+//! after commit with the log index, and the follower waits until it has
+//! applied that index too, so the daemon reads its own writes on whichever
+//! tracker it uses. Retries happen only when the write certainly was not
+//! appended (no leader yet, leader unreachable before sending, or
+//! `ForwardToLeader`); a write whose outcome is unknown is reported
+//! `tracker_unavailable`, never as success.
+//!
+//! Reads are answered from the local replica (possibly a few milliseconds
+//! behind the leader on a follower).
+//!
+//! Presence: heartbeats are stamped with the receiving tracker's wall clock
+//! and collected; every [`PRESENCE_FLUSH_INTERVAL`] the leader appends *one*
+//! `Command::Presence` with everything collected cluster-wide (followers
+//! send theirs to the leader). A heartbeat of a session not yet seen (a
+//! login, a reconnect) is committed at once, so "online" shows without
+//! delay. Online = reader's clock − stamp < `PRESENCE_TIMEOUT`.
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use crate::state::{Applied, Command, TrackerState};
+use network::PeerError;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use proto::raft::{PeerReply, PeerRequest, SeenPeer};
+use proto::{ErrorCode, WireError};
+use serde::{Deserialize, Serialize};
+use state_machine::StateMachine;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The tracker's Raft types: commands in, [`Response`]s out.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// What applying one log entry gave: the command's result or refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response(pub Result<Applied, WireError>);
+
+/// A write gives up (as `tracker_unavailable`) after this long.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the leader appends one batch of collected heartbeats.
+pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Log entries between snapshots; older entries are then purged.
+pub const SNAPSHOT_EVERY_ENTRIES: u64 = 5000;
+/// How long a follower waits to apply a write it forwarded before answering.
+const APPLY_WAIT: Duration = Duration::from_secs(3);
+/// Pause between attempts while there is no leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] log_store::OpenError),
+    #[error("cannot read the stored Raft state: {0}")]
+    Read(#[from] redb::Error),
+    #[error("bad Raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("Raft could not start: {0}")]
+    Fatal(#[from] openraft::error::Fatal<NodeId>),
+}
+
+/// Where and who this node is.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// This node's id: its 1-based line of tracker_info.txt.
+    pub node: NodeId,
+    /// Every tracker, in file order (node k = `trackers[k - 1]`).
+    pub trackers: Vec<SocketAddr>,
+}
+
+/// One node: the Raft handle, the local replica and the presence batch.
+pub struct Cluster {
+    pub node: NodeId,
+    pub raft: Raft,
+    sm: StateMachine,
+    trackers: Vec<SocketAddr>,
+    /// Heartbeats heard (here or forwarded here) since the last flush.
+    presence: Mutex<Vec<SeenPeer>>,
+}
+
+/// A read lock on the local replica's state; never hold it across `.await`.
+pub struct StateRead<'a>(MutexGuard<'a, state_machine::Replica>);
+
+impl std::ops::Deref for StateRead<'_> {
+    type Target = TrackerState;
+    fn deref(&self) -> &TrackerState {
+        &self.0.state
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn unavailable(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::TrackerUnavailable, message)
+}
+
+fn no_majority() -> WireError {
+    unavailable(
+        "no leader: a majority of the trackers is not reachable, so writes are paused; try again",
+    )
+}
+
+fn unknown_outcome() -> WireError {
+    unavailable(
+        "the trackers did not confirm this change in time; it may or may not have been saved. Check, then retry",
+    )
+}
+
+impl Cluster {
+    /// Opens the node's store in `data_dir`, starts Raft, forms the cluster
+    /// if this store is pristine, and starts the background tasks (leader
+    /// log, ticket key, presence flush) until `stop`.
+    ///
+    /// # Errors
+    /// The store cannot be opened or read, or Raft does not start.
+    pub async fn start(
+        options: ClusterOptions,
+        data_dir: &Path,
+        stop: CancellationToken,
+    ) -> Result<Arc<Cluster>, StartError> {
+        let db = log_store::open(data_dir)?;
+        let logs = log_store::LogStore::new(Arc::clone(&db));
+        let pristine = logs.is_pristine()?;
+        let sm = StateMachine::open(Arc::clone(&db))?;
+        let config = Config {
+            cluster_name: "p2pshare".into(),
+            heartbeat_interval: 200,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            install_snapshot_timeout: 5000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
+            max_in_snapshot_log_to_keep: 500,
+            ..Config::default()
+        }
+        .validate()?;
+        let network = network::NetworkFactory { from: options.node };
+        let raft = Raft::new(options.node, Arc::new(config), network, logs, sm.clone()).await?;
+        let members: BTreeMap<NodeId, BasicNode> = options
+            .trackers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as NodeId + 1, BasicNode::new(a.to_string())))
+            .collect();
+        if pristine {
+            tracing::info!(
+                members = members.len(),
+                "empty data directory: joining the cluster of tracker_info.txt"
+            );
+            match raft.initialize(members.clone()).await {
+                Ok(()) => {}
+                Err(RaftError::APIError(e)) => tracing::info!("cluster already formed: {e}"),
+                Err(RaftError::Fatal(e)) => return Err(e.into()),
+            }
+        } else if members.len() == 1 {
+            // Alone, there is nobody to wait for: take over at once instead
+            // of after an election timeout.
+            let _ = raft.trigger().elect().await;
+        }
+        let cluster = Arc::new(Cluster {
+            node: options.node,
+            raft,
+            sm,
+            trackers: options.trackers,
+            presence: Mutex::new(Vec::new()),
+        });
+        tokio::spawn(Arc::clone(&cluster).watch_leadership(stop.clone()));
+        tokio::spawn(Arc::clone(&cluster).flush_presence(stop));
+        Ok(cluster)
+    }
+
+    /// The local replica's state, for reads.
+    pub fn state(&self) -> StateRead<'_> {
+        StateRead(self.sm.replica())
+    }
+
+    fn addr_of(&self, node: NodeId) -> Option<SocketAddr> {
+        let i = usize::try_from(node).ok()?.checked_sub(1)?;
+        self.trackers.get(i).copied()
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Commits `cmd` through the leader and returns its result once a
+    /// majority has it and this node has applied it.
+    ///
+    /// # Errors
+    /// The command's refusal; `tracker_unavailable` when there is no leader
+    /// within [`WRITE_TIMEOUT`] or the outcome is unknown.
+    pub async fn submit(&self, cmd: Command) -> Result<Applied, WireError> {
+        self.submit_within(cmd, WRITE_TIMEOUT).await
+    }
+
+    async fn submit_within(&self, cmd: Command, limit: Duration) -> Result<Applied, WireError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(no_majority());
+            }
+            match self.leader() {
+                Some(leader) if leader == self.node => {
+                    match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
+                        Ok(Ok(resp)) => return resp.data.0,
+                        // Not appended (or truncated): safe to try again.
+                        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "write failed");
+                            return Err(unknown_outcome());
+                        }
+                        Err(_) => return Err(unknown_outcome()),
+                    }
+                }
+                Some(leader) => match self.forward(leader, &cmd, left).await {
+                    Ok(Some(result)) => return result,
+                    Ok(None) => {} // not sent, or not the leader: retry
+                    Err(e) => {
+                        tracing::warn!(error = %e, "forwarded write lost");
+                        return Err(unknown_outcome());
+                    }
+                },
+                None => {}
+            }
+            tokio::time::sleep(RETRY_PAUSE.min(left)).await;
+        }
+    }
+
+    /// Forwards `cmd` to `leader`. `Ok(None)`: certainly not applied, retry.
+    async fn forward(
+        &self,
+        leader: NodeId,
+        cmd: &Command,
+        ttl: Duration,
+    ) -> Result<Option<Result<Applied, WireError>>, PeerError> {
+        let Some(addr) = self.addr_of(leader) else {
+            return Ok(None);
+        };
+        let command = serde_json::to_value(cmd).map_err(|e| PeerError::Connect {
+            addr,
+            reason: format!("cannot encode the command: {e}"),
+        })?;
+        let reply =
+            match network::send_once(addr, self.node, &PeerRequest::Write { command }, ttl).await {
+                Ok(r) => r,
+                Err(PeerError::Connect { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+        match reply {
+            PeerReply::Written { result, index } => {
+                let lost = |reason: String| PeerError::Lost { addr, reason };
+                let response: Response =
+                    serde_json::from_value(result).map_err(|e| lost(e.to_string()))?;
+                // Read-your-writes on this tracker: answer once applied here.
+                let waited = self
+                    .raft
+                    .wait(Some(APPLY_WAIT))
+                    .applied_index_at_least(Some(index), "forwarded write")
+                    .await;
+                if waited.is_err() {
+                    tracing::warn!(index, "forwarded write committed but not yet applied here");
+                }
+                Ok(Some(response.0))
+            }
+            PeerReply::NotLeader { .. } => Ok(None),
+            PeerReply::Failed { error } => Ok(Some(Err(error))),
+            other => Err(PeerError::Lost {
+                addr,
+                reason: format!("unexpected reply {other:?}"),
+            }),
+        }
+    }
+
+    /// Serves a write forwarded by a follower: append if leader, answer
+    /// after commit.
+    pub(crate) async fn write_as_leader(&self, cmd: Command) -> PeerReply {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => PeerReply::Written {
+                result: serde_json::to_value(&resp.data).unwrap_or(serde_json::Value::Null),
+                index: resp.log_id.index,
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                PeerReply::NotLeader {
+                    leader: f.leader_id,
+                }
+            }
+            Err(e) => PeerReply::Failed {
+                error: unavailable(format!("the leader could not commit the change: {e}")),
+            },
+        }
+    }
+
+    /// Records a daemon's heartbeat. A session not seen before (login,
+    /// reconnect to this cluster, new address) is committed before this
+    /// returns, so it reads as online at once; otherwise it joins the next
+    /// batch.
+    pub async fn heartbeat(&self, seen: SeenPeer) {
+        let known = self
+            .state()
+            .last_seen_ms(&seen.user, &seen.token)
+            .is_some();
+        if known {
+            self.note_presence(vec![seen]);
+            return;
+        }
+        let cmd = Command::Presence {
+            seen: vec![seen.clone()],
+        };
+        if self
+            .submit_within(cmd, proto::tracker::HEARTBEAT_INTERVAL)
+            .await
+            .is_err()
+        {
+            self.note_presence(vec![seen]);
+        }
+    }
+
+    /// Adds heartbeats to the next presence batch.
+    pub(crate) fn note_presence(&self, seen: Vec<SeenPeer>) {
+        let mut batch = self
+            .presence
+            .lock()
+            .expect("presence lock poisoned: a panic while holding it");
+        batch.extend(seen);
+        // Bounded: one entry per user is enough (the newest wins in apply).
+        if batch.len() > 100_000 {
+            batch.drain(..50_000);
+        }
+    }
+
+    fn take_presence(&self) -> Vec<SeenPeer> {
+        std::mem::take(
+            &mut *self
+                .presence
+                .lock()
+                .expect("presence lock poisoned: a panic while holding it"),
+        )
+    }
+
+    /// Every [`PRESENCE_FLUSH_INTERVAL`]: the leader appends what was
+    /// collected as one command; a follower sends it to the leader.
+    async fn flush_presence(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(PRESENCE_FLUSH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let mut seen = self.take_presence();
+            if seen.is_empty() {
+                continue;
+            }
+            // Keep the newest stamp per user: one batch, one entry each.
+            seen.sort_by(|a, b| a.user.cmp(&b.user).then(b.at_ms.cmp(&a.at_ms)));
+            seen.dedup_by(|a, b| a.user == b.user);
+            match self.leader() {
+                Some(l) if l == self.node => {
+                    let cmd = Command::Presence { seen };
+                    if let Err(e) = self.submit_within(cmd, PRESENCE_FLUSH_INTERVAL * 2).await {
+                        tracing::debug!(error = %e.message, "presence batch not committed");
+                    }
+                }
+                Some(l) => {
+                    if let Some(addr) = self.addr_of(l) {
+                        let req = PeerRequest::Presence { seen };
+                        if let Err(e) =
+                            network::send_once(addr, self.node, &req, PRESENCE_FLUSH_INTERVAL).await
+                        {
+                            tracing::debug!(error = %e, "presence not sent to the leader");
+                        }
+                    }
+                }
+                // No leader: these heartbeats are lost; the daemons send
+                // new ones every few seconds.
+                None => {}
+            }
+        }
+    }
+
+    /// Logs leader and membership changes; the leader installs the ticket
+    /// key once.
+    async fn watch_leadership(self: Arc<Self>, stop: CancellationToken) {
+        let mut metrics = self.raft.metrics();
+        let mut last_leader: Option<(Option<NodeId>, u64)> = None;
+        let mut last_members = String::new();
+        let mut secret_asked = false;
+        loop {
+            let (leader, term, state, members) = {
+                let m = metrics.borrow_and_update();
+                let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+                (m.current_leader, m.current_term, m.state, format!("{voters:?}"))
+            };
+            if last_leader != Some((leader, term)) {
+                match leader {
+                    Some(l) => tracing::info!("node {l} is leader (term {term})"),
+                    None => tracing::info!("no leader known (term {term})"),
+                }
+                last_leader = Some((leader, term));
+            }
+            if members != last_members && members != "[]" {
+                tracing::info!("membership: voters {members}");
+                last_members = members;
+            }
+            if state == ServerState::Leader
+                && !secret_asked
+                && self.state().ticket_secret().is_none()
+            {
+                secret_asked = true;
+                let me = Arc::clone(&self);
+                tokio::spawn(async move {
+                    let secret = crate::server::random_hex();
+                    if let Err(e) = me.submit(Command::SetTicketSecret { secret }).await {
+                        tracing::warn!(error = %e.message, "cannot set the ticket key yet");
+                    }
+                });
+            }
+            if state != ServerState::Leader {
+                secret_asked = false;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
