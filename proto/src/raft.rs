@@ -55,6 +55,16 @@ pub enum PeerRequest {
     /// A write a follower forwards to the leader: the tracker's `Command`,
     /// as JSON. Answered once committed by a majority and applied.
     Write { command: serde_json::Value },
+    /// Asks whether the receiving tracker has ever joined a cluster; only
+    /// tracker 1 asks, before forming the cluster. Answered with
+    /// [`PeerReply::Probed`].
+    Probe,
+    /// Asks the leader whether a session token is live (a lagging follower
+    /// checks before telling a daemon `not_logged_in`). Answered with
+    /// [`PeerReply::Session`].
+    CheckSession {
+        token: crate::tracker::SessionToken,
+    },
     /// Heartbeats collected by a follower, for the leader's next presence
     /// batch. Answered at once.
     Presence { seen: Vec<SeenPeer> },
@@ -77,6 +87,10 @@ pub enum PeerReply {
     NotLeader { leader: Option<u64> },
     /// Presence accepted.
     Noted,
+    /// Whether the asked-about session is live on the leader.
+    Session { live: bool },
+    /// `pristine`: this tracker has no Raft state at all (never joined).
+    Probed { pristine: bool },
     /// The request could not be served.
     Failed { error: WireError },
 }

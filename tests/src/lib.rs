@@ -357,6 +357,27 @@ impl Tracker {
         self.proc.take().and_then(|mut p| p.terminate())
     }
 
+    /// `kill -9`, then delete its data directory (a disk lost for good).
+    pub fn wipe(&mut self) {
+        self.kill9();
+        if self.data_dir.exists() {
+            std::fs::remove_dir_all(&self.data_dir).expect("remove the tracker's data dir");
+        }
+    }
+
+    /// The newest `node K is leader (term T)` line of its log, as (T, K).
+    pub fn reported_leader(&self) -> Option<(u64, usize)> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("node ")? + 5..];
+                let (k, rest) = rest.split_once(" is leader (term ")?;
+                let t = rest.split(')').next()?;
+                Some((t.parse().ok()?, k.parse().ok()?))
+            })
+            .max()
+    }
+
     /// Start it again: same info file, line, port and data dir.
     pub fn restart(&mut self) {
         self.kill9();
@@ -420,11 +441,16 @@ impl Net {
         for t in &mut trackers {
             t.wait_ready();
         }
-        Net {
+        let mut net = Net {
             trackers,
             info,
             dir: Arc::new(dir),
+        };
+        // A replicated cluster answers writes once it has elected a leader.
+        if n > 1 && net.wait_leader(START_TIMEOUT).is_none() {
+            panic!("no tracker reported a leader within {START_TIMEOUT:?}");
         }
+        net
     }
 
     /// The temp dir this net owns (short path under /tmp).
@@ -449,6 +475,39 @@ impl Net {
         for t in &mut self.trackers {
             t.kill9();
         }
+    }
+
+    /// The 0-based index of the current leader, as the running trackers'
+    /// logs report it (newest term wins), waiting up to `timeout` for one
+    /// that is running.
+    pub fn wait_leader(&mut self, timeout: Duration) -> Option<usize> {
+        let mut found = None;
+        wait_until(timeout, || {
+            let best = self
+                .trackers
+                .iter_mut()
+                .filter_map(|t| {
+                    if t.is_running() {
+                        t.reported_leader()
+                    } else {
+                        None
+                    }
+                })
+                .max();
+            found = best
+                .map(|(_, k)| k - 1)
+                .filter(|&i| self.trackers.get_mut(i).is_some_and(Tracker::is_running));
+            found.is_some()
+        });
+        found
+    }
+
+    /// A fresh `tracker_info.txt` listing only tracker `i` (0-based), to
+    /// pin a daemon to that one tracker.
+    pub fn info_for(&self, i: usize) -> PathBuf {
+        let path = self.dir().join(format!("only-t{}.txt", i + 1));
+        std::fs::write(&path, format!("{}\n", self.trackers[i].addr)).expect("write info");
+        path
     }
 
     /// Restart every tracker that is not running.
@@ -477,16 +536,32 @@ impl Net {
 
     /// [`Net::daemon_with`], choosing how the home and tracker list are given.
     pub fn daemon_opts(&self, name: &str, extra: &[&str], style: DaemonStyle) -> Daemon {
+        self.daemon_with_info(name, extra, style, self.info.clone())
+    }
+
+    /// A daemon that knows only tracker `i` (0-based): what it reads is
+    /// that tracker's replica.
+    pub fn daemon_on(&self, name: &str, i: usize) -> Daemon {
+        self.daemon_with_info(name, &[], DaemonStyle::default(), self.info_for(i))
+    }
+
+    fn daemon_with_info(
+        &self,
+        name: &str,
+        extra: &[&str],
+        style: DaemonStyle,
+        info: PathBuf,
+    ) -> Daemon {
         let home = self.dir().join(name);
         std::fs::create_dir_all(&home).expect("mkdir home");
         if style.info_in_home {
-            std::fs::copy(&self.info, home.join("tracker_info.txt")).expect("copy info");
+            std::fs::copy(&info, home.join("tracker_info.txt")).expect("copy info");
         }
         let mut d = Daemon {
             name: name.to_owned(),
             home: home.clone(),
             log: self.dir().join(format!("{name}.log")),
-            info: self.info.clone(),
+            info,
             extra: extra.iter().map(|s| OsString::from(*s)).collect(),
             style,
             proc: None,

@@ -293,7 +293,20 @@ impl Connection {
             let shared = Arc::clone(&self.shared);
             let tx = tx.clone();
             self.tasks.spawn(async move {
-                let result = handle(&shared, call.request).await;
+                let token = call_token(&call.request);
+                let mut result = handle(&shared, call.request).await;
+                // A lagging replica must not end a daemon's session: unless
+                // the leader confirms the session is gone, say "try again".
+                if let (Err(e), Some(token)) = (&result, token) {
+                    if e.code == ErrorCode::NotLoggedIn
+                        && shared.cluster.session_live_on_leader(&token).await != Some(false)
+                    {
+                        result = Err(WireError::new(
+                            ErrorCode::TrackerUnavailable,
+                            "this tracker is catching up with the cluster; try again",
+                        ));
+                    }
+                }
                 let _ = tx
                     .send(TrackerAnswer {
                         id: call.id,
@@ -330,6 +343,13 @@ async fn write_answers(
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// The session token a call carries, if any (every variant names it
+/// `token`, so the JSON form finds it without listing them all).
+fn call_token(request: &TrackerRequest) -> Option<SessionToken> {
+    let v = serde_json::to_value(request).ok()?;
+    Some(SessionToken(v.get("token")?.as_str()?.to_owned()))
 }
 
 /// The `id` of an undecodable call, if the frame is JSON with one, so the

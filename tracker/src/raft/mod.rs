@@ -6,13 +6,15 @@
 //! - [`network`]: RPCs between trackers over their ordinary TCP address.
 //!
 //! Membership = the lines of tracker_info.txt; tracker `k` is node `k`.
-//! Formation: a node whose store is pristine (no vote, log or snapshot)
-//! calls `initialize` with the full membership. Every node does so with the
-//! *same* membership, which openraft allows: the initial membership entry is
-//! log id (term 0, index 0) everywhere, so the calls agree. A wiped node that
-//! rejoins initialises likewise, but its log is behind every other node's,
-//! so it cannot win an election; the leader then replicates to it (or sends
-//! a snapshot once the log is compacted) and it catches up as a follower.
+//! Formation, exactly once and without an operator: only tracker 1 ever
+//! calls `initialize` (with the full membership), and only when its own
+//! store is pristine *and* a majority of the cluster (itself included)
+//! answered a [`PeerRequest::Probe`] saying "pristine" *and* no tracker
+//! answered "I have state". Every other node, and a wiped node 1 whose
+//! peers have state, starts empty and waits: the leader replicates the
+//! membership and the log to it (or installs a snapshot once the log is
+//! compacted), so it catches up as a follower and never founds a second
+//! cluster. A single-line tracker_info.txt initialises at once.
 //!
 //! Writes ([`Cluster::submit`]): on the leader, `client_write` and answer
 //! after the entry is committed by a majority and applied. On a follower,
@@ -81,6 +83,10 @@ pub const PRESENCE_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub const SNAPSHOT_EVERY_ENTRIES: u64 = 5000;
 /// How long a follower waits to apply a write it forwarded before answering.
 const APPLY_WAIT: Duration = Duration::from_secs(3);
+/// How long tracker 1 waits for a peer's answer to a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause between probe rounds while too few trackers answer.
+const PROBE_PAUSE: Duration = Duration::from_millis(500);
 /// Pause between attempts while there is no leader.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -122,6 +128,19 @@ impl std::ops::Deref for StateRead<'_> {
     type Target = TrackerState;
     fn deref(&self) -> &TrackerState {
         &self.0.state
+    }
+}
+
+/// Forms the cluster with `members`; "already initialised" is fine.
+async fn initialize(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<(), StartError> {
+    tracing::info!(members = members.len(), "forming the cluster of tracker_info.txt");
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(RaftError::APIError(e)) => {
+            tracing::info!("cluster already formed: {e}");
+            Ok(())
+        }
+        Err(RaftError::Fatal(e)) => Err(e.into()),
     }
 }
 
@@ -183,17 +202,15 @@ impl Cluster {
             .enumerate()
             .map(|(i, a)| (i as NodeId + 1, BasicNode::new(a.to_string())))
             .collect();
-        if pristine {
+        let single = members.len() == 1;
+        if pristine && single {
+            initialize(&raft, members.clone()).await?;
+        } else if pristine {
             tracing::info!(
                 members = members.len(),
-                "empty data directory: joining the cluster of tracker_info.txt"
+                "empty data directory: waiting to be replicated to (tracker 1 forms a new cluster)"
             );
-            match raft.initialize(members.clone()).await {
-                Ok(()) => {}
-                Err(RaftError::APIError(e)) => tracing::info!("cluster already formed: {e}"),
-                Err(RaftError::Fatal(e)) => return Err(e.into()),
-            }
-        } else if members.len() == 1 {
+        } else if single {
             // Alone, there is nobody to wait for: take over at once instead
             // of after an election timeout.
             let _ = raft.trigger().elect().await;
@@ -205,9 +222,53 @@ impl Cluster {
             trackers: options.trackers,
             presence: Mutex::new(Vec::new()),
         });
+        if pristine && !single && options.node == 1 {
+            tokio::spawn(Arc::clone(&cluster).form_cluster(members, stop.clone()));
+        }
         tokio::spawn(Arc::clone(&cluster).watch_leadership(stop.clone()));
         tokio::spawn(Arc::clone(&cluster).flush_presence(stop));
         Ok(cluster)
+    }
+
+    /// Tracker 1 with a pristine store: probes every peer until a majority
+    /// is known pristine (then initialises) or any peer has state (then
+    /// waits to be replicated to), or this node got state from a leader.
+    async fn form_cluster(self: Arc<Self>, members: BTreeMap<NodeId, BasicNode>, stop: CancellationToken) {
+        let majority = members.len() / 2 + 1;
+        loop {
+            if self.raft.is_initialized().await.unwrap_or(true) {
+                return;
+            }
+            let mut pristine = 1; // this node
+            let mut formed = false;
+            for (&id, node) in &members {
+                let Ok(addr) = node.addr.parse::<SocketAddr>() else {
+                    continue;
+                };
+                if id == self.node {
+                    continue;
+                }
+                match network::send_once(addr, self.node, &PeerRequest::Probe, PROBE_TIMEOUT).await {
+                    Ok(PeerReply::Probed { pristine: true }) => pristine += 1,
+                    Ok(PeerReply::Probed { pristine: false }) => formed = true,
+                    _ => {}
+                }
+            }
+            if formed {
+                tracing::info!("another tracker already has cluster state: joining it as a follower");
+                return;
+            }
+            if pristine >= majority {
+                if let Err(e) = initialize(&self.raft, members.clone()).await {
+                    tracing::error!(error = %e, "cannot form the cluster");
+                }
+                return;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(PROBE_PAUSE) => {}
+            }
+        }
     }
 
     /// The local replica's state, for reads.
@@ -218,6 +279,25 @@ impl Cluster {
     fn addr_of(&self, node: NodeId) -> Option<SocketAddr> {
         let i = usize::try_from(node).ok()?.checked_sub(1)?;
         self.trackers.get(i).copied()
+    }
+
+    /// Whether the leader knows `token` as a live session. A follower's
+    /// "no such session" may only mean "not replicated here yet" (just
+    /// restarted, wiped, catching up), so it asks before a daemon is told
+    /// `not_logged_in`. `None`: no leader answered.
+    pub async fn session_live_on_leader(&self, token: &proto::tracker::SessionToken) -> Option<bool> {
+        let leader = self.leader()?;
+        if leader == self.node {
+            return Some(self.state().user_of(token).is_ok());
+        }
+        let addr = self.addr_of(leader)?;
+        let req = PeerRequest::CheckSession {
+            token: token.clone(),
+        };
+        match network::send_once(addr, self.node, &req, PROBE_TIMEOUT).await {
+            Ok(PeerReply::Session { live }) => Some(live),
+            _ => None,
+        }
     }
 
     fn leader(&self) -> Option<NodeId> {

@@ -267,6 +267,12 @@ async fn handle(cluster: &Cluster, req: PeerRequest) -> PeerReply {
             Ok(cmd) => cluster.write_as_leader(cmd).await,
             Err(r) => r,
         },
+        PeerRequest::CheckSession { token } => PeerReply::Session {
+            live: cluster.state().user_of(&token).is_ok(),
+        },
+        PeerRequest::Probe => PeerReply::Probed {
+            pristine: !cluster.raft.is_initialized().await.unwrap_or(true),
+        },
         PeerRequest::Presence { seen } => {
             cluster.note_presence(seen);
             PeerReply::Noted
