@@ -62,9 +62,7 @@ pub enum PeerRequest {
     /// Asks the leader whether a session token is live (a lagging follower
     /// checks before telling a daemon `not_logged_in`). Answered with
     /// [`PeerReply::Session`].
-    CheckSession {
-        token: crate::tracker::SessionToken,
-    },
+    CheckSession { token: crate::tracker::SessionToken },
     /// Heartbeats collected by a follower, for the leader's next presence
     /// batch. Answered at once.
     Presence { seen: Vec<SeenPeer> },

@@ -17,7 +17,10 @@ fn wait_success(d: &Daemon, args: &[&str], what: &str) -> Value {
         done
     });
     let last = last.expect("polled at least once");
-    assert!(ok, "{what}: {args:?} still failing after {SETTLE_TIMEOUT:?}: {last:?}");
+    assert!(
+        ok,
+        "{what}: {args:?} still failing after {SETTLE_TIMEOUT:?}: {last:?}"
+    );
     last.json.unwrap_or(Value::Null)
 }
 
@@ -37,7 +40,11 @@ fn wait_groups(d: &Daemon, want: &[&str], what: &str) {
         last = groups(d);
         want.iter().all(|g| last.iter().any(|h| h == g))
     });
-    assert!(ok, "{what}: {} should list {want:?}; lists {last:?}", d.name);
+    assert!(
+        ok,
+        "{what}: {} should list {want:?}; lists {last:?}",
+        d.name
+    );
 }
 
 fn wait_online(d: &Daemon, group: &str, name: &str, want: u64, what: &str) {
@@ -51,7 +58,11 @@ fn wait_online(d: &Daemon, group: &str, name: &str, want: u64, what: &str) {
                 .and_then(|fs| fs.iter().find(|f| f["name"] == name))
                 .is_some_and(|f| f["online"] == want)
     });
-    assert!(ok, "{what}: {name} should show online {want} on {}; last: {last}", d.name);
+    assert!(
+        ok,
+        "{what}: {name} should show online {want} on {}; last: {last}",
+        d.name
+    );
 }
 
 #[test]
@@ -75,12 +86,25 @@ fn leader_kill9_failover_restarts_and_full_restart_keep_state() {
     wait_success(&a, &["create_group", "g2"], "write after the leader died");
     let failover = t0.elapsed();
     println!("first write after the leader's kill -9 succeeded after {failover:?}");
-    assert!(failover < Duration::from_secs(15), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(15),
+        "failover took {failover:?}"
+    );
     wait_success(&b, &["create_user", "carol", "pw"], "another write");
     wait_groups(&b, &["g1", "g2"], "reads after failover");
-    assert_eq!(b.status()["user"], "bob", "bob's session survives the leader");
+    assert_eq!(
+        b.status()["user"],
+        "bob",
+        "bob's session survives the leader"
+    );
     assert_eq!(a.file("g1", "f1.bin").expect("f1 listed")["holders"], 1);
-    wait_online(&b, "g1", "f1.bin", 1, "alice's presence survives the leader");
+    wait_online(
+        &b,
+        "g1",
+        "f1.bin",
+        1,
+        "alice's presence survives the leader",
+    );
 
     // Restart it, then kill another: what was written meanwhile is there.
     net.trackers[leader].restart();
@@ -88,17 +112,30 @@ fn leader_kill9_failover_restarts_and_full_restart_keep_state() {
     // The restarted tracker must have caught up before the other one goes,
     // or the two left could not form a majority with all the data.
     let pinned = net.daemon_on("pinned", leader);
-    wait_success(&pinned, &["login", "carol", "pw"], "login via the restarted tracker");
+    wait_success(
+        &pinned,
+        &["login", "carol", "pw"],
+        "login via the restarted tracker",
+    );
     wait_groups(&pinned, &["g1", "g2"], "the restarted tracker caught up");
     net.trackers[other].kill9();
-    wait_success(&a, &["create_group", "g3"], "write with the second tracker down");
+    wait_success(
+        &a,
+        &["create_group", "g3"],
+        "write with the second tracker down",
+    );
     wait_groups(&a, &["g1", "g2", "g3"], "state after the second kill");
-    wait_success(&pinned, &["join_group", "g1"], "carol via the restarted tracker");
+    wait_success(
+        &pinned,
+        &["join_group", "g1"],
+        "carol via the restarted tracker",
+    );
 
     // kill all three, restart all three: everything is there.
     net.kill9_trackers();
     net.restart_trackers();
-    net.wait_leader(ELECTION_WAIT).expect("a leader after a full restart");
+    net.wait_leader(ELECTION_WAIT)
+        .expect("a leader after a full restart");
     wait_groups(&a, &["g1", "g2", "g3"], "after restarting all three");
     let owner_view = wait_success(&a, &["list_requests", "g1"], "carol's request");
     assert_eq!(owner_view, serde_json::json!(["carol"]));
@@ -120,18 +157,33 @@ fn wiped_tracker_rejoins_as_follower_and_catches_up() {
     net.trackers[0].wipe();
     net.trackers[0].restart();
     let pinned = net.daemon_on("pinned", 0);
-    wait_success(&pinned, &["login", "zed", "pw"], "login through the wiped tracker");
+    wait_success(
+        &pinned,
+        &["login", "zed", "pw"],
+        "login through the wiped tracker",
+    );
     let want: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_groups(&pinned, &want, "the wiped tracker caught up");
     // It is a full member again: with another tracker down, the cluster
     // needs it for a majority.
-    let other = if net.wait_leader(ELECTION_WAIT) == Some(1) { 2 } else { 1 };
+    let other = if net.wait_leader(ELECTION_WAIT) == Some(1) {
+        2
+    } else {
+        1
+    };
     net.trackers[other].kill9();
-    wait_success(&pinned, &["create_group", "after"], "write needing the wiped tracker");
+    wait_success(
+        &pinned,
+        &["create_group", "after"],
+        "write needing the wiped tracker",
+    );
     wait_groups(&a, &["after"], "seen by the other daemon");
     // It did not start a cluster of its own: one leader, one history.
     let log = std::fs::read_to_string(&net.trackers[0].log).unwrap_or_default();
-    assert!(log.contains("is leader (term"), "the wiped tracker learnt a leader:\n{log}");
+    assert!(
+        log.contains("is leader (term"),
+        "the wiped tracker learnt a leader:\n{log}"
+    );
 }
 
 #[test]

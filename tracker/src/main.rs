@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
-use tracker::server::{self, ServerOptions};
 use tracker::raft::{Cluster, ClusterOptions};
+use tracker::server::{self, ServerOptions};
 use tracker::tracker_info;
 
 /// How long Raft may take to stop at exit.

@@ -185,8 +185,14 @@ impl Connection {
             }
             tracing::debug!(peer = %self.peer, node = hello.from, "peer tracker connected");
             let cluster = Arc::clone(&self.shared.cluster);
-            crate::raft::network::serve_peer(cluster, hello.from, reader, writer, self.cancel.clone())
-                .await;
+            crate::raft::network::serve_peer(
+                cluster,
+                hello.from,
+                reader,
+                writer,
+                self.cancel.clone(),
+            )
+            .await;
             return;
         }
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
@@ -298,7 +304,9 @@ impl Connection {
                 // A lagging replica must not end a daemon's session: unless
                 // the leader confirms the session is gone, say "try again".
                 if let (Err(e), Some(token)) = (&result, token) {
+                    let own_session_unknown = shared.cluster.state().user_of(&token).is_err();
                     if e.code == ErrorCode::NotLoggedIn
+                        && own_session_unknown
                         && shared.cluster.session_live_on_leader(&token).await != Some(false)
                     {
                         result = Err(WireError::new(

@@ -425,9 +425,10 @@ impl TrackerState {
                     if self.session_of.get(&s.user) != Some(&s.token) {
                         continue;
                     }
-                    let newer = self.presence.get(&s.user).is_none_or(|old| {
-                        old.token != s.token || old.at_ms <= s.at_ms
-                    });
+                    let newer = self
+                        .presence
+                        .get(&s.user)
+                        .is_none_or(|old| old.token != s.token || old.at_ms <= s.at_ms);
                     if newer {
                         self.presence.insert(
                             s.user,

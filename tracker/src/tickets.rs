@@ -39,7 +39,9 @@ fn mac(secret: &str, user: &UserId, group: &GroupId, name: &FileName, expires: u
 /// [`TICKET_LIFETIME`].
 pub fn issue(secret: &str, user: &UserId, group: &GroupId, name: &FileName, now_s: u64) -> String {
     let expires = now_s + TICKET_LIFETIME.as_secs();
-    let tag = mac(secret, user, group, name, expires).finalize().into_bytes();
+    let tag = mac(secret, user, group, name, expires)
+        .finalize()
+        .into_bytes();
     format!("{user}:{expires}:{}", hex::encode(tag))
 }
 

@@ -9,13 +9,14 @@ use proto::tracker::{
 use proto::{ErrorCode, Sha1Hash, WireError, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracker::raft::{Cluster, ClusterOptions};
 use tracker::server::{self, ServerError, ServerOptions};
-use tracker::store;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -23,15 +24,21 @@ struct Running {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     served: JoinHandle<Result<(), ServerError>>,
-    writer: store::StoreWriter,
+    cluster: Arc<Cluster>,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Running {
     async fn start(dir: &Path) -> Running {
-        let (st, state, _) = store::Store::open(dir).unwrap();
-        let (handle, writer) = store::spawn(st, state).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let options = ClusterOptions {
+            node: 1,
+            trackers: vec![addr],
+        };
+        let cluster = Cluster::start(options, dir, cancel.clone()).await.unwrap();
+        let handle = Arc::clone(&cluster);
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(server::run(
             listener,
@@ -45,14 +52,16 @@ impl Running {
             addr,
             stop,
             served,
-            writer,
+            cluster,
+            cancel,
         }
     }
 
     async fn stop(self) {
         let _ = self.stop.send(());
         self.served.await.unwrap().unwrap();
-        self.writer.join().await;
+        self.cancel.cancel();
+        self.cluster.raft.shutdown().await.unwrap();
     }
 }
 
@@ -536,8 +545,18 @@ async fn a_graceful_stop_finishes_calls_in_flight() {
         assert!(answer.result.is_ok(), "{answer:?}");
         // The connection then closes, and the write is durable.
         assert!(read_until_closed(&mut c.stream).await.is_empty());
-        let (_s, state, _) = store::Store::open(dir.path()).unwrap();
-        assert!(state.user_exists(&"late".parse().unwrap()));
+        let again = Running::start(dir.path()).await;
+        let live = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if again.cluster.state().user_exists(&"late".parse().unwrap()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(live.is_ok(), "the acknowledged write survives a restart");
+        again.stop().await;
     })
     .await
     .expect("test timed out");

@@ -166,7 +166,10 @@ impl LogStore {
         Ok(vote.is_none() && purged.is_none() && empty && read_snapshot(&self.db)?.is_none())
     }
 
-    fn entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry<TypeConfig>>, redb::Error> {
+    fn entries(
+        &self,
+        range: (Bound<u64>, Bound<u64>),
+    ) -> Result<Vec<Entry<TypeConfig>>, redb::Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(LOGS)?;
         let mut out = Vec::new();
@@ -209,7 +212,8 @@ impl LogStore {
             }
             if let Some(p) = purged {
                 let bytes = encode(p)?;
-                txn.open_table(META)?.insert(LAST_PURGED, bytes.as_slice())?;
+                txn.open_table(META)?
+                    .insert(LAST_PURGED, bytes.as_slice())?;
             }
         }
         txn.commit()?;

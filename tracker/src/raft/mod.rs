@@ -36,6 +36,10 @@
 //! login, a reconnect) is committed at once, so "online" shows without
 //! delay. Online = reader's clock − stamp < `PRESENCE_TIMEOUT`.
 
+// redb::Error is ~160 bytes; storage errors are rare and stop the node, so
+// boxing them everywhere would buy nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
@@ -133,7 +137,10 @@ impl std::ops::Deref for StateRead<'_> {
 
 /// Forms the cluster with `members`; "already initialised" is fine.
 async fn initialize(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result<(), StartError> {
-    tracing::info!(members = members.len(), "forming the cluster of tracker_info.txt");
+    tracing::info!(
+        members = members.len(),
+        "forming the cluster of tracker_info.txt"
+    );
     match raft.initialize(members).await {
         Ok(()) => Ok(()),
         Err(RaftError::APIError(e)) => {
@@ -233,7 +240,11 @@ impl Cluster {
     /// Tracker 1 with a pristine store: probes every peer until a majority
     /// is known pristine (then initialises) or any peer has state (then
     /// waits to be replicated to), or this node got state from a leader.
-    async fn form_cluster(self: Arc<Self>, members: BTreeMap<NodeId, BasicNode>, stop: CancellationToken) {
+    async fn form_cluster(
+        self: Arc<Self>,
+        members: BTreeMap<NodeId, BasicNode>,
+        stop: CancellationToken,
+    ) {
         let majority = members.len() / 2 + 1;
         loop {
             if self.raft.is_initialized().await.unwrap_or(true) {
@@ -248,14 +259,17 @@ impl Cluster {
                 if id == self.node {
                     continue;
                 }
-                match network::send_once(addr, self.node, &PeerRequest::Probe, PROBE_TIMEOUT).await {
+                match network::send_once(addr, self.node, &PeerRequest::Probe, PROBE_TIMEOUT).await
+                {
                     Ok(PeerReply::Probed { pristine: true }) => pristine += 1,
                     Ok(PeerReply::Probed { pristine: false }) => formed = true,
                     _ => {}
                 }
             }
             if formed {
-                tracing::info!("another tracker already has cluster state: joining it as a follower");
+                tracing::info!(
+                    "another tracker already has cluster state: joining it as a follower"
+                );
                 return;
             }
             if pristine >= majority {
@@ -285,7 +299,10 @@ impl Cluster {
     /// "no such session" may only mean "not replicated here yet" (just
     /// restarted, wiped, catching up), so it asks before a daemon is told
     /// `not_logged_in`. `None`: no leader answered.
-    pub async fn session_live_on_leader(&self, token: &proto::tracker::SessionToken) -> Option<bool> {
+    pub async fn session_live_on_leader(
+        &self,
+        token: &proto::tracker::SessionToken,
+    ) -> Option<bool> {
         let leader = self.leader()?;
         if leader == self.node {
             return Some(self.state().user_of(token).is_ok());
@@ -417,10 +434,7 @@ impl Cluster {
     /// returns, so it reads as online at once; otherwise it joins the next
     /// batch.
     pub async fn heartbeat(&self, seen: SeenPeer) {
-        let known = self
-            .state()
-            .last_seen_ms(&seen.user, &seen.token)
-            .is_some();
+        let known = self.state().last_seen_ms(&seen.user, &seen.token).is_some();
         if known {
             self.note_presence(vec![seen]);
             return;
@@ -511,7 +525,12 @@ impl Cluster {
             let (leader, term, state, members) = {
                 let m = metrics.borrow_and_update();
                 let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-                (m.current_leader, m.current_term, m.state, format!("{voters:?}"))
+                (
+                    m.current_leader,
+                    m.current_term,
+                    m.state,
+                    format!("{voters:?}"),
+                )
             };
             if last_leader != Some((leader, term)) {
                 match leader {

@@ -18,8 +18,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use proto::frame::{read_frame, read_json, write_json};
@@ -179,7 +179,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        let req = PeerRequest::AppendEntries { rpc: to_value(&rpc) };
+        let req = PeerRequest::AppendEntries {
+            rpc: to_value(&rpc),
+        };
         self.call(req, option.hard_ttl()).await
     }
 
@@ -188,7 +190,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        let req = PeerRequest::InstallSnapshot { rpc: to_value(&rpc) };
+        let req = PeerRequest::InstallSnapshot {
+            rpc: to_value(&rpc),
+        };
         self.call(req, option.hard_ttl()).await
     }
 
@@ -197,7 +201,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        let req = PeerRequest::Vote { rpc: to_value(&rpc) };
+        let req = PeerRequest::Vote {
+            rpc: to_value(&rpc),
+        };
         self.call(req, option.hard_ttl()).await
     }
 }
@@ -282,5 +288,7 @@ async fn handle(cluster: &Cluster, req: PeerRequest) -> PeerReply {
 
 /// Refusal for a frame that is neither a daemon's hello nor a peer's.
 pub fn is_peer_hello(bytes: &[u8]) -> Option<PeerHelloBody> {
-    serde_json::from_slice::<PeerHello>(bytes).ok().map(|h| h.peer)
+    serde_json::from_slice::<PeerHello>(bytes)
+        .ok()
+        .map(|h| h.peer)
 }

@@ -86,8 +86,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StResult<Snapshot<TypeConfig>> {
         let (data, last_applied, membership) = {
             let r = self.replica();
-            let data = serde_json::to_vec(&*r)
-                .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+            let data =
+                serde_json::to_vec(&*r).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
             (data, r.last_applied, r.membership.clone())
         };
         let snapshot_id = match last_applied {
