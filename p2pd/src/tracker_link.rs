@@ -13,7 +13,7 @@
 //! how the session code knows to heartbeat and re-announce after a reconnect.
 
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
-use proto::tracker::{TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
+use proto::tracker::{RequestId, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +34,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Total time one call may take, retries included (SPEC: a command that
+/// needs the tracker fails within 10 s; p2pctl adds its own second).
+pub const CALL_BUDGET: Duration = Duration::from_secs(8);
+/// Pause before retrying a call the tracker answered `tracker_unavailable`.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Calls queued for the writer before callers wait.
 const OUTGOING_QUEUE: usize = 256;
 
@@ -67,6 +72,10 @@ impl Connection {
 struct Inner {
     trackers: Vec<SocketAddr>,
     next_id: AtomicU64,
+    /// Random per process: with `next_seq`, names each write (its
+    /// [`RequestId`]) so the trackers apply a retried write only once.
+    client: u64,
+    next_seq: AtomicU64,
     current: watch::Sender<Option<Arc<Connection>>>,
 }
 
@@ -98,6 +107,8 @@ impl TrackerLink {
             inner: Arc::new(Inner {
                 trackers,
                 next_id: AtomicU64::new(1),
+                client: rand::random(),
+                next_seq: AtomicU64::new(1),
                 current,
             }),
         };
@@ -108,32 +119,90 @@ impl TrackerLink {
 
     /// Send one request and wait for its answer.
     ///
+    /// Reads, and writes stamped with a request id (see [`retry_kind`]),
+    /// are retried while [`CALL_BUDGET`] lasts when the connection breaks
+    /// under them or the tracker answers `tracker_unavailable`: the link
+    /// reconnects to the next live tracker, and a repeated write gets the
+    /// outcome of its first application instead of being applied twice.
+    ///
     /// # Errors
     /// The tracker's refusal, or `tracker_unavailable` if no connection is
-    /// up within [`CONNECT_WAIT`] or no answer comes within [`ANSWER_WAIT`].
+    /// up within [`CONNECT_WAIT`] or no answer comes within the budget.
     pub async fn call(&self, request: TrackerRequest) -> Result<TrackerReply, WireError> {
-        let mut rx = self.inner.current.subscribe();
-        let conn = match tokio::time::timeout(CONNECT_WAIT, rx.wait_for(|c| c.is_some())).await {
-            Ok(Ok(c)) => c.clone().expect("wait_for returned a connection"),
-            _ => return Err(self.unavailable()),
+        let deadline = tokio::time::Instant::now() + CALL_BUDGET;
+        let dedup = match retry_kind(&request) {
+            Retry::Write => Some(RequestId {
+                client: self.inner.client,
+                seq: self.inner.next_seq.fetch_add(1, Ordering::Relaxed),
+            }),
+            Retry::Read | Retry::Never => None,
         };
+        let retry = retry_kind(&request) != Retry::Never;
+        let mut first = true;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let connect_wait = if first { CONNECT_WAIT } else { left };
+            match self
+                .attempt(request.clone(), dedup, connect_wait, left)
+                .await
+            {
+                Attempt::Answered(Err(e)) if e.code == ErrorCode::TrackerUnavailable => {
+                    if !retry || tokio::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Attempt::Answered(result) => return result,
+                Attempt::NoConnection => return Err(self.unavailable()),
+                Attempt::Lost => {
+                    if !retry || tokio::time::Instant::now() >= deadline {
+                        return Err(self.unavailable());
+                    }
+                }
+            }
+            first = false;
+        }
+    }
+
+    /// One try on the current connection.
+    async fn attempt(
+        &self,
+        request: TrackerRequest,
+        dedup: Option<RequestId>,
+        connect_wait: Duration,
+        answer_wait: Duration,
+    ) -> Attempt {
+        let mut rx = self.inner.current.subscribe();
+        let conn = match tokio::time::timeout(connect_wait, rx.wait_for(|c| c.is_some())).await {
+            Ok(Ok(c)) => c.clone().expect("wait_for returned a connection"),
+            _ => return Attempt::NoConnection,
+        };
+        let answer_wait = answer_wait.min(ANSWER_WAIT);
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, answer) = oneshot::channel();
         lock(&conn.pending).insert(id, tx);
-        let sent =
-            tokio::time::timeout(ANSWER_WAIT, conn.outgoing.send(TrackerCall { id, request }))
-                .await;
+        let call = TrackerCall { id, request, dedup };
+        let sent = tokio::time::timeout(answer_wait, conn.outgoing.send(call)).await;
         if !matches!(sent, Ok(Ok(()))) {
             lock(&conn.pending).remove(&id);
-            return Err(self.unavailable());
+            return Attempt::Lost;
         }
-        match tokio::time::timeout(ANSWER_WAIT, answer).await {
-            Ok(Ok(result)) => result,
+        match tokio::time::timeout(answer_wait, answer).await {
+            Ok(Ok(result)) => Attempt::Answered(result),
             // Sender dropped: the connection ended before answering.
-            Ok(Err(_)) => Err(self.unavailable()),
+            Ok(Err(_)) => {
+                // Do not pick the dead connection again: wait until the link
+                // has noticed (it publishes `None`, then the next one).
+                let _ = tokio::time::timeout(
+                    RETRY_PAUSE,
+                    rx.wait_for(|c| c.as_ref().map(|c| c.generation) != Some(conn.generation)),
+                )
+                .await;
+                Attempt::Lost
+            }
             Err(_) => {
                 lock(&conn.pending).remove(&id);
-                Err(self.unavailable())
+                Attempt::Lost
             }
         }
     }
@@ -273,6 +342,50 @@ impl TrackerLink {
     }
 }
 
+/// How one try of a call ended.
+enum Attempt {
+    Answered(Result<TrackerReply, WireError>),
+    /// No connection came up in time: retrying would only wait longer.
+    NoConnection,
+    /// The connection broke (or stalled) before the answer came.
+    Lost,
+}
+
+/// Whether a call may be sent again after its tracker failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Idempotent read: retried as is.
+    Read,
+    /// Write: stamped with a request id, retried with the same id.
+    Write,
+    /// Hello, login (a repeat would start a second session; the user just
+    /// logs in again) and heartbeats (the next one comes in 3 s).
+    Never,
+}
+
+/// How `request` is retried.
+pub fn retry_kind(request: &TrackerRequest) -> Retry {
+    use TrackerRequest as R;
+    match request {
+        R::Hello { .. } | R::Login { .. } | R::Heartbeat { .. } => Retry::Never,
+        R::CreateUser { .. }
+        | R::Logout { .. }
+        | R::CreateGroup { .. }
+        | R::JoinGroup { .. }
+        | R::LeaveGroup { .. }
+        | R::AcceptRequest { .. }
+        | R::RegisterFile { .. }
+        | R::StopShare { .. }
+        | R::MarkPartial { .. } => Retry::Write,
+        R::ListRequests { .. }
+        | R::ListGroups { .. }
+        | R::ListFiles { .. }
+        | R::Locate { .. }
+        | R::IssueTicket { .. }
+        | R::CheckTicket { .. } => Retry::Read,
+    }
+}
+
 /// TCP connect plus the `Hello` exchange, each under a timeout.
 async fn connect(addr: SocketAddr) -> Result<(TcpStream, IpAddr), String> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
@@ -282,6 +395,7 @@ async fn connect(addr: SocketAddr) -> Result<(TcpStream, IpAddr), String> {
     let _ = stream.set_nodelay(true);
     let local_ip = stream.local_addr().map_err(|e| e.to_string())?.ip();
     let hello = TrackerCall {
+        dedup: None,
         id: 0,
         request: TrackerRequest::Hello {
             version: PROTOCOL_VERSION,

@@ -63,7 +63,26 @@ pub struct PeerEntry {
 pub struct TrackerCall {
     pub id: u64,
     pub request: TrackerRequest,
+    /// Set on writes the daemon may retry on another tracker: the trackers
+    /// apply a given request id at most once and answer a repeat with the
+    /// first outcome (Raft thesis §6.3). Absent on reads, hello, login and
+    /// heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<RequestId>,
 }
+
+/// Names one write across retries: a random id per daemon process plus a
+/// sequence number within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RequestId {
+    pub client: u64,
+    pub seq: u64,
+}
+
+/// How long the trackers remember a request id (by the time stamped in the
+/// write). A daemon retries one write for at most 10 s (SPEC), so a repeat
+/// never arrives after its id was forgotten.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
 /// The answer to the call with the same `id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,9 +239,17 @@ mod tests {
                 token: SessionToken("ab".into()),
                 peer_addr: "127.0.0.1:9".parse().unwrap(),
             },
+            dedup: None,
         };
         let json = serde_json::to_string(&call).unwrap();
         assert_eq!(serde_json::from_str::<TrackerCall>(&json).unwrap(), call);
+        assert!(!json.contains("dedup"), "{json}");
+        let stamped = TrackerCall {
+            dedup: Some(RequestId { client: 3, seq: 9 }),
+            ..call
+        };
+        let json = serde_json::to_string(&stamped).unwrap();
+        assert_eq!(serde_json::from_str::<TrackerCall>(&json).unwrap(), stamped);
 
         let ans = TrackerAnswer {
             id: 7,

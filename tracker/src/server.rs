@@ -26,7 +26,7 @@ use argon2::Argon2;
 use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
 use proto::raft::SeenPeer;
 use proto::tracker::{
-    PeerEntry, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
+    PeerEntry, RequestId, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
     PRESENCE_TIMEOUT,
 };
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
@@ -300,7 +300,7 @@ impl Connection {
             let tx = tx.clone();
             self.tasks.spawn(async move {
                 let token = call_token(&call.request);
-                let mut result = handle(&shared, call.request).await;
+                let mut result = handle(&shared, call.request, call.dedup).await;
                 // A lagging replica must not end a daemon's session: unless
                 // the leader confirms the session is gone, say "try again".
                 if let (Err(e), Some(token)) = (&result, token) {
@@ -400,15 +400,25 @@ fn done(applied: Applied) -> TrackerReply {
 
 /// Answers one call. Writes are built into a [`Command`] (hash, token and
 /// clock read here, never in `apply`) and returned once durable.
-async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply, WireError> {
+///
+/// A write stamped with a request id (`dedup`) is wrapped in
+/// [`Command::Dedup`], so a daemon retrying it on another tracker gets the
+/// first outcome instead of applying it twice.
+async fn handle(
+    shared: &Shared,
+    request: TrackerRequest,
+    dedup: Option<RequestId>,
+) -> Result<TrackerReply, WireError> {
     use TrackerRequest as R;
     let store = &*shared.cluster;
+    let write = |cmd: Command| store.submit(stamp(cmd, dedup));
     match request {
         R::Hello { version } => welcome(version, shared.node),
         R::CreateUser { user, password } => {
             check_password(&password)?;
-            // Cheap early refusal; apply() checks again, atomically.
-            if store.state().user_exists(&user) {
+            // Cheap early refusal; apply() checks again, atomically. Not
+            // for a stamped call: it may be the retry of our own success.
+            if dedup.is_none() && store.state().user_exists(&user) {
                 return Err(WireError::new(
                     ErrorCode::UserExists,
                     format!("user {user} already exists"),
@@ -416,12 +426,11 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
             }
             let password_hash = hash_password(password).await?;
             Ok(done(
-                store
-                    .submit(Command::CreateUser {
-                        user,
-                        password_hash,
-                    })
-                    .await?,
+                write(Command::CreateUser {
+                    user,
+                    password_hash,
+                })
+                .await?,
             ))
         }
         R::Login { user, password } => {
@@ -453,35 +462,27 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
                 .await;
             Ok(TrackerReply::Alive { user })
         }
-        R::Logout { token } => Ok(done(store.submit(Command::EndSession { token }).await?)),
-        R::CreateGroup { token, group } => Ok(done(
-            store.submit(Command::CreateGroup { token, group }).await?,
-        )),
-        R::JoinGroup { token, group } => Ok(done(
-            store.submit(Command::JoinGroup { token, group }).await?,
-        )),
-        R::LeaveGroup { token, group } => Ok(done(
-            store.submit(Command::LeaveGroup { token, group }).await?,
-        )),
+        R::Logout { token } => Ok(done(write(Command::EndSession { token }).await?)),
+        R::CreateGroup { token, group } => {
+            Ok(done(write(Command::CreateGroup { token, group }).await?))
+        }
+        R::JoinGroup { token, group } => {
+            Ok(done(write(Command::JoinGroup { token, group }).await?))
+        }
+        R::LeaveGroup { token, group } => {
+            Ok(done(write(Command::LeaveGroup { token, group }).await?))
+        }
         R::AcceptRequest { token, group, user } => Ok(done(
-            store
-                .submit(Command::AcceptRequest { token, group, user })
-                .await?,
+            write(Command::AcceptRequest { token, group, user }).await?,
         )),
         R::RegisterFile { token, group, meta } => Ok(done(
-            store
-                .submit(Command::RegisterFile { token, group, meta })
-                .await?,
+            write(Command::RegisterFile { token, group, meta }).await?,
         )),
         R::StopShare { token, group, name } => Ok(done(
-            store
-                .submit(Command::StopShare { token, group, name })
-                .await?,
+            write(Command::StopShare { token, group, name }).await?,
         )),
         R::MarkPartial { token, group, name } => Ok(done(
-            store
-                .submit(Command::MarkPartial { token, group, name })
-                .await?,
+            write(Command::MarkPartial { token, group, name }).await?,
         )),
         R::ListRequests { token, group } => {
             let st = store.state();
@@ -559,6 +560,18 @@ async fn handle(shared: &Shared, request: TrackerRequest) -> Result<TrackerReply
             }
             Ok(TrackerReply::TicketValid { user: holder })
         }
+    }
+}
+
+/// `cmd`, wrapped with its request id and this tracker's clock if stamped.
+fn stamp(cmd: Command, dedup: Option<RequestId>) -> Command {
+    match dedup {
+        Some(request) => Command::Dedup {
+            request,
+            at_ms: now_ms(),
+            write: Box::new(cmd),
+        },
+        None => cmd,
     }
 }
 

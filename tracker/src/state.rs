@@ -33,10 +33,10 @@
 
 use proto::ctl::{FileInfo, GroupInfo};
 use proto::raft::SeenPeer;
-use proto::tracker::{FileMeta, SessionToken};
+use proto::tracker::{FileMeta, RequestId, SessionToken, DEDUP_WINDOW};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 /// One change to the state, as logged and (later) replicated.
@@ -100,6 +100,23 @@ pub enum Command {
     SetTicketSecret {
         secret: String,
     },
+    /// `cmd` on behalf of a daemon's write `request`, which may arrive more
+    /// than once (retried on another tracker): applied the first time, and
+    /// every repeat gets the first outcome. `at_ms` is the wall clock of the
+    /// tracker that built it; ids older than [`DEDUP_WINDOW`] by the stamp
+    /// of a later `Dedup` are forgotten.
+    Dedup {
+        request: RequestId,
+        at_ms: u64,
+        write: Box<Command>,
+    },
+}
+
+/// The outcome of one remembered request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Outcome {
+    at_ms: u64,
+    result: Result<Applied, WireError>,
 }
 
 /// What an accepted command did, for the caller.
@@ -186,6 +203,13 @@ pub struct TrackerState {
     /// Key of the download tickets (hex); set once, by the first leader.
     #[serde(default)]
     ticket_secret: Option<String>,
+    /// Outcomes of recent daemon writes by request id (exactly-once retries).
+    #[serde(default)]
+    outcomes: BTreeMap<RequestId, Outcome>,
+    /// The same ids in apply order with their stamps, oldest first, so
+    /// expiry is cheap.
+    #[serde(default)]
+    outcome_order: VecDeque<(u64, RequestId)>,
 }
 
 fn no_such_group(group: &GroupId) -> WireError {
@@ -214,12 +238,52 @@ fn no_such_file(group: &GroupId, name: &FileName) -> WireError {
 pub const BAD_CREDENTIALS: &str = "unknown user or wrong password";
 
 impl TrackerState {
+    /// Drops remembered request ids stamped more than [`DEDUP_WINDOW`]
+    /// before `now_ms` (the stamp of the command being applied, so every
+    /// replica forgets the same ones).
+    fn forget_outcomes(&mut self, now_ms: u64) {
+        let window = u64::try_from(DEDUP_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = now_ms.saturating_sub(window);
+        while let Some(&(at, id)) = self.outcome_order.front() {
+            if at >= cutoff {
+                break;
+            }
+            self.outcome_order.pop_front();
+            self.outcomes.remove(&id);
+        }
+    }
+
+    /// How many request ids are remembered (for tests and logs).
+    pub fn remembered_requests(&self) -> usize {
+        self.outcomes.len()
+    }
+
     /// Applies one command, or refuses it and changes nothing.
     ///
     /// # Errors
     /// The refusals of ARCHITECTURE.md's table, with SPEC's codes.
     pub fn apply(&mut self, cmd: Command) -> Result<Applied, WireError> {
         match cmd {
+            Command::Dedup {
+                request,
+                at_ms,
+                write,
+            } => {
+                self.forget_outcomes(at_ms);
+                if let Some(seen) = self.outcomes.get(&request) {
+                    return seen.result.clone();
+                }
+                let result = self.apply(*write);
+                self.outcomes.insert(
+                    request,
+                    Outcome {
+                        at_ms,
+                        result: result.clone(),
+                    },
+                );
+                self.outcome_order.push_back((at_ms, request));
+                result
+            }
             Command::CreateUser {
                 user,
                 password_hash,
@@ -678,6 +742,39 @@ mod tests {
 
     fn code(r: Result<Applied, WireError>) -> ErrorCode {
         r.expect_err("command should be refused").code
+    }
+
+    #[test]
+    fn a_repeated_request_id_is_applied_once_and_forgotten_after_the_window() {
+        let mut s = with_users(&["a"]);
+        let id = RequestId { client: 7, seq: 1 };
+        let stamped = |at_ms, group: &str| Command::Dedup {
+            request: id,
+            at_ms,
+            write: Box::new(Command::CreateGroup {
+                token: tok("a"),
+                group: g(group),
+            }),
+        };
+        let first = s.apply(stamped(1_000, "g")).unwrap();
+        // The repeat gets the first outcome, not group_exists.
+        assert_eq!(s.apply(stamped(2_000, "g")).unwrap(), first);
+        assert_eq!(s.remembered_requests(), 1);
+        let window = u64::try_from(DEDUP_WINDOW.as_millis()).unwrap();
+        let other = Command::Dedup {
+            request: RequestId { client: 8, seq: 1 },
+            at_ms: 1_001 + window,
+            write: Box::new(Command::CreateGroup {
+                token: tok("a"),
+                group: g("h"),
+            }),
+        };
+        s.apply(other).unwrap();
+        assert_eq!(s.remembered_requests(), 1, "the old id expired");
+        assert_eq!(
+            code(s.apply(stamped(1_002 + window, "g"))),
+            ErrorCode::GroupExists
+        );
     }
 
     /// A state with the given users created and logged in (token `tok-<user>`).

@@ -99,7 +99,11 @@ impl Client {
         self.next_id += 1;
         write_json(
             &mut self.stream,
-            &TrackerCall { id, request },
+            &TrackerCall {
+                id,
+                request,
+                dedup: None,
+            },
             MAX_TRACKER_FRAME_BYTES,
         )
         .await
@@ -403,6 +407,7 @@ async fn hostile_bytes_close_only_their_connection() {
         read_until_closed(&mut noise).await;
         let mut rude = TcpStream::connect(server.addr).await.unwrap();
         let call = TrackerCall {
+            dedup: None,
             id: 9,
             request: TrackerRequest::ListGroups {
                 token: token.clone(),
@@ -422,6 +427,7 @@ async fn hostile_bytes_close_only_their_connection() {
         // A version mismatch is a clear refusal.
         let mut old = TcpStream::connect(server.addr).await.unwrap();
         let hello = TrackerCall {
+            dedup: None,
             id: 1,
             request: TrackerRequest::Hello { version: 999 },
         };
@@ -471,6 +477,7 @@ async fn acknowledged_writes_survive_a_restart() {
         let mut many = Client::connect(server.addr).await;
         for i in 0..20u64 {
             let call = TrackerCall {
+                dedup: None,
                 id: 100 + i,
                 request: TrackerRequest::CreateGroup {
                     token: token.clone(),
@@ -511,6 +518,7 @@ async fn a_graceful_stop_finishes_calls_in_flight() {
         let mut c = Client::connect(server.addr).await;
         // create_user spends tens of ms in argon2; stop while it runs.
         let call = TrackerCall {
+            dedup: None,
             id: 5,
             request: TrackerRequest::CreateUser {
                 user: "late".parse().unwrap(),
@@ -523,6 +531,7 @@ async fn a_graceful_stop_finishes_calls_in_flight() {
         // A quick call behind it: once it is answered, the reader has read
         // the create_user call too (calls are read in order).
         let probe = TrackerCall {
+            dedup: None,
             id: 6,
             request: TrackerRequest::ListGroups {
                 token: SessionToken("x".into()),
