@@ -204,12 +204,36 @@ pub struct TrackerState {
     #[serde(default)]
     ticket_secret: Option<String>,
     /// Outcomes of recent daemon writes by request id (exactly-once retries).
-    #[serde(default)]
+    /// A list on the wire: JSON map keys must be strings, and a `RequestId`
+    /// is a struct, so as a map the snapshot would not serialise.
+    #[serde(default, with = "outcomes_as_list")]
     outcomes: BTreeMap<RequestId, Outcome>,
     /// The same ids in apply order with their stamps, oldest first, so
     /// expiry is cheap.
     #[serde(default)]
     outcome_order: VecDeque<(u64, RequestId)>,
+}
+
+/// (De)serialise a map with struct keys as a list of pairs.
+mod outcomes_as_list {
+    use super::{Outcome, RequestId};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<RequestId, Outcome>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<RequestId, Outcome>, D::Error> {
+        Ok(Vec::<(RequestId, Outcome)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 fn no_such_group(group: &GroupId) -> WireError {
@@ -775,6 +799,24 @@ mod tests {
             code(s.apply(stamped(1_002 + window, "g"))),
             ErrorCode::GroupExists
         );
+    }
+
+    #[test]
+    fn a_state_with_remembered_requests_survives_a_snapshot_round_trip() {
+        // Snapshots are this state as JSON; struct-keyed maps must not break it.
+        let mut s = with_users(&["a"]);
+        s.apply(Command::Dedup {
+            request: RequestId { client: 7, seq: 1 },
+            at_ms: 1_000,
+            write: Box::new(Command::CreateGroup {
+                token: tok("a"),
+                group: g("g"),
+            }),
+        })
+        .unwrap();
+        let json = serde_json::to_vec(&s).expect("state serialises");
+        let back: TrackerState = serde_json::from_slice(&json).expect("state deserialises");
+        assert_eq!(back, s);
     }
 
     /// A state with the given users created and logged in (token `tok-<user>`).
