@@ -295,18 +295,21 @@ pub struct Tracker {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// Further command-line flags, used from the next (re)start on.
+    pub extra_args: Vec<OsString>,
     info: PathBuf,
     proc: Option<Proc>,
 }
 
 impl Tracker {
     fn launch(&mut self) {
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             self.info.clone().into(),
             self.k.to_string().into(),
             "--data-dir".into(),
             self.data_dir.clone().into(),
         ];
+        args.extend(self.extra_args.iter().cloned());
         self.proc = Some(Proc::spawn(&bin("tracker"), &args, &self.log));
     }
 
@@ -409,9 +412,24 @@ impl Net {
         })
     }
 
+    /// Like [`Net::start_with`], each tracker started with `args` too.
+    pub fn start_with_tracker_args(trackers: Trackers, args: &[&str]) -> Net {
+        Net::start_full(trackers, args, |addrs| {
+            addrs.iter().map(|a| format!("{a}\n")).collect()
+        })
+    }
+
     /// Like [`Net::start_with`], writing `tracker_info.txt` with `render`
     /// (to try comments, blank lines, the `IP PORT` form).
-    pub fn start_with_info(Trackers(n): Trackers, render: fn(&[SocketAddr]) -> String) -> Net {
+    pub fn start_with_info(trackers: Trackers, render: fn(&[SocketAddr]) -> String) -> Net {
+        Net::start_full(trackers, &[], render)
+    }
+
+    fn start_full(
+        Trackers(n): Trackers,
+        tracker_args: &[&str],
+        render: fn(&[SocketAddr]) -> String,
+    ) -> Net {
         check_binaries();
         let dir = tempfile::Builder::new()
             .prefix("p2p")
@@ -431,6 +449,7 @@ impl Net {
                 addr,
                 data_dir: root.join(format!("t{}", i + 1)),
                 log: root.join(format!("t{}.log", i + 1)),
+                extra_args: tracker_args.iter().map(OsString::from).collect(),
                 info: info.clone(),
                 proc: None,
             })

@@ -187,6 +187,36 @@ fn wiped_tracker_rejoins_as_follower_and_catches_up() {
 }
 
 #[test]
+fn wiped_tracker_catches_up_from_a_snapshot_once_the_log_is_purged() {
+    // Snapshot every 20 entries (keeping 2), so by the time tracker 1 is
+    // wiped the entries it lacks are gone from every log: only installing
+    // the leader's snapshot can bring it back.
+    let mut net = Net::start_with_tracker_args(Trackers(3), &["--snapshot-every", "20"]);
+    let a = net.daemon("a");
+    a.signup("alice", "pw");
+    a.ok(&["create_user", "zed", "pw"]);
+    let names: Vec<String> = (0..60).map(|i| format!("s{i}")).collect();
+    for g in &names {
+        a.ok(&["create_group", g]);
+    }
+    net.trackers[0].wipe();
+    net.trackers[0].restart();
+    let pinned = net.daemon_on("pinned", 0);
+    wait_success(
+        &pinned,
+        &["login", "zed", "pw"],
+        "login through the wiped tracker",
+    );
+    let want: Vec<&str> = names.iter().map(String::as_str).collect();
+    wait_groups(&pinned, &want, "the wiped tracker caught up");
+    let log = std::fs::read_to_string(&net.trackers[0].log).unwrap_or_default();
+    assert!(
+        log.contains("snapshot installed from the leader"),
+        "the wiped tracker should have caught up through a snapshot:\n{log}"
+    );
+}
+
+#[test]
 fn vanished_daemon_goes_offline_on_every_tracker_within_15s() {
     let net = Net::start_with(Trackers(3));
     let seeder = net.daemon("seeder");

@@ -32,6 +32,10 @@ struct Args {
     /// `tracker-<n>`].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Raft log entries between snapshots; older entries are then purged.
+    #[arg(long, value_name = "N", default_value_t = tracker::raft::SNAPSHOT_EVERY_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: u64,
 }
 
 #[tokio::main]
@@ -97,6 +101,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let options = ClusterOptions {
         node: u64::from(args.n),
         trackers: addrs,
+        snapshot_every: args.snapshot_every,
     };
     let cluster = Cluster::start(options, &data_dir, stop.child_token())
         .await

@@ -36,6 +36,7 @@ impl Running {
         let options = ClusterOptions {
             node: 1,
             trackers: vec![addr],
+            snapshot_every: tracker::raft::SNAPSHOT_EVERY_ENTRIES,
         };
         let cluster = Cluster::start(options, dir, cancel.clone()).await.unwrap();
         let handle = Arc::clone(&cluster);

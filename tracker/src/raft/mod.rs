@@ -113,6 +113,8 @@ pub struct ClusterOptions {
     pub node: NodeId,
     /// Every tracker, in file order (node k = `trackers[k - 1]`).
     pub trackers: Vec<SocketAddr>,
+    /// Log entries between snapshots ([`SNAPSHOT_EVERY_ENTRIES`] by default).
+    pub snapshot_every: u64,
 }
 
 /// One node: the Raft handle, the local replica and the presence batch.
@@ -196,8 +198,10 @@ impl Cluster {
             election_timeout_min: 1000,
             election_timeout_max: 2000,
             install_snapshot_timeout: 5000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY_ENTRIES),
-            max_in_snapshot_log_to_keep: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every.max(1)),
+            // Keep a tail of the log so a briefly lagging follower catches up
+            // by replication rather than a whole snapshot.
+            max_in_snapshot_log_to_keep: (options.snapshot_every / 10).min(500),
             ..Config::default()
         }
         .validate()?;
