@@ -316,3 +316,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::state_machine::StateMachine;
+    use openraft::testing::{StoreBuilder, Suite};
+
+    /// A fresh redb store in a temp dir; the dir lives as long as the guard.
+    struct RedbBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RedbBuilder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().map_err(|e| StorageIOError::read(&e))?;
+            let db = open(dir.path()).map_err(|e| StorageIOError::read(&e))?;
+            let sm = StateMachine::open(Arc::clone(&db)).map_err(|e| StorageIOError::read(&e))?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    /// openraft's own conformance suite for log storage and state machines:
+    /// vote persistence, append/truncate/purge, log state, snapshots.
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(RedbBuilder).expect("the redb store meets openraft's storage contract");
+    }
+}
