@@ -757,6 +757,23 @@ impl Daemon {
         Ctl::new(&self.home)
     }
 
+    /// Poll until `args` succeeds (within [`SETTLE_TIMEOUT`]); its JSON.
+    pub fn wait_success(&self, args: &[&str], what: &str) -> Value {
+        let mut last = None;
+        let ok = wait_until(SETTLE_TIMEOUT, || {
+            let out = self.ctl(args);
+            let done = out.status == 0;
+            last = Some(out);
+            done
+        });
+        let last = last.expect("polled at least once");
+        assert!(
+            ok,
+            "{what}: {args:?} still failing after {SETTLE_TIMEOUT:?}: {last:?}"
+        );
+        last.json.unwrap_or(Value::Null)
+    }
+
     /// Run `ARGS`; assert exit 0 and `{"ok": true}`.
     pub fn ok(&self, args: &[&str]) -> CtlOut {
         self.ctl(args).assert_ok()

@@ -23,23 +23,6 @@ fn wait_online(d: &blackbox::Daemon, name: &str, want: u64, what: &str) {
     );
 }
 
-/// Poll until `args` succeeds on `d`; returns its JSON.
-fn wait_success(d: &blackbox::Daemon, args: &[&str], what: &str) -> Value {
-    let mut last = None;
-    let ok = wait_until(SETTLE_TIMEOUT, || {
-        let out = d.ctl(args);
-        let done = out.status == 0;
-        last = Some(out);
-        done
-    });
-    let last = last.expect("polled at least once");
-    assert!(
-        ok,
-        "{what}: {args:?} still failing after {SETTLE_TIMEOUT:?}: {last:?}"
-    );
-    last.json.unwrap_or(Value::Null)
-}
-
 #[test]
 fn tracker_kill9_and_restart_keeps_everything() {
     let mut pair = Pair::start();
@@ -60,7 +43,9 @@ fn tracker_kill9_and_restart_keeps_everything() {
     pair.net.restart_trackers();
 
     // Sessions survive: the daemons reconnect by themselves.
-    let groups = wait_success(&pair.a, &["list_groups"], "alice after tracker restart");
+    let groups = pair
+        .a
+        .wait_success(&["list_groups"], "alice after tracker restart");
     assert_eq!(
         groups,
         json!([
@@ -84,7 +69,7 @@ fn tracker_kill9_and_restart_keeps_everything() {
     pair.a.ok(&["accept_request", "g", "carol"]);
     pair.net.kill9_trackers();
     pair.net.restart_trackers();
-    let groups = wait_success(&c, &["list_groups"], "carol after second restart");
+    let groups = c.wait_success(&["list_groups"], "carol after second restart");
     assert_eq!(
         groups[0],
         json!({"group": "g", "owner": "alice", "members": 3})
@@ -187,7 +172,7 @@ fn tracker_down_is_tracker_unavailable_then_daemon_reconnects() {
     assert_eq!(s["user"], "alice", "{s}");
 
     net.restart_trackers();
-    let groups = wait_success(&a, &["list_groups"], "daemon reconnects by itself");
+    let groups = a.wait_success(&["list_groups"], "daemon reconnects by itself");
     assert_eq!(
         groups,
         json!([{"group": "g", "owner": "alice", "members": 1}])
@@ -267,7 +252,7 @@ fn daemon_started_while_tracker_down_connects_later() {
     assert_eq!(s["user"], "alice", "session kept with no tracker: {s}");
     a.err(&["list_groups"], "tracker_unavailable");
     net.restart_trackers();
-    let groups = wait_success(&a, &["list_groups"], "daemon connects once a tracker is up");
+    let groups = a.wait_success(&["list_groups"], "daemon connects once a tracker is up");
     assert_eq!(groups, json!([]));
 }
 

@@ -7,25 +7,8 @@ use std::time::{Duration, Instant};
 
 const ELECTION_WAIT: Duration = Duration::from_secs(15);
 
-/// Poll until `args` succeeds on `d` (within [`SETTLE_TIMEOUT`]); its JSON.
-fn wait_success(d: &Daemon, args: &[&str], what: &str) -> Value {
-    let mut last = None;
-    let ok = wait_until(SETTLE_TIMEOUT, || {
-        let out = d.ctl(args);
-        let done = out.status == 0;
-        last = Some(out);
-        done
-    });
-    let last = last.expect("polled at least once");
-    assert!(
-        ok,
-        "{what}: {args:?} still failing after {SETTLE_TIMEOUT:?}: {last:?}"
-    );
-    last.json.unwrap_or(Value::Null)
-}
-
 fn groups(d: &Daemon) -> Vec<String> {
-    let v = wait_success(d, &["list_groups"], "list_groups");
+    let v = d.wait_success(&["list_groups"], "list_groups");
     v.as_array()
         .expect("list_groups is an array")
         .iter()
@@ -83,14 +66,14 @@ fn leader_kill9_failover_restarts_and_full_restart_keep_state() {
     let leader = net.wait_leader(ELECTION_WAIT).expect("a leader");
     let t0 = Instant::now();
     net.trackers[leader].kill9();
-    wait_success(&a, &["create_group", "g2"], "write after the leader died");
+    a.wait_success(&["create_group", "g2"], "write after the leader died");
     let failover = t0.elapsed();
     println!("first write after the leader's kill -9 succeeded after {failover:?}");
     assert!(
         failover < Duration::from_secs(15),
         "failover took {failover:?}"
     );
-    wait_success(&b, &["create_user", "carol", "pw"], "another write");
+    b.wait_success(&["create_user", "carol", "pw"], "another write");
     wait_groups(&b, &["g1", "g2"], "reads after failover");
     assert_eq!(
         b.status()["user"],
@@ -112,24 +95,15 @@ fn leader_kill9_failover_restarts_and_full_restart_keep_state() {
     // The restarted tracker must have caught up before the other one goes,
     // or the two left could not form a majority with all the data.
     let pinned = net.daemon_on("pinned", leader);
-    wait_success(
-        &pinned,
-        &["login", "carol", "pw"],
-        "login via the restarted tracker",
-    );
+    pinned.wait_success(&["login", "carol", "pw"], "login via the restarted tracker");
     wait_groups(&pinned, &["g1", "g2"], "the restarted tracker caught up");
     net.trackers[other].kill9();
-    wait_success(
-        &a,
+    a.wait_success(
         &["create_group", "g3"],
         "write with the second tracker down",
     );
     wait_groups(&a, &["g1", "g2", "g3"], "state after the second kill");
-    wait_success(
-        &pinned,
-        &["join_group", "g1"],
-        "carol via the restarted tracker",
-    );
+    pinned.wait_success(&["join_group", "g1"], "carol via the restarted tracker");
 
     // kill all three, restart all three: everything is there.
     net.kill9_trackers();
@@ -137,7 +111,7 @@ fn leader_kill9_failover_restarts_and_full_restart_keep_state() {
     net.wait_leader(ELECTION_WAIT)
         .expect("a leader after a full restart");
     wait_groups(&a, &["g1", "g2", "g3"], "after restarting all three");
-    let owner_view = wait_success(&a, &["list_requests", "g1"], "carol's request");
+    let owner_view = a.wait_success(&["list_requests", "g1"], "carol's request");
     assert_eq!(owner_view, serde_json::json!(["carol"]));
     assert_eq!(a.file("g1", "f1.bin").expect("f1 listed")["holders"], 1);
     assert_eq!(b.status()["user"], "bob");
@@ -157,11 +131,7 @@ fn wiped_tracker_rejoins_as_follower_and_catches_up() {
     net.trackers[0].wipe();
     net.trackers[0].restart();
     let pinned = net.daemon_on("pinned", 0);
-    wait_success(
-        &pinned,
-        &["login", "zed", "pw"],
-        "login through the wiped tracker",
-    );
+    pinned.wait_success(&["login", "zed", "pw"], "login through the wiped tracker");
     let want: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_groups(&pinned, &want, "the wiped tracker caught up");
     // It is a full member again: with another tracker down, the cluster
@@ -172,8 +142,7 @@ fn wiped_tracker_rejoins_as_follower_and_catches_up() {
         1
     };
     net.trackers[other].kill9();
-    wait_success(
-        &pinned,
+    pinned.wait_success(
         &["create_group", "after"],
         "write needing the wiped tracker",
     );
@@ -202,11 +171,7 @@ fn wiped_tracker_catches_up_from_a_snapshot_once_the_log_is_purged() {
     net.trackers[0].wipe();
     net.trackers[0].restart();
     let pinned = net.daemon_on("pinned", 0);
-    wait_success(
-        &pinned,
-        &["login", "zed", "pw"],
-        "login through the wiped tracker",
-    );
+    pinned.wait_success(&["login", "zed", "pw"], "login through the wiped tracker");
     let want: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_groups(&pinned, &want, "the wiped tracker caught up");
     let log = std::fs::read_to_string(&net.trackers[0].log).unwrap_or_default();
