@@ -774,6 +774,26 @@ impl Daemon {
         last.json.unwrap_or(Value::Null)
     }
 
+    /// Poll `list_files GROUP` until `name` shows `online == want` (within
+    /// [`SETTLE_TIMEOUT`]).
+    pub fn wait_online(&self, group: &str, name: &str, want: u64, what: &str) {
+        let mut last = Value::Null;
+        let ok = wait_until(SETTLE_TIMEOUT, || {
+            let out = self.ctl(&["list_files", group]);
+            last = out.json.clone().unwrap_or(Value::Null);
+            out.status == 0
+                && last
+                    .as_array()
+                    .and_then(|fs| fs.iter().find(|f| f["name"] == name))
+                    .is_some_and(|f| f["online"] == want)
+        });
+        assert!(
+            ok,
+            "{what}: {name} should show online {want} within {SETTLE_TIMEOUT:?}; last list_files on {}: {last}",
+            self.name
+        );
+    }
+
     /// Run `ARGS`; assert exit 0 and `{"ok": true}`.
     pub fn ok(&self, args: &[&str]) -> CtlOut {
         self.ctl(args).assert_ok()

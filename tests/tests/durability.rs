@@ -4,25 +4,6 @@ use blackbox::{json, random_file, wait_until, Net, Pair, SETTLE_TIMEOUT};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-/// Poll `list_files g` on `d` until `name` shows `online == want`.
-fn wait_online(d: &blackbox::Daemon, name: &str, want: u64, what: &str) {
-    let mut last = Value::Null;
-    let ok = wait_until(SETTLE_TIMEOUT, || {
-        let out = d.ctl(&["list_files", "g"]);
-        last = out.json.clone().unwrap_or(Value::Null);
-        out.status == 0
-            && last
-                .as_array()
-                .and_then(|fs| fs.iter().find(|f| f["name"] == name))
-                .is_some_and(|f| f["online"] == want)
-    });
-    assert!(
-        ok,
-        "{what}: {name} should show online {want} within {SETTLE_TIMEOUT:?}; last list_files on {}: {last}",
-        d.name
-    );
-}
-
 #[test]
 fn tracker_kill9_and_restart_keeps_everything() {
     let mut pair = Pair::start();
@@ -58,7 +39,8 @@ fn tracker_kill9_and_restart_keeps_everything() {
     assert_eq!(f["sha1"], sha.as_str());
     assert_eq!(f["size"], 600_000);
     assert_eq!(f["holders"], 2);
-    wait_online(&pair.b, "f.bin", 2, "both holders reconnected");
+    pair.b
+        .wait_online("g", "f.bin", 2, "both holders reconnected");
 
     // Accounts survive: a fresh daemon can log in; wrong passwords still fail.
     let d = pair.net.daemon("d");
@@ -83,10 +65,11 @@ fn killed_daemon_goes_offline_then_restart_resumes_session_and_shares() {
     random_file(&dir.join("f.bin"), 100_000);
     pair.a
         .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
-    wait_online(&pair.b, "f.bin", 1, "after upload");
+    pair.b.wait_online("g", "f.bin", 1, "after upload");
 
     pair.a.kill9();
-    wait_online(&pair.b, "f.bin", 0, "alice's daemon was killed (vanished)");
+    pair.b
+        .wait_online("g", "f.bin", 0, "alice's daemon was killed (vanished)");
     assert_eq!(
         pair.b.file("g", "f.bin").unwrap()["holders"],
         1,
@@ -100,7 +83,8 @@ fn killed_daemon_goes_offline_then_restart_resumes_session_and_shares() {
         "session survives kill -9 without login: {s}"
     );
     assert_eq!(s["shares"], 1, "shares survive kill -9: {s}");
-    wait_online(&pair.b, "f.bin", 1, "alice's daemon restarted");
+    pair.b
+        .wait_online("g", "f.bin", 1, "alice's daemon restarted");
     // The session is real: commands needing login work.
     pair.a.json(&["list_files", "g"]);
 }
@@ -130,10 +114,10 @@ fn logout_takes_shares_offline_and_login_brings_them_back() {
     random_file(&dir.join("f.bin"), 1000);
     pair.a
         .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
-    wait_online(&pair.b, "f.bin", 1, "after upload");
+    pair.b.wait_online("g", "f.bin", 1, "after upload");
 
     pair.a.ok(&["logout"]);
-    wait_online(&pair.b, "f.bin", 0, "alice logged out");
+    pair.b.wait_online("g", "f.bin", 0, "alice logged out");
     assert_eq!(
         pair.b.file("g", "f.bin").unwrap()["holders"],
         1,
@@ -141,7 +125,7 @@ fn logout_takes_shares_offline_and_login_brings_them_back() {
     );
 
     pair.a.ok(&["login", "alice", "pw-a"]);
-    wait_online(&pair.b, "f.bin", 1, "alice logged in again");
+    pair.b.wait_online("g", "f.bin", 1, "alice logged in again");
     assert_eq!(pair.a.status()["shares"], 1);
     // Logout survives a restart: the restarted daemon is not logged in.
     let mut pair = pair;
@@ -200,9 +184,10 @@ fn stop_share_and_leave_group_survive_daemon_restart() {
     assert_eq!(pair.a.status()["shares"], 1);
 
     pair.a.kill9();
-    wait_online(&pair.b, "keep.bin", 0, "alice killed");
+    pair.b.wait_online("g", "keep.bin", 0, "alice killed");
     pair.a.restart();
-    wait_online(&pair.b, "keep.bin", 1, "alice restarted and re-announced");
+    pair.b
+        .wait_online("g", "keep.bin", 1, "alice restarted and re-announced");
     assert_eq!(pair.a.status()["shares"], 1, "only keep.bin is shared");
     assert!(
         pair.b.file("g", "stopped.bin").is_none(),
@@ -227,8 +212,8 @@ fn shares_belong_to_their_user_on_a_shared_daemon() {
     pair.a.ok(&["logout"]);
     pair.a.ok(&["login", "carol", "pw-c"]);
     assert_eq!(pair.a.status()["shares"], 0, "carol shares nothing");
-    wait_online(
-        &pair.b,
+    pair.b.wait_online(
+        "g",
         "f.bin",
         0,
         "alice logged out, carol logged in on her daemon",
@@ -237,7 +222,7 @@ fn shares_belong_to_their_user_on_a_shared_daemon() {
     pair.a.ok(&["logout"]);
     pair.a.ok(&["login", "alice", "pw-a"]);
     assert_eq!(pair.a.status()["shares"], 1);
-    wait_online(&pair.b, "f.bin", 1, "alice back");
+    pair.b.wait_online("g", "f.bin", 1, "alice back");
 }
 
 #[test]

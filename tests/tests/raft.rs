@@ -2,7 +2,6 @@
 //! presence across trackers. Every step is a bounded poll through p2pctl.
 
 use blackbox::{random_file, wait_until, Daemon, Net, Trackers, SETTLE_TIMEOUT};
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const ELECTION_WAIT: Duration = Duration::from_secs(15);
@@ -26,24 +25,6 @@ fn wait_groups(d: &Daemon, want: &[&str], what: &str) {
     assert!(
         ok,
         "{what}: {} should list {want:?}; lists {last:?}",
-        d.name
-    );
-}
-
-fn wait_online(d: &Daemon, group: &str, name: &str, want: u64, what: &str) {
-    let mut last = Value::Null;
-    let ok = wait_until(SETTLE_TIMEOUT, || {
-        let out = d.ctl(&["list_files", group]);
-        last = out.json.clone().unwrap_or(Value::Null);
-        out.status == 0
-            && last
-                .as_array()
-                .and_then(|fs| fs.iter().find(|f| f["name"] == name))
-                .is_some_and(|f| f["online"] == want)
-    });
-    assert!(
-        ok,
-        "{what}: {name} should show online {want} on {}; last: {last}",
         d.name
     );
 }
@@ -81,13 +62,7 @@ fn leader_kill9_failover_restarts_and_full_restart_keep_state() {
         "bob's session survives the leader"
     );
     assert_eq!(a.file("g1", "f1.bin").expect("f1 listed")["holders"], 1);
-    wait_online(
-        &b,
-        "g1",
-        "f1.bin",
-        1,
-        "alice's presence survives the leader",
-    );
+    b.wait_online("g1", "f1.bin", 1, "alice's presence survives the leader");
 
     // Restart it, then kill another: what was written meanwhile is there.
     net.trackers[leader].restart();
@@ -200,13 +175,13 @@ fn vanished_daemon_goes_offline_on_every_tracker_within_15s() {
         viewers.push(d);
     }
     for v in &viewers {
-        wait_online(v, "g", "f.bin", 1, "seeder online");
+        v.wait_online("g", "f.bin", 1, "seeder online");
     }
     let mut seeder = seeder;
     let t0 = Instant::now();
     seeder.kill9();
     for v in &viewers {
-        wait_online(v, "g", "f.bin", 0, "seeder offline after kill -9");
+        v.wait_online("g", "f.bin", 0, "seeder offline after kill -9");
     }
     let took = t0.elapsed();
     println!("offline on all three trackers after {took:?}");
