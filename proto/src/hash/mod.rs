@@ -3,6 +3,8 @@
 //! project goes through (upload hashing, piece checks, whole-file checks),
 //! so a faster backend is a change in this file only.
 
+pub mod lanes;
+
 use aws_lc_rs::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -54,6 +56,67 @@ impl Sha1Stream {
     }
 }
 
+/// How many messages [`digest_many`] wants at once to run at full speed:
+/// [`lanes::LANES`] on a CPU with a lane kernel, else 1 (no gain from
+/// waiting for more).
+pub fn preferred_batch() -> usize {
+    if lanes::kernel().is_some() {
+        lanes::LANES
+    } else {
+        1
+    }
+}
+
+/// Below this many messages of one shape, one stream each is faster than
+/// the lane kernel (which costs the same for 1 lane as for 8).
+fn min_lanes(kernel: lanes::Kernel) -> usize {
+    match kernel {
+        lanes::Kernel::Avx512Vl => 2,
+        lanes::Kernel::Avx2 => 3,
+    }
+}
+
+/// SHA-1 of each message, each given as its chunks (a piece as the blocks
+/// it arrived in). Messages of the same chunk lengths go through the lane
+/// kernel together, the rest one stream each; the digests come back in
+/// the order of `msgs`.
+pub fn digest_many(msgs: &[&[&[u8]]]) -> Vec<Sha1Hash> {
+    let mut out = vec![Sha1Hash([0; 20]); msgs.len()];
+    let mut done = vec![false; msgs.len()];
+    if let Some(kernel) = lanes::kernel() {
+        for first in 0..msgs.len() {
+            if done[first] {
+                continue;
+            }
+            let group: Vec<usize> = (first..msgs.len())
+                .filter(|&j| !done[j] && lanes::same_shape(&[msgs[first], msgs[j]]))
+                .collect();
+            for batch in group.chunks(lanes::LANES) {
+                if batch.len() < min_lanes(kernel) {
+                    continue;
+                }
+                let these: Vec<&[&[u8]]> = batch.iter().map(|&j| msgs[j]).collect();
+                if let Some(ds) = lanes::digest(kernel, &these) {
+                    for (&j, d) in batch.iter().zip(ds) {
+                        out[j] = d;
+                        done[j] = true;
+                    }
+                }
+            }
+        }
+    }
+    for (j, m) in msgs.iter().enumerate() {
+        if !done[j] {
+            let mut h = Sha1Stream::new();
+            for c in m.iter() {
+                h.update(c);
+            }
+            out[j] = h.finish();
+        }
+    }
+    out
+}
+
 impl From<Sha1Hash> for String {
     fn from(h: Sha1Hash) -> String {
         h.to_hex()
@@ -103,6 +166,21 @@ mod tests {
         assert_eq!(back, h);
         assert!("zz".parse::<Sha1Hash>().is_err());
         assert!("g".repeat(40).parse::<Sha1Hash>().is_err());
+    }
+
+    #[test]
+    fn digest_many_equals_one_by_one_for_mixed_shapes() {
+        let big: Vec<Vec<u8>> = (0..11u8).map(|i| vec![i; 4096 * 3]).collect();
+        let short = [vec![1u8; 100], vec![2u8; 5000]];
+        let mut msgs: Vec<Vec<&[u8]>> = big.iter().map(|b| vec![&b[..4096], &b[4096..]]).collect();
+        msgs.insert(3, vec![&short[0][..]]);
+        msgs.push(vec![&short[1][..]]);
+        msgs.push(vec![]);
+        let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
+        let got = digest_many(&refs);
+        for (m, d) in msgs.iter().zip(&got) {
+            assert_eq!(*d, Sha1Hash::of(&m.concat()));
+        }
     }
 
     #[test]
