@@ -19,6 +19,7 @@ use super::pieces::{BlockOutcome, PeerId, PieceError, PieceTracker};
 use super::prefix_hash::{verified_prefix, PrefixHasher};
 use super::resume::{self, ResumeRecord, RESUME_SAVE_INTERVAL};
 use super::storage::{self, PartFile, PartMode, StorageError};
+use super::verifier::{Assembly, Verifier};
 use super::wire::ConnError;
 use crate::commands::RateMeter;
 use crate::daemon::Daemon;
@@ -59,6 +60,9 @@ const RETRY_AFTER_CLOSE: Duration = Duration::from_secs(2);
 const RETRY_AFTER_STALL: Duration = Duration::from_secs(10);
 /// Peer events buffered per download (backpressure on the readers).
 const PEER_EVENT_QUEUE: usize = 256;
+/// Complete pieces waiting for the verifier (each up to 512 KiB in
+/// memory); at this many, no new blocks are requested until one is done.
+const MAX_VERIFY_QUEUE: u32 = 16;
 
 /// Who runs a download, and how to stop it.
 pub struct Job {
@@ -306,6 +310,12 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
     entry.set_serving(part.clone(), have_rx, meta.sha1);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let (job_tx, job_rx) = mpsc::unbounded_channel();
+    let verdicts = job_tx.clone();
+    let verifier = Verifier::start(part.clone(), move |piece, result| {
+        let result = result.map_err(io_error);
+        let _ = verdicts.send(JobEvent::Verified { piece, result });
+    })
+    .map_err(|e| io_error(format!("starting the piece verifier: {e}")))?;
     let count = pieces.piece_count();
     let now = Instant::now();
     let mut dl = Dl {
@@ -332,6 +342,8 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         job_tx,
         job_rx,
         verifying: 0,
+        assembly: Assembly::default(),
+        verifier,
         have_tx,
         marked_partial: false,
         dirty: false,
@@ -402,7 +414,12 @@ struct Dl<'a> {
     peer_rx: mpsc::Receiver<PeerMsg>,
     job_tx: mpsc::UnboundedSender<JobEvent>,
     job_rx: mpsc::UnboundedReceiver<JobEvent>,
+    /// Complete pieces handed to the verifier and not reported back yet.
     verifying: u32,
+    /// Received blocks of in-flight pieces (only verified pieces are
+    /// written, by the verifier).
+    assembly: Assembly,
+    verifier: Verifier,
     have_tx: watch::Sender<Bitfield>,
     marked_partial: bool,
     dirty: bool,
@@ -691,7 +708,7 @@ impl Dl<'_> {
                 piece,
                 offset,
                 payload,
-            } => self.on_block(peer, piece, offset, payload).await?,
+            } => self.on_block(peer, piece, offset, payload)?,
             PeerEvent::Closed(e) => {
                 if let ConnError::Rejected(w) = &e {
                     if w.code == ErrorCode::InvalidArgument && w.message.contains("ticket") {
@@ -741,6 +758,9 @@ impl Dl<'_> {
 
     /// Fill `peer`'s pipeline up to [`PIPELINE_DEPTH_BLOCKS`].
     fn top_up(&mut self, peer: PeerId) {
+        if self.verifying >= MAX_VERIFY_QUEUE {
+            return; // resumed when a verdict comes back
+        }
         let Some(slot) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -775,7 +795,7 @@ impl Dl<'_> {
         }
     }
 
-    async fn on_block(
+    fn on_block(
         &mut self,
         peer: PeerId,
         piece: u32,
@@ -804,11 +824,11 @@ impl Dl<'_> {
                 if let Some(s) = self.peers.get_mut(&peer) {
                     s.last_block = Instant::now();
                 }
-                let part = self.part.clone();
-                blocking(move || part.write_block(piece, offset, &payload[PIECE_DATA_START..]))
-                    .await?;
+                let block = geometry::block_index(offset).unwrap_or(u32::MAX);
+                let blocks = self.pieces.blocks_of(piece);
+                self.assembly.insert(piece, block, blocks, payload);
                 if piece_complete {
-                    self.spawn_verify(piece);
+                    self.submit_piece(piece)?;
                 }
                 for c in cancel {
                     self.top_up(c);
@@ -819,23 +839,22 @@ impl Dl<'_> {
         Ok(())
     }
 
-    /// Hash the piece on a blocking thread; the result comes back as a
-    /// [`JobEvent::Verified`].
-    fn spawn_verify(&mut self, piece: u32) {
-        let Some(&expected) = self.meta.pieces.get(piece as usize) else {
-            return;
+    /// Hands a complete piece to the verifier; the verdict comes back as
+    /// a [`JobEvent::Verified`].
+    fn submit_piece(&mut self, piece: u32) -> Result<(), WireError> {
+        let (Some(&expected), Some(blocks)) = (
+            self.meta.pieces.get(piece as usize),
+            self.assembly.take(piece),
+        ) else {
+            return Err(io_error(format!(
+                "piece {piece} complete but its blocks are missing"
+            )));
         };
+        if !self.verifier.submit(piece, expected, blocks) {
+            return Err(io_error("the piece verifier stopped"));
+        }
         self.verifying += 1;
-        let part = self.part.clone();
-        let tx = self.job_tx.clone();
-        self.job.daemon.tasks.spawn(async move {
-            let result = blocking(move || {
-                let mut buf = Vec::new();
-                part.verify_piece(piece, &expected, &mut buf)
-            })
-            .await;
-            let _ = tx.send(JobEvent::Verified { piece, result });
-        });
+        Ok(())
     }
 
     fn on_job(&mut self, ev: JobEvent) -> Result<(), WireError> {
@@ -855,10 +874,12 @@ impl Dl<'_> {
                     }
                     false => {
                         let culprits = self.pieces.mark_corrupt(piece).unwrap_or_default();
+                        self.assembly.discard(piece);
                         self.blame(piece, &culprits);
-                        self.top_up_all();
                     }
                 }
+                // Also lifts the pause of a full verify queue.
+                self.top_up_all();
                 self.publish();
             }
         }

@@ -19,6 +19,8 @@
 //! - [`rate`]: the shared upload and download token buckets.
 //! - [`prefix_hash`]: the whole-file SHA-1 of the verified prefix, computed
 //!   on its own thread while the download runs.
+//! - [`verifier`]: complete pieces, hashed in batches and written on one
+//!   thread per download; `Assembly` keeps blocks until their piece is in.
 //! - [`storage`]: final path resolution, `DEST.part`, positional block I/O,
 //!   piece and whole-file hashing, the no-overwrite rename, piece frames read
 //!   straight from disk for serving.
@@ -56,16 +58,19 @@
 //! is dropped silently; a server receiving `Cancel` for a block it has queued
 //! drops it from its queue, otherwise ignores it.
 //!
-//! **Blocks and verification.** A `Piece` message's data is written at once
-//! into `DEST.part` (`PartFile::write_block`, `FileExt::write_at` in
-//! `spawn_blocking`, moving the frame buffer in and slicing it at
-//! `proto::peer::PIECE_DATA_START`: no copy in user space). When
-//! `block_received` says the piece is complete, the piece is read back and
-//! hashed in `spawn_blocking` (`PartFile::verify_piece`); a match is
-//! `mark_verified` (then `Have` to every connected peer), a mismatch is
-//! `mark_corrupt`, whose contributors are dropped for this download and the
-//! piece fetched elsewhere. A piece is never held in memory longer than its
-//! hash takes; the file never is.
+//! **Blocks and verification.** A `Piece` message's frame buffer is kept
+//! as it arrived (`verifier::Assembly`, data at
+//! `proto::peer::PIECE_DATA_START`: no copy in user space) until every block
+//! of its piece is in. The complete piece goes to the download's
+//! `verifier::Verifier` thread, which hashes the pieces queued together
+//! (`proto::hash::digest_many`: eight pieces in the lanes of one vector),
+//! writes the matching ones into `DEST.part` and reports each verdict. A
+//! match is `mark_verified` (then `Have` to every connected peer), a
+//! mismatch is `mark_corrupt`, whose contributors are dropped for this
+//! download and the piece fetched elsewhere; a corrupt piece never touches
+//! the disk. At most `MAX_VERIFY_QUEUE` complete pieces wait for the
+//! verifier (requests pause at that many), so memory stays bounded; the
+//! file is never held in memory.
 //!
 //! **Whole-file hash.** A `prefix_hash::PrefixHasher` thread hashes the
 //! file's verified prefix (pieces `0..k`, all verified) in order from
@@ -122,4 +127,5 @@ pub mod rate;
 pub mod resume;
 pub mod seeder;
 pub mod storage;
+pub mod verifier;
 pub mod wire;
