@@ -10,7 +10,7 @@
 //! the shared upload rate limit, plus `Have` for pieces a running download
 //! verifies meanwhile. Whichever future ends first ends the connection.
 
-use super::storage::{fill_piece_frame, PartFile, ServeError};
+use super::storage::{fill_piece_frame, fill_piece_frame_cached, PartFile, ServeError};
 use super::wire::{
     read_payload, write_bytes, write_msg, ConnError, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
@@ -291,8 +291,8 @@ pub async fn serve(stream: TcpStream, daemon: Arc<Daemon>) -> Result<(), ConnErr
     }
 }
 
-/// Reads one block's `Piece` frame on a blocking thread; gives the buffer
-/// back for reuse.
+/// Reads one block's `Piece` frame: at once if it is in the page cache,
+/// else on a blocking thread; gives the buffer back for reuse.
 async fn read_block(
     source: &Source,
     b: BlockRef,
@@ -306,6 +306,15 @@ async fn read_block(
         Source::Share { file, size, .. } => Handle::File(file.clone(), *size),
         Source::Partial { part, .. } => Handle::Part(part.clone()),
     };
+    let cached = match &h {
+        Handle::File(f, size) => fill_piece_frame_cached(f, *size, b, &mut buf),
+        Handle::Part(p) => fill_piece_frame_cached(p.file(), p.size(), b, &mut buf),
+    };
+    match cached {
+        Ok(true) => return (buf, Ok(())),
+        Ok(false) => {}
+        Err(e) => return (buf, Err(e)),
+    }
     let job = tokio::task::spawn_blocking(move || {
         let r = match &h {
             Handle::File(f, size) => fill_piece_frame(f, *size, b, &mut buf),

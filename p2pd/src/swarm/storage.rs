@@ -302,14 +302,53 @@ pub fn fill_piece_frame(
     block: BlockRef,
     buf: &mut Vec<u8>,
 ) -> Result<(), ServeError> {
+    frame_for(size, block, buf)?;
+    file.read_exact_at(&mut buf[PIECE_FRAME_HEADER_BYTES..], block.file_offset())
+        .map_err(ServeError::Read)
+}
+
+/// [`fill_piece_frame`] if the whole block is in the page cache, without
+/// ever waiting for the disk (`preadv2` with `RWF_NOWAIT`), so it can run
+/// on the reactor: `Ok(true)` filled; `Ok(false)` some of it is not cached
+/// (or the filesystem cannot tell): call [`fill_piece_frame`] on a blocking
+/// thread.
+///
+/// # Errors
+/// As [`fill_piece_frame`].
+pub fn fill_piece_frame_cached(
+    file: &File,
+    size: u64,
+    block: BlockRef,
+    buf: &mut Vec<u8>,
+) -> Result<bool, ServeError> {
+    frame_for(size, block, buf)?;
+    let data = &mut buf[PIECE_FRAME_HEADER_BYTES..];
+    let want = data.len();
+    let mut slices = [io::IoSliceMut::new(data)];
+    match rustix::io::preadv2(
+        file,
+        &mut slices,
+        block.file_offset(),
+        rustix::io::ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(n) => Ok(n == want),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Checks `block` and makes `buf` its frame: the header, then room for
+/// the data. A buffer already of the right length is not zeroed again.
+fn frame_for(size: u64, block: BlockRef, buf: &mut Vec<u8>) -> Result<(), ServeError> {
     block.check(size).map_err(ServeError::Range)?;
     let header = peer::piece_frame_header(block.piece, block.offset, block.len)
         .map_err(|_| ServeError::Range(geometry::BlockRangeError::TooLong { len: block.len }))?;
-    buf.clear();
-    buf.extend_from_slice(&header);
-    buf.resize(PIECE_FRAME_HEADER_BYTES + block.len as usize, 0);
-    file.read_exact_at(&mut buf[PIECE_FRAME_HEADER_BYTES..], block.file_offset())
-        .map_err(ServeError::Read)
+    let total = PIECE_FRAME_HEADER_BYTES + block.len as usize;
+    if buf.len() != total {
+        buf.clear();
+        buf.resize(total, 0);
+    }
+    buf[..PIECE_FRAME_HEADER_BYTES].copy_from_slice(&header);
+    Ok(())
 }
 
 /// Why a block could not be served.
@@ -498,6 +537,26 @@ mod tests {
                 data: &data[at..at + 90]
             }
         );
+        // The page-cache path gives the same frame (the file was just
+        // written, so it is cached), into a reused buffer of another size.
+        let mut cached = vec![7u8; 5];
+        assert!(fill_piece_frame_cached(&file, size, block, &mut cached).unwrap());
+        assert_eq!(cached, buf);
+        // Same length again: the header is rewritten, the data re-read.
+        let other = BlockRef { piece: 0, ..block };
+        assert!(fill_piece_frame_cached(&file, size, other, &mut cached).unwrap());
+        assert_eq!(
+            decode(&cached[FRAME_PREFIX_BYTES..]).unwrap(),
+            Message::Piece {
+                piece: 0,
+                offset: 10,
+                data: &data[10..100]
+            }
+        );
+        assert!(matches!(
+            fill_piece_frame_cached(&file, size, BlockRef { len: 91, ..block }, &mut cached),
+            Err(ServeError::Range(_))
+        ));
         for bad in [
             BlockRef { len: 91, ..block },
             BlockRef { piece: 2, ..block },
