@@ -5,8 +5,9 @@ usage: bt_tracker.py PORT_FILE
   GET /announce  -> bencoded {interval, min interval, peers (compact, 6 bytes
                     per peer)}: every peer seen for that info_hash except the
                     one asking (matched by its announced port).
-  GET /seeds     -> number of peers (all torrents) whose last announce had
-                    left=0, and the total, as "SEEDS PEERS" (for readiness checks)
+  GET /seeds[?info=HEX] -> number of peers whose last announce had left=0,
+                    and the total, as "SEEDS PEERS" (for readiness checks), for
+                    the torrent with that info hash (hex), else for all
   GET /forget?port=P -> forgets the peer listening on port P (a leecher gone)
   GET /reset     -> forgets everything (between benchmark set-ups)
 The port it listens on is written to PORT_FILE. Stops on SIGTERM.
@@ -54,7 +55,8 @@ class Handler(BaseHTTPRequestHandler):
                 t.pop(int(q.get("port", b"0") or 0), None)
             return self.reply(b"ok\n")
         if path == "/seeds":
-            peers = [left for t in torrents.values() for left in t.values()]
+            want = bytes.fromhex(q["info"].decode()) if "info" in q else None
+            peers = [left for h, t in torrents.items() if want in (None, h) for left in t.values()]
             return self.reply(b"%d %d\n" % (sum(1 for x in peers if x == 0), len(peers)))
         if path != "/announce" or "info_hash" not in q or "port" not in q:
             return self.reply(bencode({"failure reason": b"bad request"}))

@@ -9,7 +9,7 @@
 #   aria2c    torrent with 512 KiB pieces, a tiny HTTP tracker (bt_tracker.py),
 #             N aria2c seeders, 1 aria2c leecher (process start to exit).
 #   rqbit     the same torrent and tracker, rqbit as the leecher; seeders are
-#             aria2c or rqbit (--rqbit-seeders, default aria2c: see below).
+#             aria2c or rqbit (--rqbit-seeders, default rqbit: faster here).
 #   sha1sum, openssl   `sha1sum FILE`, `openssl dgst -sha1 FILE` (hash only).
 #   tcp       one TCP stream over loopback with socat, into a file.
 #   barepipe  bench/barepipe: 4 loopback TCP streams, every 512 KiB piece
@@ -31,7 +31,7 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$here/lib.sh"
 
-size_mib=1024 seeders_arg=4 runs=3 small_runs=20 only="" png="" csv="" rqbit_seeders=aria2c
+size_mib=1024 seeders_arg=4 runs=3 small_runs=20 only="" png="" csv="" rqbit_seeders=rqbit
 all="p2pshare,aria2c,rqbit,sha1sum,openssl,tcp,barepipe"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
@@ -104,7 +104,7 @@ sha=$(sha1sum "$file" | cut -d' ' -f1)   # also warms the page cache
 mkdir -p "$t/out"
 
 echo "kind,contender,seeders,run,size_mib,wall_s,mb_s,dl_rss_mib,dl_cpu_s,seeders_cpu_s,seeder_rss_mib,note" > "$csv"
-row() { printf '%-10s %7s %4s %8s %8s %10s %8s %13s %14s  %s\n' "$@"; }
+row() { printf '%-17s %7s %4s %8s %8s %10s %8s %13s %14s  %s\n' "$@"; }
 echo; row contender seeders run wall_s MB/s dl_rss_MiB dl_cpu_s seeders_cpu_s seeder_rss_MiB note
 # record KIND CONTENDER SEEDERS RUN SIZE_MIB WALL DL_RSS_KIB DL_CPU SEED_CPU SEED_RSS_KIB NOTE
 # (empty fields: not measured)
@@ -215,7 +215,9 @@ a2_common=(--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable
   --disable-ipv6=true --summary-interval=0 --console-log-level=warn --check-integrity=false)
 rq_common=(-v warn --disable-dht --disable-dht-persistence --disable-upnp-port-forward --disable-lsd)
 bt_get() { python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())' "http://127.0.0.1:$btport/$1"; }
-bt_seeds_ge() { local s; s=$(bt_get seeds | cut -d' ' -f1) && [ "$s" -ge "$1" ]; }
+bt_seeds_ge() { local s; s=$(bt_get "seeds?info=${2:-}" | cut -d' ' -f1) && [ "$s" -ge "$1" ]; }
+# info hash (hex) of a torrent made by mktorrent: `info` is its last key
+infohash() { python3 -c 'import hashlib,sys; d=open(sys.argv[1],"rb").read(); print(hashlib.sha1(d[d.rindex(b"4:infod")+6:-1]).hexdigest())' "$1"; }
 bt_tracker() {
   bg "$t/bt-tracker.log" python3 "$here/bt_tracker.py" "$t/bt.port"
   wait_for 100 0.1 "the BitTorrent tracker" test -s "$t/bt.port"
@@ -252,8 +254,8 @@ if on aria2c || on rqbit; then
   echo "making the torrent (mktorrent -l 19) ..."
   mktorrent -l 19 -a "http://127.0.0.1:$btport/announce" -o "$t/data.torrent" "$file" >/dev/null
   kinds=()
-  on aria2c && kinds+=(aria2c)
-  on rqbit && [ "$rqbit_seeders" = rqbit ] && kinds+=(rqbit)
+  if on aria2c || { on rqbit && [ "$rqbit_seeders" = aria2c ]; }; then kinds+=(aria2c); fi
+  if on rqbit && [ "$rqbit_seeders" = rqbit ]; then kinds+=(rqbit); fi
   for kind in "${kinds[@]}"; do
     # the contenders that leech from seeders of this kind
     leechers=()
@@ -266,7 +268,7 @@ if on aria2c || on rqbit; then
         start_seeder "$kind" "$t/bt/$kind$have" "$t/data.torrent"; seeds+=("$bgpid")
       done
       echo "$kind seeders: waiting until the tracker has $n of them as seeds ..."
-      wait_for 1200 0.1 "$n $kind seeders to announce" bt_seeds_ge "$n"
+      wait_for 1200 0.1 "$n $kind seeders to announce" bt_seeds_ge "$n" "$(infohash "$t/data.torrent")"
       for c in "${leechers[@]}"; do
         for r in $(seq 1 "$runs"); do
           s0=$(cpu_ticks_sum "${seeds[@]}")
@@ -313,22 +315,42 @@ if [ "$small_runs" -gt 0 ] && on p2pshare; then
   settle
 fi
 if [ "$small_runs" -gt 0 ] && on rqbit; then
-  echo "rqbit small files: $small_runs x a fresh 1 MiB torrent from 1 $rqbit_seeders seeder ..."
+  # The seeder is a running `rqbit server` (each new torrent added through its
+  # HTTP API; an aria2c seeder answers on its 1 s timer and would dominate).
+  # Two leechers: `rqbit download --exit-on-finish` started per file (the
+  # time includes process start, session set-up, the first tracker announce,
+  # connecting, downloading, exit) and a running `rqbit server` given the
+  # torrent through its HTTP API (POST to the first 1 ms poll that sees it
+  # finished), the closer analogue of p2pctl talking to a running p2pd.
+  echo "rqbit small files: $small_runs x a fresh 1 MiB torrent from 1 rqbit seeder ..."
   [ -n "${btport:-}" ] || bt_tracker
+  rq_server() {  # rq_server NAME: starts `rqbit server`; sets $bgpid and $api
+    local port ap; port=$(free_port); ap=$(free_port); mkdir -p "$t/$1"
+    bg "$t/$1.log" rqbit "${rq_common[@]}" --listen-port "$port" --http-api-listen-addr "127.0.0.1:$ap" \
+      server start "$t/$1" --disable-persistence
+    api=http://127.0.0.1:$ap
+    wait_for 300 0.1 "rqbit server $1 to answer" port_listening "$ap"
+  }
+  rq_server rqs; rqspid=$bgpid; seed_api=$api
+  rq_server rql; rqlpid=$bgpid; leech_api=$api
+  mkdir -p "$t/out2"
   for r in $(seq 1 "$small_runs"); do
     sd=$t/bs/$r; mkdir -p "$sd"
     head -c 1048576 /dev/urandom > "$sd/s$r.bin"; fsha=$(sha1sum "$sd/s$r.bin" | cut -d' ' -f1)
     mktorrent -l 19 -a "http://127.0.0.1:$btport/announce" -o "$sd.torrent" "$sd/s$r.bin" >/dev/null
-    bt_get reset >/dev/null
-    start_seeder "$rqbit_seeders" "$sd" "$sd.torrent"; spid=$bgpid
-    wait_for 300 0.1 "the small-file seeder to announce" bt_seeds_ge 1
+    python3 "$here/rqbit_api.py" "$seed_api" "$sd.torrent" "$sd" || die "could not add the torrent to the rqbit seeder"
+    wait_for 300 0.1 "the small-file seeder to announce" bt_seeds_ge 1 "$(infohash "$sd.torrent")"
     t0=$(now)
     leech rqbit "$t/out" "$sd.torrent" || { tail -n 5 "$t/leech.log" >&2; die "rqbit small leecher failed"; }
     t1=$(now)
     verify "$t/out/s$r.bin" "rqbit small" "$fsha"
-    record small rqbit 1 "$r" 1 "$(fsub "$t1" "$t0")" "$(tfield "$t/tm" 3)" "$(tcpu "$t/tm")" "" "" "process start+announce+download+exit"
-    stop "$spid"; rm -rf "$sd"
+    bt_get "forget?port=$lport" >/dev/null
+    record small rqbit 1 "$r" 1 "$(fsub "$t1" "$t0")" "$(tfield "$t/tm" 3)" "$(tcpu "$t/tm")" "" "" "process start+session+announce+download+exit"
+    w=$(python3 "$here/rqbit_api.py" "$leech_api" "$sd.torrent" "$t/out2" --wait) || die "rqbit server leecher failed"
+    verify "$t/out2/s$r.bin" "rqbit server small" "$fsha"
+    record small rqbit-daemon 1 "$r" 1 "$w" "" "" "" "" "HTTP API add + poll; server running"
   done
+  stop "$rqlpid" "$rqspid"
   settle
 fi
 

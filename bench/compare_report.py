@@ -93,8 +93,9 @@ def main():
             by.setdefault(r["contender"], []).append(float(r["wall_s"]))
         for c, ws in by.items():
             what = {"p2pshare": "p2pctl download_file on running daemons (incl. p2pctl start)",
-                    "rqbit": "rqbit process start, tracker announce, connect, download, exit (--exit-on-finish)"}.get(c, "")
-            print(f"  {c:<9} runs {len(ws):3d}  median {statistics.median(ws) * 1000:8.1f} ms  "
+                    "rqbit": "one-shot `rqbit download --exit-on-finish`: process start, session, announce, connect, download, exit",
+                    "rqbit-daemon": "running `rqbit server`: HTTP API add to the first 1 ms poll seeing it finished"}.get(c, "")
+            print(f"  {c:<12} runs {len(ws):3d}  median {statistics.median(ws) * 1000:8.1f} ms  "
                   f"min {min(ws) * 1000:8.1f} ms  max {max(ws) * 1000:8.1f} ms   {what}")
 
     if png and stats:
