@@ -15,7 +15,12 @@
 #   barepipe  bench/barepipe: 4 loopback TCP streams, every 512 KiB piece
 #             SHA-1-checked and pwritten (the floor for a verified transfer).
 # Plus the small-file case (p2pshare, rqbit): a fresh 1 MiB file from ONE
-# seeder, --small-runs times.
+# seeder, --small-runs times (default 20; 0 skips it). rqbit is timed twice:
+# one-shot `rqbit download` (process start included) and a running
+# `rqbit server` given the torrent over its HTTP API.
+# Per-run rows are printed as they come, then a summary (min/median, ratios,
+# CPU s/GiB). The CSV goes to --csv, else next to --png, else to a printed
+# results dir that is kept.
 #
 # usage: bench/compare.sh [--size MIB] [--seeders 1,2,4,8] [--runs N]
 #          [--small-runs N] [--only p2pshare,aria2c,rqbit,sha1sum,openssl,tcp,barepipe]
@@ -28,7 +33,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-# shellcheck source=bench/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 
 size_mib=1024 seeders_arg=4 runs=3 small_runs=20 only="" png="" csv="" rqbit_seeders=rqbit
@@ -118,8 +123,8 @@ record() {
   [ -z "$dcpu" ] || dcpu=$(printf '%.2f' "$dcpu")
   [ -z "$scpu" ] || scpu=$(printf '%.2f' "$scpu")
   echo "$kind,$c,$n,$r,$mib,$w,$mbs,$drm,$dcpu,$scpu,$srm,${note//,/;}" >> "$csv"
-  [ "$kind" = big ] || c="$c-$mib"MiB
-  row "$c" "$n" "$r" "$w" "$mbs" "${drm:--}" "${dcpu:--}" "${scpu:--}" "${srm:--}" "$note"
+  # small-file runs: only in the CSV and the summary (median/min/max)
+  if [ "$kind" = big ]; then row "$c" "$n" "$r" "$w" "$mbs" "${drm:--}" "${dcpu:--}" "${scpu:--}" "${srm:--}" "$note"; else printf .; fi
 }
 verify() {  # verify FILE WHAT: the downloaded file must be the original
   local got; got=$(sha1sum "$1" | cut -d' ' -f1)
@@ -311,7 +316,7 @@ if [ "$small_runs" -gt 0 ] && on p2pshare; then
     verify "$t/out/s$r.bin" "p2pshare small" "$fsha"
     record small p2pshare 1 "$r" 1 "$(fsub "$t1" "$t0")" "" "" "" "" "p2pctl download_file, daemons running"
   done
-  stop "$bpid" "$apid" "$trpid"
+  stop "$bpid" "$apid" "$trpid"; echo
   settle
 fi
 if [ "$small_runs" -gt 0 ] && on rqbit; then
@@ -350,7 +355,7 @@ if [ "$small_runs" -gt 0 ] && on rqbit; then
     verify "$t/out2/s$r.bin" "rqbit server small" "$fsha"
     record small rqbit-daemon 1 "$r" 1 "$w" "" "" "" "" "HTTP API add + poll; server running"
   done
-  stop "$rqlpid" "$rqspid"
+  stop "$rqlpid" "$rqspid"; echo
   settle
 fi
 
