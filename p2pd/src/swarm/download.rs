@@ -63,6 +63,13 @@ const PEER_EVENT_QUEUE: usize = 256;
 /// Complete pieces waiting for the verifier (each up to 512 KiB in
 /// memory); at this many, no new blocks are requested until one is done.
 const MAX_VERIFY_QUEUE: u32 = 16;
+/// Verified bytes the whole-file hash may lag behind before requests
+/// pause. When the CPU is the limit (fast peers, loopback), transfer and
+/// piece checks would otherwise take the cores first and leave the whole
+/// file's hash to run alone at the end on one core; with this bound both
+/// run side by side and the hash finishes with the last piece. A network
+/// slower than the hash never reaches it.
+const MAX_HASH_BACKLOG: u64 = 48 * 1024 * 1024;
 
 /// Who runs a download, and how to stop it.
 pub struct Job {
@@ -307,6 +314,8 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         .map_err(|e| io_error(format!("starting the whole-file hash: {e}")))?;
     let (prefix_pieces, prefix_bytes) = verified_prefix(pieces.have(), meta.size, 0);
     prefix.advance(prefix_bytes);
+    let hash_wake = prefix.wait_for_progress();
+    prefix.stop_waiting();
     entry.set_serving(part.clone(), have_rx, meta.sha1);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let (job_tx, job_rx) = mpsc::unbounded_channel();
@@ -327,6 +336,9 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         part,
         prefix: Some(prefix),
         prefix_pieces,
+        resumed_prefix: prefix_bytes,
+        hash_wake,
+        hash_throttled: false,
         peers: HashMap::new(),
         ids: HashMap::new(),
         banned: HashSet::new(),
@@ -395,6 +407,13 @@ struct Dl<'a> {
     /// taken by [`Dl::finish`].
     prefix: Option<PrefixHasher>,
     prefix_pieces: u32,
+    /// Verified bytes at the start (a resumed download re-hashes them;
+    /// that does not count as lagging).
+    resumed_prefix: u64,
+    /// Notified as the whole-file hash advances while requests are paused
+    /// for it ([`MAX_HASH_BACKLOG`]).
+    hash_wake: Arc<tokio::sync::Notify>,
+    hash_throttled: bool,
     pieces: PieceTracker,
     avail: Availability,
     peers: HashMap<PeerId, Slot>,
@@ -460,6 +479,11 @@ impl Dl<'_> {
                     return Ok(Outcome::Stopped);
                 }
                 Some(m) = self.peer_rx.recv() => self.on_peer(m).await?,
+                _ = self.hash_wake.notified(), if self.hash_throttled => {
+                    if !self.hash_lags() {
+                        self.top_up_all();
+                    }
+                }
                 Some(ev) = self.job_rx.recv() => self.on_job(ev)?,
                 _ = tick.tick() => self.housekeeping().await?,
             }
@@ -761,6 +785,9 @@ impl Dl<'_> {
         if self.verifying >= MAX_VERIFY_QUEUE {
             return; // resumed when a verdict comes back
         }
+        if self.hash_lags() {
+            return; // resumed as the hash catches up
+        }
         let Some(slot) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -884,6 +911,26 @@ impl Dl<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the whole-file hash lags too far behind the verified prefix
+    /// (then requests pause); keeps the hasher's wake-ups on exactly while
+    /// it does.
+    fn hash_lags(&mut self) -> bool {
+        let Some(p) = self.prefix.as_ref() else {
+            return false;
+        };
+        let hashed = p.hashed().max(self.resumed_prefix);
+        let lags = p.reported().saturating_sub(hashed) > MAX_HASH_BACKLOG;
+        if lags != self.hash_throttled {
+            self.hash_throttled = lags;
+            if lags {
+                p.wait_for_progress();
+            } else {
+                p.stop_waiting();
+            }
+        }
+        lags
     }
 
     /// Lets the whole-file hasher go on to the end of the verified prefix.

@@ -39,8 +39,12 @@ pub struct PrefixHasher {
     sent: u64,
     tx: mpsc::Sender<u64>,
     cancel: Arc<AtomicBool>,
-    /// Bytes hashed so far (for logs).
+    /// Bytes hashed so far.
     hashed: Arc<AtomicU64>,
+    /// Notified after each chunk while `waiting` is set (see
+    /// [`PrefixHasher::wait_for_progress`]).
+    progress: Arc<tokio::sync::Notify>,
+    waiting: Arc<AtomicBool>,
     result: Option<oneshot::Receiver<Result<Sha1Hash, StorageError>>>,
 }
 
@@ -73,11 +77,17 @@ impl PrefixHasher {
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         let hashed = Arc::new(AtomicU64::new(0));
-        let progress = hashed.clone();
+        let progress = Arc::new(tokio::sync::Notify::new());
+        let waiting = Arc::new(AtomicBool::new(false));
+        let tell = Progress {
+            hashed: hashed.clone(),
+            notify: progress.clone(),
+            waiting: waiting.clone(),
+        };
         std::thread::Builder::new()
             .name("prefix-sha1".into())
             .spawn(move || {
-                if let Some(r) = hash_prefix(&part, &rx, &flag, &progress) {
+                if let Some(r) = hash_prefix(&part, &rx, &flag, &tell) {
                     let _ = res_tx.send(r);
                 }
             })?;
@@ -87,8 +97,22 @@ impl PrefixHasher {
             tx,
             cancel,
             hashed,
+            progress,
+            waiting,
             result: Some(res_rx),
         })
+    }
+
+    /// A handle that is notified after each chunk hashed, from now until
+    /// [`stop_waiting`](Self::stop_waiting). The download uses it to pause
+    /// its requests while the hash lags too far behind.
+    pub fn wait_for_progress(&self) -> Arc<tokio::sync::Notify> {
+        self.waiting.store(true, Ordering::Relaxed);
+        self.progress.clone()
+    }
+
+    pub fn stop_waiting(&self) {
+        self.waiting.store(false, Ordering::Relaxed);
     }
 
     /// The verified prefix now ends at `bytes` (clamped to the size; a
@@ -140,11 +164,18 @@ impl Drop for PrefixHasher {
 
 /// The thread's loop. `None` if cancelled (or its owner went away) before
 /// the end of the file.
+/// How the thread tells its owner how far it got.
+struct Progress {
+    hashed: Arc<AtomicU64>,
+    notify: Arc<tokio::sync::Notify>,
+    waiting: Arc<AtomicBool>,
+}
+
 fn hash_prefix(
     part: &PartFile,
     rx: &mpsc::Receiver<u64>,
     cancel: &AtomicBool,
-    hashed: &AtomicU64,
+    progress: &Progress,
 ) -> Option<Result<Sha1Hash, StorageError>> {
     let size = part.size();
     let mut h = Sha1Stream::new();
@@ -183,7 +214,10 @@ fn hash_prefix(
         }
         h.update(&buf[..n]);
         done += n as u64;
-        hashed.store(done, Ordering::Relaxed);
+        progress.hashed.store(done, Ordering::Relaxed);
+        if progress.waiting.load(Ordering::Relaxed) {
+            progress.notify.notify_one();
+        }
     }
 }
 
