@@ -7,16 +7,19 @@
 //! in parallel and each byte is read from disk exactly once.
 
 use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
-use proto::hash::Sha1Stream;
+use proto::hash::{digest_many, Sha1Stream};
 use proto::Sha1Hash;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-/// Buffers in flight between the reader and the piece hasher: enough to keep
-/// both threads busy, 2 MiB in all.
-const BUFFERS_IN_FLIGHT: usize = 4;
+/// Buffers in flight between the reader and the piece hasher: two batches
+/// of the lane kernel, so the reader goes on while a batch is hashed; 8 MiB
+/// in all (2 MiB on a CPU without lanes).
+fn buffers_in_flight() -> usize {
+    2 * proto::hash::preferred_batch().max(2)
+}
 
 /// The digests of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,21 +80,40 @@ fn hash_reader<R: Read>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<FileHashes, ReadFailed> {
     let piece = PIECE_SIZE_BYTES as usize;
-    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(BUFFERS_IN_FLIGHT);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(BUFFERS_IN_FLIGHT);
-    for _ in 0..BUFFERS_IN_FLIGHT {
+    let pool = buffers_in_flight();
+    let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(pool);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(pool);
+    for _ in 0..pool {
         empty_tx
             .send(vec![0u8; piece])
             .expect("the channel has room for every buffer of the pool");
     }
 
     std::thread::scope(|scope| {
+        // Pieces are hashed a batch at a time (eight in the lanes of one
+        // vector where the CPU can), in file order.
         let piece_hasher = scope.spawn(move || {
+            let want = proto::hash::preferred_batch();
             let mut pieces = Vec::new();
-            for (buf, len) in full_rx {
-                pieces.push(Sha1Hash::of(&buf[..len]));
-                // The reader may have stopped early; a closed pool is fine.
-                let _ = empty_tx.send(buf);
+            let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(want);
+            let mut open = true;
+            while open {
+                while batch.len() < want {
+                    match full_rx.recv() {
+                        Ok(b) => batch.push(b),
+                        Err(_) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                let chunks: Vec<[&[u8]; 1]> = batch.iter().map(|(b, len)| [&b[..*len]]).collect();
+                let msgs: Vec<&[&[u8]]> = chunks.iter().map(|c| &c[..]).collect();
+                pieces.extend(digest_many(&msgs));
+                for (buf, _) in batch.drain(..) {
+                    // The reader may have stopped early; a closed pool is fine.
+                    let _ = empty_tx.send(buf);
+                }
             }
             pieces
         });
@@ -193,7 +215,18 @@ mod tests {
     #[test]
     fn edges_around_a_piece() {
         let p = PIECE_SIZE_BYTES as usize;
-        for len in [1, p - 1, p, p + 1, 2 * p, 5 * p + 7] {
+        // Up to and past two batches of the lane kernel (8 pieces each).
+        for len in [
+            1,
+            p - 1,
+            p,
+            p + 1,
+            2 * p,
+            5 * p + 7,
+            8 * p,
+            8 * p + 1,
+            17 * p + 9,
+        ] {
             check(len);
         }
     }
