@@ -1047,11 +1047,13 @@ impl Dl<'_> {
         let waited = Instant::now();
         // Every piece is verified, so the prefix is the whole file: only
         // its tail is left to hash, alongside the sync.
-        let (synced, sha1) = tokio::join!(blocking(move || part.sync_data()), prefix.finish());
+        let ((synced, sync_ms), (sha1, hash_ms)) = tokio::join!(
+            timed(blocking(move || part.sync_data()), waited),
+            timed(prefix.finish(), waited)
+        );
         synced?;
         let sha1 = sha1.map_err(io_error)?;
-        tracing::debug!(name = %entry.name, tail_bytes = left,
-            waited_ms = waited.elapsed().as_millis() as u64,
+        tracing::debug!(name = %entry.name, tail_bytes = left, sync_ms, hash_ms,
             "whole-file hash: tail hashed and data synced");
         if sha1 != expected {
             return Err(WireError::new(
@@ -1115,4 +1117,10 @@ pub async fn complete_download(job: &Job, meta: &FileMeta) -> Result<(), WireErr
         tracing::warn!(name = %entry.name, "registering the finished download: {e}");
     }
     Ok(())
+}
+
+/// `f`'s output and the milliseconds from `since` to its end (for logs).
+async fn timed<T>(f: impl std::future::Future<Output = T>, since: Instant) -> (T, u64) {
+    let r = f.await;
+    (r, since.elapsed().as_millis() as u64)
 }
