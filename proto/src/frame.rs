@@ -41,13 +41,29 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: u32,
 ) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut buf = Vec::new();
+    Ok(read_frame_into(r, max, &mut buf).await?.then_some(buf))
+}
+
+/// Like [`read_frame`], into `buf` (cleared first), so a caller can reuse
+/// buffers: `Ok(false)` on a clean end of stream. At most
+/// `INITIAL_FRAME_CAPACITY` is reserved before the bytes arrive.
+///
+/// # Errors
+/// As [`read_frame`].
+pub async fn read_frame_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<bool, FrameError> {
+    buf.clear();
     let mut len_buf = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut len_buf[got..]).await?;
         if n == 0 {
             return if got == 0 {
-                Ok(None)
+                Ok(false)
             } else {
                 Err(FrameError::Truncated)
             };
@@ -60,12 +76,12 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     }
     // Grow the buffer as bytes arrive rather than trusting the prefix: a
     // client announcing a maximal frame and then stalling costs us nothing.
-    let mut buf = Vec::with_capacity((len as usize).min(INITIAL_FRAME_CAPACITY));
-    let got = (&mut *r).take(len as u64).read_to_end(&mut buf).await?;
+    buf.reserve((len as usize).min(INITIAL_FRAME_CAPACITY));
+    let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
     if got != len as usize {
         return Err(FrameError::Truncated);
     }
-    Ok(Some(buf))
+    Ok(true)
 }
 
 /// Write one frame (length prefix and payload) and flush.
@@ -134,6 +150,25 @@ mod tests {
             Err(FrameError::TooLarge { len, .. }) => assert_eq!(len, u32::MAX),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn reading_into_a_reused_buffer() {
+        let mut wire = Vec::new();
+        write_frame(&mut wire, b"first frame", 100).await.unwrap();
+        write_frame(&mut wire, b"2nd", 100).await.unwrap();
+        let mut r = &wire[..];
+        let mut buf = b"old contents".to_vec();
+        assert!(read_frame_into(&mut r, 100, &mut buf).await.unwrap());
+        assert_eq!(buf, b"first frame");
+        assert!(read_frame_into(&mut r, 100, &mut buf).await.unwrap());
+        assert_eq!(buf, b"2nd");
+        assert!(!read_frame_into(&mut r, 100, &mut buf).await.unwrap());
+        let mut big = &[0u8, 0, 1, 0][..];
+        assert!(matches!(
+            read_frame_into(&mut big, 100, &mut buf).await,
+            Err(FrameError::TooLarge { len: 256, max: 100 })
+        ));
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@
 use super::peer_conn::{self, Dial, Out, PeerEvent, PeerMsg};
 use super::picker::{pick_blocks, Availability, BlockPick, LiveView, PIPELINE_DEPTH_BLOCKS};
 use super::pieces::{BlockOutcome, PeerId, PieceError, PieceTracker};
+use super::pool::BufPool;
 use super::prefix_hash::{verified_prefix, PrefixHasher};
 use super::resume::{self, ResumeRecord, RESUME_SAVE_INTERVAL};
 use super::storage::{self, PartFile, PartMode, StorageError};
@@ -62,7 +63,7 @@ const RETRY_AFTER_STALL: Duration = Duration::from_secs(10);
 const PEER_EVENT_QUEUE: usize = 256;
 /// Complete pieces waiting for the verifier (each up to 512 KiB in
 /// memory); at this many, no new blocks are requested until one is done.
-const MAX_VERIFY_QUEUE: u32 = 16;
+const MAX_VERIFY_QUEUE: u32 = 12;
 /// Verified bytes the whole-file hash may lag behind before requests
 /// pause. When the CPU is the limit (fast peers, loopback), transfer and
 /// piece checks would otherwise take the cores first and leave the whole
@@ -320,7 +321,8 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
     let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let (job_tx, job_rx) = mpsc::unbounded_channel();
     let verdicts = job_tx.clone();
-    let verifier = Verifier::start(part.clone(), move |piece, result| {
+    let pool = Arc::new(BufPool::default());
+    let verifier = Verifier::start(part.clone(), pool.clone(), move |piece, result| {
         let result = result.map_err(io_error);
         let _ = verdicts.send(JobEvent::Verified { piece, result });
     })
@@ -356,6 +358,7 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         verifying: 0,
         assembly: Assembly::default(),
         verifier,
+        pool,
         have_tx,
         marked_partial: false,
         dirty: false,
@@ -439,6 +442,8 @@ struct Dl<'a> {
     /// written, by the verifier).
     assembly: Assembly,
     verifier: Verifier,
+    /// Block buffers shared by this download's connections and verifier.
+    pool: Arc<BufPool>,
     have_tx: watch::Sender<Bitfield>,
     marked_partial: bool,
     dirty: bool,
@@ -670,6 +675,7 @@ impl Dl<'_> {
             out: rx,
             limiter: self.job.daemon.downloads.download_limit.clone(),
             stop: stop.clone(),
+            pool: self.pool.clone(),
         };
         slot.conn = Some(Conn {
             no: self.conn_seq,
@@ -831,12 +837,12 @@ impl Dl<'_> {
     ) -> Result<(), WireError> {
         let len = (payload.len() - PIECE_DATA_START) as u32;
         match self.pieces.block_received(peer, piece, offset, len) {
-            Err(PieceError::NotRequested { .. }) => {} // released or cancelled meanwhile
+            Err(PieceError::NotRequested { .. }) => self.pool.put(payload), // released or cancelled meanwhile
             Err(e) => {
                 self.drop_peer(peer, &format!("sent a bad block: {e}"), RETRY_AFTER_STALL);
                 return Ok(());
             }
-            Ok(BlockOutcome::Duplicate) => {}
+            Ok(BlockOutcome::Duplicate) => self.pool.put(payload),
             Ok(BlockOutcome::Accepted {
                 cancel,
                 piece_complete,

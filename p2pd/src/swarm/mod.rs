@@ -122,6 +122,7 @@ pub mod download;
 pub mod peer_conn;
 pub mod picker;
 pub mod pieces;
+pub mod pool;
 pub mod prefix_hash;
 pub mod rate;
 pub mod resume;

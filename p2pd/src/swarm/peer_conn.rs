@@ -8,13 +8,15 @@
 //! [`PeerEvent::Closed`], unless the download itself has gone away.
 
 use super::pieces::PeerId;
+use super::pool::BufPool;
 use super::rate::RateLimiter;
 use super::wire::{
-    read_payload, with_timeout, write_bytes, write_msg, ConnError, CONNECT_TIMEOUT,
-    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+    read_payload, read_payload_into, with_timeout, write_bytes, write_msg, ConnError,
+    CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
 };
 use proto::peer::{decode, encode_frame, BlockRef, Handshake, Message, PIECE_DATA_START};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +65,9 @@ pub struct Dial {
     pub out: mpsc::UnboundedReceiver<Out>,
     pub limiter: RateLimiter,
     pub stop: CancellationToken,
+    /// Where block buffers come from (and go back to, after the piece is
+    /// written).
+    pub pool: Arc<BufPool>,
 }
 
 /// Run one connection to its end; reports [`PeerEvent::Closed`] last.
@@ -76,10 +81,11 @@ pub async fn run(dial: Dial) {
         out,
         limiter,
         stop,
+        pool,
     } = dial;
     let end = tokio::select! {
         _ = stop.cancelled() => return,
-        r = session(addr, handshake, peer, conn, &events, out, &limiter) => match r {
+        r = session(addr, handshake, peer, conn, &events, out, Intake { limiter: &limiter, pool: &pool }) => match r {
             Ok(()) => return, // the download dropped our channel: it is done with us
             Err(e) => e,
         },
@@ -94,6 +100,13 @@ pub async fn run(dial: Dial) {
         .await;
 }
 
+/// How received blocks come in: through the download rate limit, into
+/// recycled buffers.
+struct Intake<'a> {
+    limiter: &'a RateLimiter,
+    pool: &'a BufPool,
+}
+
 async fn session(
     addr: SocketAddr,
     handshake: Handshake,
@@ -101,8 +114,9 @@ async fn session(
     conn: u64,
     events: &mpsc::Sender<PeerMsg>,
     mut out: mpsc::UnboundedReceiver<Out>,
-    limiter: &RateLimiter,
+    intake: Intake<'_>,
 ) -> Result<(), ConnError> {
+    let Intake { limiter, pool } = intake;
     let stream = with_timeout("connecting", CONNECT_TIMEOUT, async {
         TcpStream::connect(addr)
             .await
@@ -148,7 +162,8 @@ async fn session(
     let reader = async {
         let step = "reading from the peer";
         loop {
-            let p = read_payload(&mut rd, step, IDLE_TIMEOUT).await?;
+            let mut p = pool.get();
+            read_payload_into(&mut rd, &mut p, step, IDLE_TIMEOUT).await?;
             let event = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
                 Message::Piece {
                     piece,
@@ -164,9 +179,18 @@ async fn session(
                         payload: p,
                     }
                 }
-                Message::Have(i) => PeerEvent::Have(i),
-                Message::Reject(b) => PeerEvent::Reject(b),
-                Message::KeepAlive => continue,
+                Message::Have(i) => {
+                    pool.put(p);
+                    PeerEvent::Have(i)
+                }
+                Message::Reject(b) => {
+                    pool.put(p);
+                    PeerEvent::Reject(b)
+                }
+                Message::KeepAlive => {
+                    pool.put(p);
+                    continue;
+                }
                 _ => return Err(ConnError::Unexpected(step)),
             };
             if send(event).await.is_err() {

@@ -17,6 +17,7 @@
 //! Memory: the task bounds the pieces queued here (`MAX_VERIFY_QUEUE` in
 //! `download`); the thread holds only its current batch.
 
+use super::pool::BufPool;
 use super::storage::{PartFile, StorageError};
 use proto::geometry;
 use proto::hash::digest_many;
@@ -99,14 +100,16 @@ impl Verifier {
     ///
     /// # Errors
     /// The thread could not be spawned.
+    /// Block buffers go back to `pool` once their piece is done with.
     pub fn start(
         part: Arc<PartFile>,
+        pool: Arc<BufPool>,
         report: impl Fn(u32, Verdict) + Send + 'static,
     ) -> std::io::Result<Verifier> {
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("verify".into())
-            .spawn(move || run(&part, &rx, &report))?;
+            .spawn(move || run(&part, &pool, &rx, &report))?;
         Ok(Verifier { tx })
     }
 
@@ -123,7 +126,7 @@ impl Verifier {
     }
 }
 
-fn run(part: &PartFile, rx: &mpsc::Receiver<Job>, report: &dyn Fn(u32, Verdict)) {
+fn run(part: &PartFile, pool: &BufPool, rx: &mpsc::Receiver<Job>, report: &dyn Fn(u32, Verdict)) {
     let want = proto::hash::preferred_batch();
     let mut batch = Vec::with_capacity(want);
     let mut stats = Stats::default();
@@ -143,7 +146,7 @@ fn run(part: &PartFile, rx: &mpsc::Receiver<Job>, report: &dyn Fn(u32, Verdict))
         }
         stats.batches += 1;
         stats.pieces += batch.len() as u64;
-        check_batch(part, &mut batch, report, &mut stats);
+        check_batch(part, pool, &mut batch, report, &mut stats);
     }
     tracing::debug!(
         batches = stats.batches,
@@ -165,6 +168,7 @@ struct Stats {
 
 fn check_batch(
     part: &PartFile,
+    pool: &BufPool,
     batch: &mut Vec<Job>,
     report: &dyn Fn(u32, Verdict),
     stats: &mut Stats,
@@ -190,6 +194,9 @@ fn check_batch(
             Ok(false)
         };
         report(job.piece, verdict);
+        for b in job.blocks {
+            pool.put(b);
+        }
     }
     stats.writing += hashed.elapsed();
 }
@@ -244,7 +251,8 @@ mod tests {
         let part = Arc::new(PartFile::open(&path, size, PartMode::Fresh).unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
-        let v = Verifier::start(part.clone(), move |p, r| {
+        let pool = Arc::new(BufPool::default());
+        let v = Verifier::start(part.clone(), pool.clone(), move |p, r| {
             s2.lock().unwrap().push((p, r.unwrap()))
         })
         .unwrap();
@@ -276,5 +284,8 @@ mod tests {
         }
         let at = geometry::piece_offset(2) as usize;
         assert!(on_disk[at..at + piece(2).len()].iter().all(|&b| b == 0));
+        // Every full-size block buffer came back for reuse (three whole
+        // pieces of four blocks; the short last block is not worth keeping).
+        assert_eq!(pool.pooled(), 3 * 4);
     }
 }

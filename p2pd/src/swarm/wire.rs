@@ -4,7 +4,7 @@
 //! Every read and write on a peer socket goes through [`with_timeout`], so
 //! a stall is reported with the step it happened in.
 
-use proto::frame::{read_frame, FrameError, MAX_PEER_FRAME_BYTES};
+use proto::frame::{read_frame, read_frame_into, FrameError, MAX_PEER_FRAME_BYTES};
 use proto::peer::{encode_frame, Message, PeerError};
 use proto::WireError;
 use std::future::Future;
@@ -76,6 +76,23 @@ pub async fn read_payload<R: AsyncRead + Unpin>(
             .await
             .map_err(|source| ConnError::Frame { step, source })?
             .ok_or(ConnError::Closed(step))
+    })
+    .await
+}
+
+/// [`read_payload`] into a caller's buffer (recycled block buffers).
+pub async fn read_payload_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    step: &'static str,
+    limit: Duration,
+) -> Result<(), ConnError> {
+    with_timeout(step, limit, async {
+        match read_frame_into(r, MAX_PEER_FRAME_BYTES, buf).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ConnError::Closed(step)),
+            Err(source) => Err(ConnError::Frame { step, source }),
+        }
     })
     .await
 }
