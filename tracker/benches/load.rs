@@ -959,7 +959,7 @@ async fn read_phase(args: &Args, daemons: &[Arc<Daemon>], pids: &[u32]) -> anyho
             let mut n = 0u64;
             while Instant::now() < until {
                 let k = g + groups * rng.gen_range(0..files_per_group.max(1));
-                let is_list = n % 2 == 0;
+                let is_list = n.is_multiple_of(2);
                 n += 1;
                 let request = if is_list {
                     TrackerRequest::ListFiles {
