@@ -2,7 +2,9 @@
 //! processes, speaking the real tracker protocol (`proto::tracker`).
 //!
 //! ```text
-//! cargo bench -p tracker --bench load -- [--trackers 1|3] [--secs 30] [--write-secs 20] [--rate 0]
+//! cargo bench -p tracker --bench load                  # one tracker: reads
+//! cargo bench -p tracker --bench load -- --trackers 3   # Raft cluster: reads, then writes
+//! cargo bench -p tracker --bench load -- --help         # every option
 //! ```
 //!
 //! (`cargo bench` builds the `tracker` binary with the release settings and
@@ -31,7 +33,8 @@
 //!    time (no coordinated omission).
 //! 4. Writes, measured for `--write-secs` (default on with `--trackers 3`,
 //!    `--write-secs 0` skips them): `--write-clients` daemons register new
-//!    files in a closed loop.
+//!    files, in a closed loop or, with `--write-rate N`, an open loop of N
+//!    writes/s in total.
 //! 5. Prints ops/s, p50/p99/max latency and errors per kind, and for each
 //!    tracker its peak RSS (VmHWM, reset at the start of each measured phase
 //!    through /proc/PID/clear_refs, plus the peak over its whole life) and
@@ -88,6 +91,10 @@ struct Args {
     /// Total read calls per second (open loop); 0: closed loop.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Total writes per second in the write phase (open loop, latency from
+    /// the scheduled time); 0: closed loop.
+    #[arg(long, default_value_t = 0)]
+    write_rate: u64,
     /// Concurrent writers in the write phase.
     #[arg(long, default_value_t = 200)]
     write_clients: usize,
@@ -1033,34 +1040,71 @@ async fn write_phase(
     daemons: &[Arc<Daemon>],
     pids: &[u32],
 ) -> anyhow::Result<()> {
+    let mode = if args.write_rate == 0 {
+        "closed loop".to_owned()
+    } else {
+        format!("open loop, {} writes/s in total", args.write_rate)
+    };
     println!(
-        "writes: {} clients registering new files (RegisterFile, 2..128 piece hashes), {secs} s, closed loop",
+        "writes: {} clients registering new files (RegisterFile, 2..128 piece hashes), {secs} s, {mode}",
         args.write_clients
     );
     let phase = Phase::begin(pids);
     let until = Instant::now() + Duration::from_secs(secs);
+    let interval = (args.write_rate > 0)
+        .then(|| Duration::from_secs_f64(args.write_clients as f64 / args.write_rate as f64));
     let mut tasks = Vec::new();
     // Writers are taken from the end, so they are not the read clients.
     for (c, d) in daemons.iter().rev().take(args.write_clients).enumerate() {
         let d = Arc::clone(d);
         tasks.push(tokio::spawn(async move {
-            let mut s = Samples::default();
+            let samples = Arc::new(Mutex::new(Samples::default()));
+            let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
+            let mut next =
+                Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(rng.gen()));
+            let mut inflight = Vec::new();
             let mut seq = 0u64;
             while Instant::now() < until {
                 let name: FileName = format!("w{c}-{seq}.bin").parse().expect("valid name");
                 let meta = file_meta(name, 1_000_000_000 + (c as u64) * 1_000_000 + seq);
                 seq += 1;
-                let started = Instant::now();
-                let raw = d
-                    .conn
-                    .call(TrackerRequest::RegisterFile {
-                        token: d.token.clone(),
-                        group: d.group.clone(),
-                        meta,
-                    })
-                    .await;
-                s.record(started, raw.map(drop).map_err(|e| e.to_string()));
+                let request = TrackerRequest::RegisterFile {
+                    token: d.token.clone(),
+                    group: d.group.clone(),
+                    meta,
+                };
+                match interval {
+                    None => {
+                        let started = Instant::now();
+                        let raw = d.conn.call(request).await;
+                        samples
+                            .lock()
+                            .expect("samples")
+                            .record(started, raw.map(drop).map_err(|e| e.to_string()));
+                    }
+                    Some(every) => {
+                        let now = Instant::now();
+                        if next > now {
+                            tokio::time::sleep(next - now).await;
+                        }
+                        let scheduled = next;
+                        next += every;
+                        let d = Arc::clone(&d);
+                        let samples = Arc::clone(&samples);
+                        inflight.push(tokio::spawn(async move {
+                            let raw = d.conn.call(request).await;
+                            samples
+                                .lock()
+                                .expect("samples")
+                                .record(scheduled, raw.map(drop).map_err(|e| e.to_string()));
+                        }));
+                    }
+                }
             }
+            for t in inflight {
+                let _ = t.await;
+            }
+            let s = std::mem::take(&mut *samples.lock().expect("samples"));
             s
         }));
     }
