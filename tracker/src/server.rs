@@ -29,9 +29,10 @@ use proto::tracker::{
     PeerEntry, RequestId, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
     PRESENCE_TIMEOUT,
 };
-use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
+use proto::{ErrorCode, UserId, WireError, PROTOCOL_VERSION};
 use rand::rngs::OsRng;
 use rand::RngCore;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -111,7 +112,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     // Compute the dummy hash now, so the first login of an unknown user is
     // not slower than a wrong password (and does not reveal itself).
-    drop(tokio::task::spawn_blocking(dummy_hash));
+    drop(tokio::spawn(on_hash_thread(dummy_hash)));
 
     loop {
         tokio::select! {
@@ -353,11 +354,29 @@ async fn write_answers(
     let _ = writer.shutdown().await;
 }
 
-/// The session token a call carries, if any (every variant names it
-/// `token`, so the JSON form finds it without listing them all).
+/// The session token a call carries, if any. (A match, not a look into
+/// the call's JSON form: that copied a whole registration's piece list for
+/// every call.)
 fn call_token(request: &TrackerRequest) -> Option<SessionToken> {
-    let v = serde_json::to_value(request).ok()?;
-    Some(SessionToken(v.get("token")?.as_str()?.to_owned()))
+    use TrackerRequest as R;
+    match request {
+        R::Hello { .. } | R::CreateUser { .. } | R::Login { .. } => None,
+        R::Heartbeat { token, .. }
+        | R::Logout { token }
+        | R::CreateGroup { token, .. }
+        | R::JoinGroup { token, .. }
+        | R::LeaveGroup { token, .. }
+        | R::ListRequests { token, .. }
+        | R::AcceptRequest { token, .. }
+        | R::ListGroups { token }
+        | R::ListFiles { token, .. }
+        | R::RegisterFile { token, .. }
+        | R::StopShare { token, .. }
+        | R::Locate { token, .. }
+        | R::MarkPartial { token, .. }
+        | R::IssueTicket { token, .. }
+        | R::CheckTicket { token, .. } => Some(token.clone()),
+    }
 }
 
 /// The `id` of an undecodable call, if the frame is JSON with one, so the
@@ -502,8 +521,12 @@ async fn handle(
             let now = now_ms();
             let st = store.state();
             let user = st.user_of(&token)?;
+            // The same few members hold most files: look each up once.
+            let mut online: HashMap<&UserId, bool> = HashMap::new();
             let files = st.list_files(user, &group, |holder| {
-                st.online_addr(holder, now, PRESENCE_TIMEOUT).is_some()
+                *online
+                    .entry(holder)
+                    .or_insert_with(|| st.online_addr(holder, now, PRESENCE_TIMEOUT).is_some())
             })?;
             Ok(TrackerReply::Files { files })
         }
@@ -608,9 +631,56 @@ fn internal(what: &str) -> WireError {
     )
 }
 
+/// Threads that run argon2id. Each hash takes ~19 MiB and tens of ms of
+/// CPU; on tokio's blocking pool (up to 512 threads) a burst of logins ran
+/// many at once, and the allocator kept a 19 MiB block in each thread's
+/// arena afterwards (hundreds of MiB of RSS). A few dedicated threads bound
+/// both the memory and the CPU a login burst can take; logins queue.
+fn hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on one of the [`hash_threads`] argon2 threads.
+async fn on_hash_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::sync::oneshot::error::RecvError> {
+    static JOBS: OnceLock<std::sync::mpsc::Sender<HashJob>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..hash_threads() {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start an argon2 thread");
+            }
+        }
+        tx
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // If no thread runs, the job is dropped and `rx` reports it.
+    let _ = jobs.send(Box::new(move || {
+        let _ = tx.send(f());
+    }));
+    rx.await
+}
+
 /// argon2id with a fresh random salt, off the async threads (tens of ms).
 async fn hash_password(password: String) -> Result<String, WireError> {
-    tokio::task::spawn_blocking(move || {
+    on_hash_thread(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -628,7 +698,7 @@ async fn hash_password(password: String) -> Result<String, WireError> {
 /// dummy hash, so the answer takes as long as for a wrong password and does
 /// not reveal which accounts exist.
 async fn verify_password(password: String, stored: Option<String>) -> Result<bool, WireError> {
-    tokio::task::spawn_blocking(move || {
+    on_hash_thread(move || {
         let known = stored.is_some();
         let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
         let Ok(parsed) = PasswordHash::new(&phc) else {

@@ -4,7 +4,10 @@
 //! Tables:
 //! - `logs`: log index → JSON of the openraft `Entry` (our `Command` inside).
 //! - `meta`: `vote`, `committed`, `last_purged` (JSON `LogId`s / `Vote`), and
-//!   `snapshot` (JSON [`StoredSnapshot`]: metadata + the serialized state).
+//!   the latest snapshot: `snapshot_meta` (JSON) and `snapshot_data` (the
+//!   serialized state, as is). Stores written before hold it as one JSON
+//!   [`StoredSnapshot`] under `snapshot`; it is read, and replaced by the
+//!   next snapshot.
 //!
 //! Invariants:
 //! - `append` reports completion to openraft only after its redb transaction
@@ -36,7 +39,14 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// The snapshot as first stored: one JSON [`StoredSnapshot`]; still read.
 const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_META: &str = "snapshot_meta";
+const SNAPSHOT_DATA: &str = "snapshot_data";
+/// redb's page cache. Its default (1 GiB) is most of a tracker's memory
+/// once the log and a few snapshots have gone through it; the hot part is
+/// the tail of the log being replicated, so a small cache is enough.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -72,13 +82,16 @@ pub fn open(dir: &Path) -> Result<Arc<Database>, OpenError> {
         source,
     })?;
     let path = dir.join(DB_FILE);
-    let db = Database::create(&path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
-        other => OpenError::Open {
-            path: path.clone(),
-            source: Box::new(other.into()),
-        },
-    })?;
+    let db = redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .create(&path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
+            other => OpenError::Open {
+                path: path.clone(),
+                source: Box::new(other.into()),
+            },
+        })?;
     // Create both tables once, so readers never meet a missing table.
     let init = || -> Result<(), redb::Error> {
         let txn = db.begin_write()?;
@@ -139,14 +152,39 @@ pub fn write_meta<T: Serialize>(
     Ok(())
 }
 
-/// The stored snapshot, if any.
+/// The stored snapshot, if any (either layout).
 pub fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, redb::Error> {
-    read_meta(db, SNAPSHOT)
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    let meta = table.get(SNAPSHOT_META)?;
+    let data = table.get(SNAPSHOT_DATA)?;
+    match (meta, data) {
+        (Some(meta), Some(data)) => Ok(Some(StoredSnapshot {
+            meta: decode(meta.value())?,
+            data: data.value().to_vec(),
+        })),
+        _ => match table.get(SNAPSHOT)? {
+            Some(old) => Ok(Some(decode(old.value())?)),
+            None => Ok(None),
+        },
+    }
 }
 
-/// Replaces the stored snapshot (fsynced).
+/// Replaces the stored snapshot (fsynced): its metadata as JSON and the
+/// state's bytes as they are, in one transaction. (The first layout kept
+/// both in one JSON value, where serde writes the bytes as an array of
+/// numbers: about 3.5 times their size, which redb then cached.)
 pub fn write_snapshot(db: &Database, snapshot: &StoredSnapshot) -> Result<(), redb::Error> {
-    write_meta(db, SNAPSHOT, snapshot, true)
+    let meta = encode(&snapshot.meta)?;
+    let txn = db.begin_write()?;
+    {
+        let mut table = txn.open_table(META)?;
+        table.insert(SNAPSHOT_META, meta.as_slice())?;
+        table.insert(SNAPSHOT_DATA, snapshot.data.as_slice())?;
+        table.remove(SNAPSHOT)?;
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 impl LogStore {
@@ -335,6 +373,39 @@ mod tests {
             let sm = StateMachine::open(Arc::clone(&db)).map_err(|e| StorageIOError::read(&e))?;
             Ok((dir, LogStore::new(db), sm))
         }
+    }
+
+    #[test]
+    fn snapshots_of_the_first_layout_are_still_read_and_then_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        let snap = |id: &str, data: &[u8]| StoredSnapshot {
+            meta: openraft::SnapshotMeta {
+                last_log_id: None,
+                last_membership: Default::default(),
+                snapshot_id: id.into(),
+            },
+            data: data.to_vec(),
+        };
+        assert!(read_snapshot(&db).unwrap().is_none());
+        write_meta(&db, SNAPSHOT, &snap("old", b"{\"state\":1}"), true).unwrap();
+        let old = read_snapshot(&db).unwrap().unwrap();
+        assert_eq!(
+            (old.meta.snapshot_id.as_str(), &old.data[..]),
+            ("old", &b"{\"state\":1}"[..])
+        );
+        write_snapshot(&db, &snap("new", b"\x00raw bytes")).unwrap();
+        let new = read_snapshot(&db).unwrap().unwrap();
+        assert_eq!(
+            (new.meta.snapshot_id.as_str(), &new.data[..]),
+            ("new", &b"\x00raw bytes"[..])
+        );
+        assert!(
+            read_meta::<StoredSnapshot>(&db, SNAPSHOT)
+                .unwrap()
+                .is_none(),
+            "old layout removed"
+        );
     }
 
     /// openraft's own conformance suite for log storage and state machines:

@@ -40,11 +40,13 @@
 // boxing them everywhere would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod batch;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
 
 use crate::state::{Applied, Command, TrackerState};
+use batch::{Queued, Written};
 use network::PeerError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
@@ -57,6 +59,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub type NodeId = u64;
@@ -125,6 +128,8 @@ pub struct Cluster {
     trackers: Vec<SocketAddr>,
     /// Heartbeats heard (here or forwarded here) since the last flush.
     presence: Mutex<Vec<SeenPeer>>,
+    /// Writes waiting for the next batch ([`batch`]).
+    writes: mpsc::UnboundedSender<Queued>,
 }
 
 /// A read lock on the local replica's state; never hold it across `.await`.
@@ -226,13 +231,16 @@ impl Cluster {
             // of after an election timeout.
             let _ = raft.trigger().elect().await;
         }
+        let (writes, queue) = mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
             node: options.node,
             raft,
             sm,
             trackers: options.trackers,
             presence: Mutex::new(Vec::new()),
+            writes,
         });
+        tokio::spawn(Arc::clone(&cluster).run_batches(queue, stop.clone()));
         if pristine && !single && options.node == 1 {
             tokio::spawn(Arc::clone(&cluster).form_cluster(members, stop.clone()));
         }
@@ -336,31 +344,131 @@ impl Cluster {
     }
 
     async fn submit_within(&self, cmd: Command, limit: Duration) -> Result<Applied, WireError> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(no_majority());
+        let (done, answer) = oneshot::channel();
+        let queued = Queued {
+            cmds: vec![cmd],
+            forwarded: false,
+            deadline: Instant::now() + limit,
+            done,
+        };
+        if self.writes.send(queued).is_err() {
+            return Err(unavailable("this tracker is stopping; try again"));
+        }
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(Written::Applied { mut results, .. })) => {
+                results.pop().unwrap_or_else(|| Err(unknown_outcome()))
             }
-            match self.leader() {
+            Ok(Ok(Written::Failed(e))) => Err(e),
+            // Only forwarded writes are refused as "not leader".
+            Ok(Ok(Written::NotLeader(_))) => Err(no_majority()),
+            // The batch task stopped (shutdown) or the wait ran out: the
+            // write may still be committed.
+            Ok(Err(_)) | Err(_) => Err(unknown_outcome()),
+        }
+    }
+
+    /// Cuts the queued writes into batches ([`batch`]) and commits each,
+    /// at most [`batch::MAX_BATCHES_IN_FLIGHT`] at once, until `stop`.
+    async fn run_batches(
+        self: Arc<Self>,
+        mut queue: mpsc::UnboundedReceiver<Queued>,
+        stop: CancellationToken,
+    ) {
+        let slots = Arc::new(Semaphore::new(batch::MAX_BATCHES_IN_FLIGHT));
+        let mut carried: Option<Queued> = None;
+        loop {
+            // Wait for a free slot first: meanwhile writes pile up in the
+            // queue and go out together.
+            let slot = tokio::select! {
+                () = stop.cancelled() => return,
+                slot = Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+            };
+            let first = match carried.take() {
+                Some(q) => q,
+                None => tokio::select! {
+                    () = stop.cancelled() => return,
+                    q = queue.recv() => match q {
+                        Some(q) => q,
+                        None => return,
+                    },
+                },
+            };
+            let mut items = vec![first];
+            carried = batch::fill(&mut items, || queue.try_recv().ok());
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                me.commit(items).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Commits one batch through the leader and answers each item.
+    /// Retries only while the batch certainly was not appended (no leader
+    /// yet, leader unreachable before sending, `ForwardToLeader`); an item
+    /// whose deadline passes before that is refused as "no majority".
+    async fn commit(&self, mut items: Vec<Queued>) {
+        loop {
+            let now = Instant::now();
+            let (expired, live): (Vec<_>, Vec<_>) =
+                items.into_iter().partition(|q| q.deadline <= now);
+            batch::fail(expired, &no_majority());
+            items = live;
+            let Some(deadline) = items.iter().map(|q| q.deadline).max() else {
+                return;
+            };
+            let left = deadline.saturating_duration_since(now);
+            let leader = self.leader();
+            if leader != Some(self.node) {
+                // A follower's batch is never forwarded on: its sender
+                // retries with whoever it thinks leads.
+                let (forwarded, local): (Vec<_>, Vec<_>) =
+                    items.into_iter().partition(|q| q.forwarded);
+                for q in forwarded {
+                    let _ = q.done.send(Written::NotLeader(leader));
+                }
+                items = local;
+                if items.is_empty() {
+                    return;
+                }
+            }
+            let total: usize = items.iter().map(|q| q.cmds.len()).sum();
+            let cmd = batch::combine(items.iter().flat_map(|q| q.cmds.iter().cloned()).collect());
+            match leader {
                 Some(leader) if leader == self.node => {
-                    match tokio::time::timeout(left, self.raft.client_write(cmd.clone())).await {
-                        Ok(Ok(resp)) => return resp.data.0,
+                    match tokio::time::timeout(left, self.raft.client_write(cmd)).await {
+                        Ok(Ok(resp)) => {
+                            let index = resp.log_id.index;
+                            match batch::split(total, resp.data.0) {
+                                Ok(results) => batch::distribute(items, results, index),
+                                Err(e) => batch::fail(items, &e),
+                            }
+                            return;
+                        }
                         // Not appended (or truncated): safe to try again.
                         Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
                         Ok(Err(e)) => {
                             tracing::error!(error = %e, "write failed");
-                            return Err(unknown_outcome());
+                            return batch::fail(items, &unknown_outcome());
                         }
-                        Err(_) => return Err(unknown_outcome()),
+                        Err(_) => return batch::fail(items, &unknown_outcome()),
                     }
                 }
                 Some(leader) => match self.forward(leader, &cmd, left).await {
-                    Ok(Some(result)) => return result,
+                    Ok(Some((result, index))) => {
+                        match batch::split(total, result) {
+                            Ok(results) => batch::distribute(items, results, index),
+                            Err(e) => batch::fail(items, &e),
+                        }
+                        return;
+                    }
                     Ok(None) => {} // not sent, or not the leader: retry
                     Err(e) => {
                         tracing::warn!(error = %e, "forwarded write lost");
-                        return Err(unknown_outcome());
+                        return batch::fail(items, &unknown_outcome());
                     }
                 },
                 None => {}
@@ -369,13 +477,15 @@ impl Cluster {
         }
     }
 
-    /// Forwards `cmd` to `leader`. `Ok(None)`: certainly not applied, retry.
+    /// Forwards `cmd` (one write or a batch) to `leader`. `Ok(None)`:
+    /// certainly not applied, retry. Otherwise the entry's result and index,
+    /// once this tracker has applied it too (read-your-writes).
     async fn forward(
         &self,
         leader: NodeId,
         cmd: &Command,
         ttl: Duration,
-    ) -> Result<Option<Result<Applied, WireError>>, PeerError> {
+    ) -> Result<Option<(Result<Applied, WireError>, u64)>, PeerError> {
         let Some(addr) = self.addr_of(leader) else {
             return Ok(None);
         };
@@ -403,10 +513,10 @@ impl Cluster {
                 if waited.is_err() {
                     tracing::warn!(index, "forwarded write committed but not yet applied here");
                 }
-                Ok(Some(response.0))
+                Ok(Some((response.0, index)))
             }
             PeerReply::NotLeader { .. } => Ok(None),
-            PeerReply::Failed { error } => Ok(Some(Err(error))),
+            PeerReply::Failed { error } => Ok(Some((Err(error), 0))),
             other => Err(PeerError::Lost {
                 addr,
                 reason: format!("unexpected reply {other:?}"),
@@ -414,21 +524,51 @@ impl Cluster {
         }
     }
 
-    /// Serves a write forwarded by a follower: append if leader, answer
-    /// after commit.
+    /// Serves a write (or batch) forwarded by a follower: it joins this
+    /// leader's next batch, kept whole, and is answered after commit.
     pub(crate) async fn write_as_leader(&self, cmd: Command) -> PeerReply {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => PeerReply::Written {
-                result: serde_json::to_value(&resp.data).unwrap_or(serde_json::Value::Null),
-                index: resp.log_id.index,
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                PeerReply::NotLeader {
-                    leader: f.leader_id,
+        let (cmds, batched) = match cmd {
+            Command::Batch { writes } => (writes, true),
+            other => (vec![other], false),
+        };
+        let (done, answer) = oneshot::channel();
+        let queued = Queued {
+            cmds,
+            forwarded: true,
+            deadline: Instant::now() + WRITE_TIMEOUT,
+            done,
+        };
+        if self.writes.send(queued).is_err() {
+            return PeerReply::Failed {
+                error: unavailable("the leader is stopping"),
+            };
+        }
+        match answer.await {
+            Ok(Written::Applied { mut results, index }) => {
+                let result = if batched {
+                    Ok(Applied {
+                        message: format!("{} writes applied", results.len()),
+                        session_changed: None,
+                        results,
+                    })
+                } else {
+                    results.pop().unwrap_or_else(|| Err(unknown_outcome()))
+                };
+                PeerReply::Written {
+                    result: serde_json::to_value(Response(result))
+                        .unwrap_or(serde_json::Value::Null),
+                    index,
                 }
             }
-            Err(e) => PeerReply::Failed {
-                error: unavailable(format!("the leader could not commit the change: {e}")),
+            Ok(Written::NotLeader(leader)) => PeerReply::NotLeader { leader },
+            Ok(Written::Failed(error)) => PeerReply::Failed {
+                error: unavailable(format!(
+                    "the leader could not commit the change: {}",
+                    error.message
+                )),
+            },
+            Err(_) => PeerReply::Failed {
+                error: unavailable("the leader is stopping"),
             },
         }
     }

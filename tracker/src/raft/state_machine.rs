@@ -79,6 +79,7 @@ fn noted(message: &str) -> Response {
     Response(Ok(Applied {
         message: message.into(),
         session_changed: None,
+        results: Vec::new(),
     }))
 }
 
