@@ -315,8 +315,7 @@ async fn drive(job: &Job, start: Start) -> Result<Outcome, WireError> {
         .map_err(|e| io_error(format!("starting the whole-file hash: {e}")))?;
     let (prefix_pieces, prefix_bytes) = verified_prefix(pieces.have(), meta.size, 0);
     prefix.advance(prefix_bytes);
-    let hash_wake = prefix.wait_for_progress();
-    prefix.stop_waiting();
+    let hash_wake = prefix.progress();
     entry.set_serving(part.clone(), have_rx, meta.sha1);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_EVENT_QUEUE);
     let (job_tx, job_rx) = mpsc::unbounded_channel();
@@ -930,11 +929,7 @@ impl Dl<'_> {
         let lags = p.reported().saturating_sub(hashed) > MAX_HASH_BACKLOG;
         if lags != self.hash_throttled {
             self.hash_throttled = lags;
-            if lags {
-                p.wait_for_progress();
-            } else {
-                p.stop_waiting();
-            }
+            p.set_waiting(lags);
         }
         lags
     }

@@ -42,7 +42,7 @@ pub struct PrefixHasher {
     /// Bytes hashed so far.
     hashed: Arc<AtomicU64>,
     /// Notified after each chunk while `waiting` is set (see
-    /// [`PrefixHasher::wait_for_progress`]).
+    /// [`PrefixHasher::set_waiting`]).
     progress: Arc<tokio::sync::Notify>,
     waiting: Arc<AtomicBool>,
     result: Option<oneshot::Receiver<Result<Sha1Hash, StorageError>>>,
@@ -103,16 +103,15 @@ impl PrefixHasher {
         })
     }
 
-    /// A handle that is notified after each chunk hashed, from now until
-    /// [`stop_waiting`](Self::stop_waiting). The download uses it to pause
-    /// its requests while the hash lags too far behind.
-    pub fn wait_for_progress(&self) -> Arc<tokio::sync::Notify> {
-        self.waiting.store(true, Ordering::Relaxed);
+    /// Notified after each chunk hashed while [`set_waiting`](Self::set_waiting)
+    /// is on. The download uses it to resume its requests once the hash
+    /// has caught up.
+    pub fn progress(&self) -> Arc<tokio::sync::Notify> {
         self.progress.clone()
     }
 
-    pub fn stop_waiting(&self) {
-        self.waiting.store(false, Ordering::Relaxed);
+    pub fn set_waiting(&self, on: bool) {
+        self.waiting.store(on, Ordering::Relaxed);
     }
 
     /// The verified prefix now ends at `bytes` (clamped to the size; a
