@@ -13,7 +13,7 @@
 //! how the session code knows to heartbeat and re-announce after a reconnect.
 
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
-use proto::tracker::{RequestId, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
+use proto::tracker::{RequestId, Retry, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -119,7 +119,7 @@ impl TrackerLink {
 
     /// Send one request and wait for its answer.
     ///
-    /// Reads, and writes stamped with a request id (see [`retry_kind`]),
+    /// Reads, and writes stamped with a request id (see [`TrackerRequest::retry`]),
     /// are retried while [`CALL_BUDGET`] lasts when the connection breaks
     /// under them or the tracker answers `tracker_unavailable`: the link
     /// reconnects to the next live tracker, and a repeated write gets the
@@ -130,14 +130,14 @@ impl TrackerLink {
     /// up within [`CONNECT_WAIT`] or no answer comes within the budget.
     pub async fn call(&self, request: TrackerRequest) -> Result<TrackerReply, WireError> {
         let deadline = tokio::time::Instant::now() + CALL_BUDGET;
-        let dedup = match retry_kind(&request) {
+        let dedup = match request.retry() {
             Retry::Write => Some(RequestId {
                 client: self.inner.client,
                 seq: self.inner.next_seq.fetch_add(1, Ordering::Relaxed),
             }),
             Retry::Read | Retry::Never => None,
         };
-        let retry = retry_kind(&request) != Retry::Never;
+        let retry = request.retry() != Retry::Never;
         let mut first = true;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -349,41 +349,6 @@ enum Attempt {
     NoConnection,
     /// The connection broke (or stalled) before the answer came.
     Lost,
-}
-
-/// Whether a call may be sent again after its tracker failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// Idempotent read: retried as is.
-    Read,
-    /// Write: stamped with a request id, retried with the same id.
-    Write,
-    /// Hello, login (a repeat would start a second session; the user just
-    /// logs in again) and heartbeats (the next one comes in 3 s).
-    Never,
-}
-
-/// How `request` is retried.
-pub fn retry_kind(request: &TrackerRequest) -> Retry {
-    use TrackerRequest as R;
-    match request {
-        R::Hello { .. } | R::Login { .. } | R::Heartbeat { .. } => Retry::Never,
-        R::CreateUser { .. }
-        | R::Logout { .. }
-        | R::CreateGroup { .. }
-        | R::JoinGroup { .. }
-        | R::LeaveGroup { .. }
-        | R::AcceptRequest { .. }
-        | R::RegisterFile { .. }
-        | R::StopShare { .. }
-        | R::MarkPartial { .. } => Retry::Write,
-        R::ListRequests { .. }
-        | R::ListGroups { .. }
-        | R::ListFiles { .. }
-        | R::Locate { .. }
-        | R::IssueTicket { .. }
-        | R::CheckTicket { .. } => Retry::Read,
-    }
 }
 
 /// TCP connect plus the `Hello` exchange, each under a timeout.

@@ -189,6 +189,69 @@ pub enum TrackerRequest {
     },
 }
 
+/// Whether a call may be sent again after its tracker failed under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Idempotent read: retried as is.
+    Read,
+    /// Write: stamped with a [`RequestId`] and retried with the same id, so
+    /// the trackers apply it once.
+    Write,
+    /// Hello, login (a repeat would start a second session; the user just
+    /// logs in again) and heartbeats (the next one comes in 3 s).
+    Never,
+}
+
+impl TrackerRequest {
+    /// The session token the call acts under, if it needs one. The tracker
+    /// checks it before anything else; the daemon ends its session when the
+    /// tracker says the token is no longer live.
+    pub fn token(&self) -> Option<&SessionToken> {
+        use TrackerRequest as R;
+        match self {
+            R::Hello { .. } | R::CreateUser { .. } | R::Login { .. } => None,
+            R::Heartbeat { token, .. }
+            | R::Logout { token }
+            | R::CreateGroup { token, .. }
+            | R::JoinGroup { token, .. }
+            | R::LeaveGroup { token, .. }
+            | R::ListRequests { token, .. }
+            | R::AcceptRequest { token, .. }
+            | R::ListGroups { token }
+            | R::ListFiles { token, .. }
+            | R::RegisterFile { token, .. }
+            | R::StopShare { token, .. }
+            | R::Locate { token, .. }
+            | R::MarkPartial { token, .. }
+            | R::IssueTicket { token, .. }
+            | R::CheckTicket { token, .. } => Some(token),
+        }
+    }
+
+    /// How the call may be retried on another tracker (see [`Retry`]).
+    pub fn retry(&self) -> Retry {
+        use TrackerRequest as R;
+        match self {
+            R::Hello { .. } | R::Login { .. } | R::Heartbeat { .. } => Retry::Never,
+            R::CreateUser { .. }
+            | R::Logout { .. }
+            | R::CreateGroup { .. }
+            | R::JoinGroup { .. }
+            | R::LeaveGroup { .. }
+            | R::AcceptRequest { .. }
+            | R::RegisterFile { .. }
+            | R::StopShare { .. }
+            | R::MarkPartial { .. } => Retry::Write,
+            R::ListRequests { .. }
+            | R::ListGroups { .. }
+            | R::ListFiles { .. }
+            | R::Locate { .. }
+            | R::IssueTicket { .. }
+            | R::CheckTicket { .. } => Retry::Read,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum TrackerReply {
@@ -257,6 +320,33 @@ mod tests {
         };
         let json = serde_json::to_string(&ans).unwrap();
         assert_eq!(serde_json::from_str::<TrackerAnswer>(&json).unwrap(), ans);
+    }
+
+    #[test]
+    fn request_metadata() {
+        let token = SessionToken("t".into());
+        let login = TrackerRequest::Login {
+            user: "a".parse().unwrap(),
+            password: "p".into(),
+        };
+        assert_eq!(login.token(), None);
+        assert_eq!(login.retry(), Retry::Never);
+        let write = TrackerRequest::CreateGroup {
+            token: token.clone(),
+            group: "g".parse().unwrap(),
+        };
+        assert_eq!(write.token(), Some(&token));
+        assert_eq!(write.retry(), Retry::Write);
+        let read = TrackerRequest::ListGroups {
+            token: token.clone(),
+        };
+        assert_eq!(read.token(), Some(&token));
+        assert_eq!(read.retry(), Retry::Read);
+        let beat = TrackerRequest::Heartbeat {
+            token: token.clone(),
+            peer_addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert_eq!((beat.token(), beat.retry()), (Some(&token), Retry::Never));
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Connection {
             let shared = Arc::clone(&self.shared);
             let tx = tx.clone();
             self.tasks.spawn(async move {
-                let token = call_token(&call.request);
+                let token = call.request.token().cloned();
                 let mut result = handle(&shared, call.request, call.dedup).await;
                 // A lagging replica must not end a daemon's session: unless
                 // the leader confirms the session is gone, say "try again".
@@ -352,31 +352,6 @@ async fn write_answers(
         }
     }
     let _ = writer.shutdown().await;
-}
-
-/// The session token a call carries, if any. (A match, not a look into
-/// the call's JSON form: that copied a whole registration's piece list for
-/// every call.)
-fn call_token(request: &TrackerRequest) -> Option<SessionToken> {
-    use TrackerRequest as R;
-    match request {
-        R::Hello { .. } | R::CreateUser { .. } | R::Login { .. } => None,
-        R::Heartbeat { token, .. }
-        | R::Logout { token }
-        | R::CreateGroup { token, .. }
-        | R::JoinGroup { token, .. }
-        | R::LeaveGroup { token, .. }
-        | R::ListRequests { token, .. }
-        | R::AcceptRequest { token, .. }
-        | R::ListGroups { token }
-        | R::ListFiles { token, .. }
-        | R::RegisterFile { token, .. }
-        | R::StopShare { token, .. }
-        | R::Locate { token, .. }
-        | R::MarkPartial { token, .. }
-        | R::IssueTicket { token, .. }
-        | R::CheckTicket { token, .. } => Some(token.clone()),
-    }
 }
 
 /// The `id` of an undecodable call, if the frame is JSON with one, so the
