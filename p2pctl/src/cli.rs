@@ -336,8 +336,7 @@ impl Command {
 pub fn home_dir(given: Option<&Path>) -> Result<PathBuf, WireError> {
     match given {
         Some(h) if !h.as_os_str().is_empty() => Ok(h.to_path_buf()),
-        _ => directories::ProjectDirs::from("", "", "p2pshare")
-            .map(|d| d.data_dir().to_path_buf())
+        _ => proto::dirs::default_home()
             .ok_or_else(|| invalid("no platform data directory (is $HOME set?); pass --home DIR")),
     }
 }

@@ -15,8 +15,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The daemon's control socket inside its home.
-pub const SOCKET_FILE_NAME: &str = "p2pd.sock";
 /// Connecting and sending the request: a live daemon accepts at once.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Waiting for the answer to a non-streaming request. Generous: the daemon
@@ -67,11 +65,6 @@ fn means_no_daemon(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused | io::ErrorKind::TimedOut
     )
-}
-
-/// The control socket of the daemon whose home is `home`.
-pub fn socket_path(home: &Path) -> PathBuf {
-    home.join(SOCKET_FILE_NAME)
 }
 
 /// Send `request` to the daemon at `socket` and return its final reply,

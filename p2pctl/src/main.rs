@@ -103,7 +103,7 @@ async fn run(cli: cli::Cli) -> Outcome {
         Ok(h) => h,
         Err(e) => return refuse(json, e),
     };
-    let socket = client::socket_path(&home);
+    let socket = proto::dirs::socket_path(&home);
     // Do not ask for a password nobody will read.
     if prepared.password.is_some() && !socket.exists() {
         return no_daemon(json, &home, &socket);

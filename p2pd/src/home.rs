@@ -2,18 +2,17 @@
 //!
 //! Owns: creating HOME (0700), the exclusive lock on `HOME/p2pd.lock` (one
 //! daemon per home), removing a stale `HOME/p2pd.sock` (only while holding
-//! the lock, so a running daemon's socket is never touched), and atomic
-//! state-file writes. Invariant: while a [`Home`] exists, this process is the
+//! the lock, so a running daemon's socket is never touched), and where the
+//! state files live. Invariant: while a [`Home`] exists, this process is the
 //! only daemon using the directory.
 
+pub use proto::dirs::SOCKET_FILE;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
-pub const SOCKET_FILE: &str = "p2pd.sock";
 pub const LOCK_FILE: &str = "p2pd.lock";
 
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +119,7 @@ impl Home {
     }
 
     pub fn socket_path(&self) -> PathBuf {
-        self.dir.join(SOCKET_FILE)
+        proto::dirs::socket_path(&self.dir)
     }
 
     pub fn session_path(&self) -> PathBuf {
@@ -164,57 +163,10 @@ impl Drop for SocketGuard {
     }
 }
 
-/// Write `bytes` to `path` so that a crash leaves either the old or the new
-/// content, never a torn file: tmp file in the same directory, fsync,
-/// rename, fsync of the directory (makes the rename itself durable).
-///
-/// # Errors
-/// Any I/O failure; the tmp file is removed on a failed write.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // `mode` only applies on creation; a leftover tmp may have others.
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res
-}
-
-/// Remove a state file durably; absent is fine.
-///
-/// # Errors
-/// Any I/O failure other than the file being absent.
-pub fn remove_durably(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn too_long_home_is_refused_with_the_limit() {
@@ -255,23 +207,5 @@ mod tests {
         let _home = Home::open(&dir).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-    }
-
-    #[test]
-    fn atomic_write_replaces_content_with_mode() {
-        let t = tempfile::Builder::new()
-            .prefix("p2h")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let p = t.path().join("s.json");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o600).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        assert!(!t.path().join("s.json.tmp").exists());
-        remove_durably(&p).unwrap();
-        remove_durably(&p).unwrap();
-        assert!(!p.exists());
     }
 }

@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `p2pd [--home DIR] [--listen IP:PORT] [--advertise IP:PORT] [--tracker-info FILE]
 /// [--max-upload-rate RATE] [--max-download-rate RATE]`
@@ -69,19 +69,8 @@ impl Default for Options {
 pub enum OptionsError {
     #[error("no --home given and no platform data directory is known; pass --home DIR")]
     NoHome,
-    #[error("cannot read tracker info file {path}: {source}")]
-    ReadTrackerInfo {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {msg}")]
-    BadTrackerLine {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("tracker info file {path} lists no tracker")]
-    NoTrackers { path: PathBuf },
+    #[error("tracker info file: {0}")]
+    TrackerInfo(#[from] proto::tracker_info::TrackerInfoError),
 }
 
 impl Cli {
@@ -93,10 +82,7 @@ impl Cli {
     pub fn into_options(self) -> Result<Options, OptionsError> {
         let home = match self.home {
             Some(h) => h,
-            None => directories::ProjectDirs::from("", "", "p2pshare")
-                .ok_or(OptionsError::NoHome)?
-                .data_dir()
-                .to_path_buf(),
+            None => proto::dirs::default_home().ok_or(OptionsError::NoHome)?,
         };
         let info = match self.tracker_info {
             Some(p) => p,
@@ -109,7 +95,7 @@ impl Cli {
                 }
             }
         };
-        let trackers = read_tracker_info(&info)?;
+        let trackers = proto::tracker_info::read(&info)?;
         Ok(Options {
             home,
             listen: self.listen,
@@ -153,59 +139,6 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("rate {s:?} is too large"))
 }
 
-/// Read a tracker info file: one `IP:PORT` or `IP PORT` per line; blank
-/// lines and `#` comments ignored.
-///
-/// # Errors
-/// Unreadable file, a malformed line (named with its number), or no tracker.
-pub fn read_tracker_info(path: &Path) -> Result<Vec<SocketAddr>, OptionsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| OptionsError::ReadTrackerInfo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let trackers =
-        parse_tracker_info(&text).map_err(|(line, msg)| OptionsError::BadTrackerLine {
-            path: path.to_path_buf(),
-            line,
-            msg,
-        })?;
-    if trackers.is_empty() {
-        return Err(OptionsError::NoTrackers {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(trackers)
-}
-
-/// The pure part of [`read_tracker_info`]: `Err((line number, message))`.
-pub fn parse_tracker_info(text: &str) -> Result<Vec<SocketAddr>, (usize, String)> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let parsed = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [one] => one.parse::<SocketAddr>().ok(),
-            [ip, port] => match (ip.parse::<std::net::IpAddr>(), port.parse::<u16>()) {
-                (Ok(ip), Ok(port)) => Some(SocketAddr::new(ip, port)),
-                _ => None,
-            },
-            _ => None,
-        };
-        match parsed {
-            Some(a) => out.push(a),
-            None => {
-                return Err((
-                    i + 1,
-                    format!("expected IP:PORT or IP PORT, found {line:?}"),
-                ))
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,28 +164,6 @@ mod tests {
             assert!(parse_rate(bad).is_err(), "{bad:?}");
         }
         assert!(parse_rate("17179869184G").is_err(), "overflow");
-    }
-
-    #[test]
-    fn tracker_info_lines() {
-        let text = "# cluster\n\n127.0.0.1:7000\n  10.0.0.2 7001  # second\n[::1]:7002\n";
-        let got = parse_tracker_info(text).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                "127.0.0.1:7000".parse().unwrap(),
-                "10.0.0.2:7001".parse().unwrap(),
-                "[::1]:7002".parse().unwrap(),
-            ]
-        );
-        assert_eq!(parse_tracker_info("").unwrap(), vec![]);
-        assert_eq!(parse_tracker_info("ok\n").unwrap_err().0, 1);
-        assert_eq!(
-            parse_tracker_info("1.2.3.4:1\n1.2.3.4 99999\n")
-                .unwrap_err()
-                .0,
-            2
-        );
     }
 
     #[test]

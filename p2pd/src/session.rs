@@ -14,7 +14,7 @@
 //! local session.
 
 use crate::daemon::Daemon;
-use crate::home::{remove_durably, write_atomic};
+use proto::service::{remove_durably, write_atomic};
 use proto::tracker::{SessionToken, TrackerRequest, HEARTBEAT_INTERVAL};
 use proto::{ErrorCode, UserId, WireError};
 use serde::{Deserialize, Serialize};

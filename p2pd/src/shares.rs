@@ -7,9 +7,9 @@
 //! mtime; one that vanished or changed is dropped (with a warning) and the
 //! tracker is told `StopShare`, best effort.
 
-use crate::home::write_atomic;
 use crate::session::Session;
 use crate::tracker_link::TrackerLink;
+use proto::service::write_atomic;
 use proto::tracker::{FileMeta, TrackerRequest};
 use proto::{FileName, GroupId, UserId};
 use serde::{Deserialize, Serialize};

@@ -12,8 +12,13 @@
 //! - [`peer`]: p2pd <-> p2pd (handshake, bitfield, piece requests, piece data).
 //! - [`geometry`]: every piece/offset computation.
 //! - [`hash`]: the SHA-1 digest type as it travels (40 lowercase hex digits).
+//! - [`tracker_info`]: the one parser of `tracker_info.txt`.
+//! - [`dirs`]: default state directories and the control socket's name.
+//! - `service` (feature `service`): what `tracker` and `p2pd` share beyond
+//!   the wire: logging, signals, the accept loop, durable file writes.
 
 pub mod ctl;
+pub mod dirs;
 pub mod error;
 pub mod frame;
 pub mod geometry;
@@ -21,7 +26,10 @@ pub mod hash;
 pub mod ids;
 pub mod peer;
 pub mod raft;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod tracker;
+pub mod tracker_info;
 
 pub use error::{ErrorCode, WireError};
 pub use hash::Sha1Hash;

@@ -1,9 +1,12 @@
-//! `tracker_info.txt`: the addresses of every tracker of the cluster.
+//! `tracker_info.txt`: the addresses of every tracker of the cluster, as
+//! SPEC describes it. The one parser of the file: the tracker reads it to
+//! know its own address and its peers, p2pd to know whom to connect to.
 //!
 //! One tracker per line, `IP:PORT` or `IP PORT`; blank lines and `#`
 //! comments are ignored. Tracker `n` is the `n`-th address (1-based).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrackerInfoError {
@@ -11,6 +14,13 @@ pub enum TrackerInfoError {
     BadLine { line: usize, text: String },
     #[error("no tracker addresses listed")]
     Empty,
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: {source}")]
+    In {
+        path: PathBuf,
+        source: Box<TrackerInfoError>,
+    },
     #[error("tracker number {n} does not exist: {count} tracker(s) listed (numbers start at 1)")]
     NoSuchTracker { n: u32, count: usize },
 }
@@ -51,6 +61,22 @@ pub fn parse(text: &str) -> Result<Vec<SocketAddr>, TrackerInfoError> {
         return Err(TrackerInfoError::Empty);
     }
     Ok(addrs)
+}
+
+/// Reads and parses the file at `path`.
+///
+/// # Errors
+/// [`TrackerInfoError::Read`], or a parse error wrapped in
+/// [`TrackerInfoError::In`] so the message names the file.
+pub fn read(path: &Path) -> Result<Vec<SocketAddr>, TrackerInfoError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrackerInfoError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    parse(&text).map_err(|e| TrackerInfoError::In {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })
 }
 
 /// The address of tracker `n` (1-based).
@@ -103,5 +129,20 @@ mod tests {
         let addrs = parse("127.0.0.1:1").unwrap();
         assert!(nth(&addrs, 0).is_err());
         assert!(nth(&addrs, 2).is_err());
+    }
+
+    #[test]
+    fn read_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("ti-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tracker_info.txt");
+        let e = read(&path).unwrap_err();
+        assert!(e.to_string().starts_with("cannot read "), "{e}");
+        std::fs::write(&path, "127.0.0.1:1\nnope\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("tracker_info.txt: line 2"), "{e}");
+        std::fs::write(&path, "127.0.0.1:1\n").unwrap();
+        assert_eq!(read(&path).unwrap(), vec!["127.0.0.1:1".parse().unwrap()]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,10 +7,8 @@
 //!   tracker-to-tracker network; every write is committed by a majority.
 //! - [`tickets`]: short-lived signed download tickets (any tracker checks them).
 //! - [`server`]: the TCP side; one task per connection and per call.
-//! - [`tracker_info`]: parsing `tracker_info.txt`.
 
 pub mod raft;
 pub mod server;
 pub mod state;
 pub mod tickets;
-pub mod tracker_info;

@@ -3,16 +3,15 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use std::io::{BufRead, IsTerminal};
+use proto::tracker_info;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracker::raft::{Cluster, ClusterOptions};
 use tracker::server::{self, ServerOptions};
-use tracker::tracker_info;
 
 /// See the workspace Cargo.toml: glibc's malloc kept freed argon2 blocks
 /// and reply buffers in per-thread arenas (RSS ~440 MiB after 2,000 logins).
@@ -46,14 +45,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    proto::service::init_logging("info");
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -64,14 +56,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.tracker_info).with_context(|| {
-        format!(
-            "cannot read tracker info file {}",
-            args.tracker_info.display()
-        )
-    })?;
-    let addrs = tracker_info::parse(&text)
-        .with_context(|| format!("bad tracker info file {}", args.tracker_info.display()))?;
+    let addrs = tracker_info::read(&args.tracker_info).context("bad tracker info file")?;
     let addr = tracker_info::nth(&addrs, args.n)
         .with_context(|| format!("in {}", args.tracker_info.display()))?;
     match addrs.len() {
@@ -87,8 +72,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let data_dir = match args.data_dir {
         Some(dir) => dir,
-        None => match directories::ProjectDirs::from("", "", "p2pshare") {
-            Some(dirs) => dirs.data_dir().join(format!("tracker-{}", args.n)),
+        None => match proto::dirs::default_tracker_dir(args.n) {
+            Some(dir) => dir,
             None => bail!("cannot find a home directory for the data; pass --data-dir DIR"),
         },
     };
@@ -112,7 +97,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the tracker's data in {}", data_dir.display()))?;
 
-    watch_signals(stop.clone()).context("cannot install signal handlers")?;
+    proto::service::stop_on_signals(stop.clone()).context("cannot install signal handlers")?;
     watch_stdin(stop.clone());
 
     tracing::info!(
@@ -131,30 +116,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .context("Raft did not stop in time")?
         .context("Raft stopped with an error")?;
     tracing::info!("tracker {} stopped", args.n);
-    Ok(())
-}
-
-/// First SIGTERM/SIGINT: graceful stop. Second: exit at once, non-zero.
-fn watch_signals(stop: CancellationToken) -> std::io::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let mut seen = 0;
-        loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            seen += 1;
-            if seen == 1 {
-                tracing::info!("signal received; stopping (send another to exit at once)");
-                stop.cancel();
-            } else {
-                tracing::error!("second signal; exiting without finishing");
-                std::process::exit(130);
-            }
-        }
-    });
     Ok(())
 }
 

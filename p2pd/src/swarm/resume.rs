@@ -18,10 +18,11 @@
 
 use proto::hash::Sha1Stream;
 use proto::peer::{Bitfield, BitfieldError};
+use proto::service::write_atomic;
 use proto::{geometry, FileName, GroupId, Sha1Hash, UserId};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -168,7 +169,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ResumeError + '_ {
 }
 
 /// Writes `rec` into `dir` (created if missing) under
-/// [`ResumeRecord::file_name`]: tmp file, fsync, rename, fsync of `dir`.
+/// [`ResumeRecord::file_name`], atomically (`write_atomic`).
 /// Returns the record's path.
 ///
 /// # Errors
@@ -177,19 +178,11 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ResumeError + '_ {
 pub fn save(dir: &Path, rec: &ResumeRecord) -> Result<PathBuf, ResumeError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let path = dir.join(rec.file_name());
-    let tmp = dir.join(format!("{}{TMP_SUFFIX}", rec.file_name()));
     let json = serde_json::to_vec(&rec.to_disk()).map_err(|e| ResumeError::Io {
         path: path.clone(),
         source: e.into(),
     })?;
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&json).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
+    write_atomic(&path, &json, 0o600).map_err(io_err(&path))?;
     Ok(path)
 }
 

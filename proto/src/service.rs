@@ -1,0 +1,201 @@
+//! What the two long-running programs (`tracker`, `p2pd`) share beyond the
+//! wire: logging set-up, the two-stage stop on signals, the accept loop,
+//! and durable state-file writes. Behind the `service` feature, so p2pctl
+//! does not link any of it.
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Pause after a failed `accept` (usually out of file descriptors), so the
+/// loop backs off instead of spinning while the connections it has go on.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Logs to stderr, coloured only on a terminal (under systemd or `2>log`
+/// colours are noise), filtered by `RUST_LOG` or else `default_filter`.
+pub fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .init();
+}
+
+/// The first SIGTERM or SIGINT cancels `stop` (a graceful stop); a second
+/// one exits at once with status 130.
+///
+/// # Errors
+/// A handler cannot be installed.
+pub fn stop_on_signals(stop: CancellationToken) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("signal received; stopping (send another to exit at once)");
+        stop.cancel();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::error!("second signal; exiting without a clean stop");
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+/// Accepts connections until `shutdown` is cancelled and runs `serve(conn)`
+/// for each as its own task on `tasks`. `serve`'s future owns the
+/// connection and decides how it reacts to the stop. A failed accept is
+/// logged (naming `what`) and retried after a short pause.
+pub async fn accept_loop<C, A, AF, S, SF>(
+    what: &'static str,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+    mut accept: A,
+    mut serve: S,
+) where
+    A: FnMut() -> AF,
+    AF: Future<Output = std::io::Result<C>>,
+    S: FnMut(C) -> SF,
+    SF: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = accept() => r,
+        };
+        match conn {
+            Ok(c) => {
+                tasks.spawn(serve(c));
+            }
+            Err(e) => {
+                tracing::warn!("accepting a {what} connection: {e}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the
+/// new content, never a torn file: a tmp file beside it (with `mode`),
+/// fsync, rename, fsync of the directory (which makes the rename itself
+/// durable).
+///
+/// # Errors
+/// Any I/O failure; the tmp file is removed then.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // `mode` only applies on creation; a leftover tmp may have others.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Removes a state file durably (the directory is synced); absent is fine.
+///
+/// # Errors
+/// Any I/O failure other than the file being absent.
+pub fn remove_durably(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn atomic_write_replaces_content_with_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!t.path().join("s.json.tmp").exists());
+        remove_durably(&p).unwrap();
+        remove_durably(&p).unwrap();
+        assert!(!p.exists());
+    }
+
+    #[tokio::test]
+    async fn accept_loop_serves_each_connection_and_stops() {
+        let listener = Arc::new(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let looping = {
+            let (stop, tasks, served) = (stop.clone(), tasks.clone(), served.clone());
+            tokio::spawn(async move {
+                accept_loop(
+                    "test",
+                    &stop,
+                    &tasks,
+                    || {
+                        let l = listener.clone();
+                        async move { l.accept().await }
+                    },
+                    |_conn| {
+                        let served = served.clone();
+                        async move {
+                            served.fetch_add(1, Ordering::SeqCst);
+                        }
+                    },
+                )
+                .await
+            })
+        };
+        for _ in 0..3 {
+            let _c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while served.load(Ordering::SeqCst) < 3 {
+            assert!(tokio::time::Instant::now() < deadline, "not served");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(2), looping)
+            .await
+            .unwrap()
+            .unwrap();
+        tasks.close();
+        tasks.wait().await;
+    }
+}
