@@ -1,23 +1,28 @@
-//! The shared state of a running daemon and its start-up/shut-down sequence.
-//!
-//! [`Daemon`] is held as `Arc<Daemon>` by every task. Its std mutexes guard
-//! small maps and are never held across `.await`.
+//! A running daemon: its start-up and shut-down sequence, and the one
+//! place where its parts are built and wired together.
 //!
 //! Start: open and lock HOME → load session and shares → bind the peer
 //! listener (its port is advertised) → start the tracker link → bind the
-//! control socket → serve until the shutdown token is cancelled → stop
-//! every task within [`SHUTDOWN_DEADLINE`].
+//! control socket → spawn presence (heartbeats), the downloads' session
+//! follower, the peer listener and the control socket → serve until the
+//! shutdown token is cancelled → stop every task within
+//! [`SHUTDOWN_DEADLINE`].
 
+use crate::commands::Commands;
+use crate::downloads::Downloads;
 use crate::home::{Home, HomeError, SocketGuard};
 use crate::options::Options;
-use crate::session::{Session, SessionStore};
+use crate::presence::Presence;
+use crate::session::SessionStore;
 use crate::shares::{ShareSet, SharesError};
+use crate::swarm::context::SwarmContext;
+use crate::swarm::rate::RateLimiter;
+use crate::swarm::serve_index::ServeIndex;
+use crate::tracker_client::TrackerClient;
 use crate::tracker_link::TrackerLink;
-use proto::tracker::SessionToken;
-use proto::{ErrorCode, WireError};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,98 +50,7 @@ pub enum DaemonError {
     StopTimedOut(Duration),
 }
 
-/// Everything the daemon's tasks share.
-pub struct Daemon {
-    pub options: Options,
-    pub home: Home,
-    pub tracker: TrackerLink,
-    pub session: SessionStore,
-    pub shares: ShareSet,
-    /// Every download of this run, and the shared transfer limits.
-    pub downloads: crate::downloads::Downloads,
-    /// Piece bytes served to peers since start; the seeder adds to it.
-    pub uploaded: Arc<AtomicU64>,
-    /// The peer listener's bound address.
-    pub peer_local: SocketAddr,
-    /// Cancelled when the daemon stops; subsystems take child tokens.
-    pub shutdown: CancellationToken,
-    /// Every background task, so the stop can wait for them.
-    pub tasks: TaskTracker,
-    /// Serialises login and logout, so "already logged in" is decided
-    /// against a settled state.
-    pub(crate) login_gate: tokio::sync::Mutex<()>,
-    /// Serialises session resumes (see `session::resume`).
-    pub(crate) resume_gate: tokio::sync::Mutex<()>,
-    resumed: Mutex<Option<(u64, SessionToken)>>,
-    /// The last address announced, shown by `status` while disconnected.
-    last_advertised: Mutex<Option<SocketAddr>>,
-}
-
-impl std::fmt::Debug for Daemon {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon")
-            .field("home", &self.home.dir())
-            .field("peer_local", &self.peer_local)
-            .finish()
-    }
-}
-
-impl Daemon {
-    /// The address announced to the tracker: `--advertise`, else the local
-    /// IP of the tracker connection with the listener's port. `None` when
-    /// neither is known (not connected).
-    pub fn advertised_addr(&self) -> Option<SocketAddr> {
-        let addr = self.options.advertise.or_else(|| {
-            self.tracker
-                .local_ip()
-                .map(|ip| SocketAddr::new(ip, self.peer_local.port()))
-        });
-        if addr.is_some() {
-            *self
-                .last_advertised
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = addr;
-        }
-        addr
-    }
-
-    /// What `status` shows as `listen`: the advertised address, else the
-    /// last one advertised, else the listener's own address.
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.advertised_addr()
-            .or(*self
-                .last_advertised
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()))
-            .unwrap_or(self.peer_local)
-    }
-
-    /// The current session, or the `not_logged_in` refusal.
-    ///
-    /// # Errors
-    /// `not_logged_in` when nobody is logged in on this daemon.
-    pub fn require_session(&self) -> Result<Session, WireError> {
-        self.session.current().ok_or_else(|| {
-            WireError::new(
-                ErrorCode::NotLoggedIn,
-                "not logged in; run p2pctl login USER",
-            )
-        })
-    }
-
-    pub(crate) fn resumed_key(&self) -> Option<(u64, SessionToken)> {
-        self.resumed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn set_resumed_key(&self, key: Option<(u64, SessionToken)>) {
-        *self.resumed.lock().unwrap_or_else(|p| p.into_inner()) = key;
-    }
-}
-
-/// Run the daemon until `shutdown` is cancelled.
+/// Runs the daemon until `shutdown` is cancelled.
 ///
 /// # Errors
 /// Start-up failures (home locked or unusable, a port or socket that cannot
@@ -146,23 +60,20 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     tracing::info!(home = %home.dir().display(), "home locked");
     let tasks = TaskTracker::new();
 
+    let bind_err = |source| DaemonError::BindPeer {
+        addr: options.listen,
+        source,
+    };
     let peer_listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|source| DaemonError::BindPeer {
-            addr: options.listen,
-            source,
-        })?;
-    let peer_local = peer_listener
-        .local_addr()
-        .map_err(|source| DaemonError::BindPeer {
-            addr: options.listen,
-            source,
-        })?;
+        .map_err(bind_err)?;
+    let peer_local = peer_listener.local_addr().map_err(bind_err)?;
     tracing::info!(addr = %peer_local, "peer listener bound");
 
-    let tracker = TrackerLink::start(options.trackers.clone(), &tasks, shutdown.child_token());
-    let session = SessionStore::load(home.session_path());
-    let shares = ShareSet::load(home.shares_path(), session.subscribe(), tracker.clone())?;
+    let link = TrackerLink::start(options.trackers.clone(), &tasks, shutdown.child_token());
+    let sessions = Arc::new(SessionStore::load(home.session_path()));
+    let client = TrackerClient::new(link, sessions);
+    let shares = Arc::new(ShareSet::load(home.shares_path())?);
 
     let socket_path = home.socket_path();
     let ctl_listener =
@@ -174,43 +85,52 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let _socket_guard = SocketGuard(socket_path.clone());
     tracing::info!(socket = %socket_path.display(), "control socket ready");
 
-    let downloads = crate::downloads::Downloads::new(&options);
-    let daemon = Arc::new(Daemon {
-        downloads,
-        options,
-        home,
-        tracker,
-        session,
-        shares,
-        uploaded: Arc::new(AtomicU64::new(0)),
-        peer_local,
-        shutdown: shutdown.clone(),
+    let uploaded = Arc::new(AtomicU64::new(0));
+    let swarm = Arc::new(SwarmContext {
+        client: client.clone(),
+        shares: shares.clone(),
+        serving: ServeIndex::new(shares.clone()),
+        upload_limit: RateLimiter::new(options.max_upload_rate),
+        download_limit: RateLimiter::new(options.max_download_rate),
+        uploaded: uploaded.clone(),
+        records_dir: home.downloads_dir(),
         tasks: tasks.clone(),
-        login_gate: tokio::sync::Mutex::new(()),
-        resume_gate: tokio::sync::Mutex::new(()),
-        resumed: Mutex::new(None),
-        last_advertised: Mutex::new(None),
     });
+    let presence = Arc::new(Presence::new(
+        client.clone(),
+        shares.clone(),
+        options.advertise,
+        peer_local,
+    ));
+    let downloads = Downloads::new(swarm.clone(), shutdown.child_token());
+    let commands = Arc::new(Commands::new(
+        client,
+        shares,
+        presence.clone(),
+        downloads.clone(),
+        uploaded,
+        home.dir().to_path_buf(),
+        shutdown.clone(),
+    ));
 
-    tasks.spawn(crate::session::run_heartbeat(daemon.clone()));
-    tasks.spawn(crate::downloads::run(daemon.clone()));
+    tasks.spawn(presence.run(shutdown.child_token()));
+    tasks.spawn(downloads.follow_session());
     tasks.spawn(crate::peer_listener::run(
         peer_listener,
-        daemon.clone(),
+        swarm,
         shutdown.child_token(),
     ));
     tasks.spawn(crate::ipc::run(
         ctl_listener,
-        daemon.clone(),
+        commands,
+        tasks.clone(),
         shutdown.child_token(),
     ));
 
     shutdown.cancelled().await;
     tracing::info!("stopping");
     tasks.close();
-    let stopped = tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await;
-    drop(daemon);
-    match stopped {
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await {
         Ok(()) => {
             tracing::info!("stopped");
             Ok(())
@@ -229,8 +149,9 @@ mod tests {
     use interprocess::local_socket::GenericFilePath;
     use proto::ctl::{CtlHello, CtlReply, CtlRequest};
     use proto::frame::{read_json, write_json, MAX_CTL_FRAME_BYTES};
-    use proto::tracker::{TrackerReply, TrackerRequest};
-    use proto::PROTOCOL_VERSION;
+    use proto::tracker::{SessionToken, TrackerReply, TrackerRequest};
+    use proto::{ErrorCode, PROTOCOL_VERSION};
+    use std::sync::Mutex;
 
     async fn ctl(sock: &std::path::Path, request: CtlRequest) -> Vec<CtlReply> {
         let name = sock.to_fs_name::<GenericFilePath>().unwrap();

@@ -129,6 +129,11 @@ impl Home {
     pub fn shares_path(&self) -> PathBuf {
         self.dir.join("shares.json")
     }
+
+    /// Resume records of downloads in progress.
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.dir.join("downloads")
+    }
 }
 
 /// Refuse a home whose socket path does not fit a `sockaddr_un`.

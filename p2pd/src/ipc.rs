@@ -8,11 +8,12 @@
 //! another version) is answered with `invalid_argument` where the stream
 //! still allows it, then the connection closes; it never ends the daemon.
 
-use crate::daemon::Daemon;
+use crate::commands::Commands;
+use crate::progress::ProgressSink;
 use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use proto::ctl::{CtlHello, CtlReply, Progress};
+use proto::ctl::{CtlHello, CtlReply};
 use proto::frame::{read_frame, write_json, FrameError, MAX_CTL_FRAME_BYTES};
 use proto::{ErrorCode, PROTOCOL_VERSION};
 use std::path::Path;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long a client may take to send its request.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,56 +49,37 @@ pub fn bind(path: &Path) -> std::io::Result<CtlListener> {
         .create_tokio()
 }
 
-/// Where a command sends its progress ticks; the connection task writes
-/// them before the final reply. Sending never blocks the command.
-#[derive(Debug, Clone)]
-pub struct ProgressSink(mpsc::Sender<Progress>);
-
-impl ProgressSink {
-    pub fn send(&self, tick: Progress) {
-        // Full (slow client) or closed (client gone): drop the tick; the
-        // command carries on either way.
-        let _ = self.0.try_send(tick);
-    }
-
-    /// A sink whose ticks go nowhere (detached commands, tests).
-    pub fn detached() -> ProgressSink {
-        ProgressSink(mpsc::channel(1).0)
-    }
-
-    /// True once the client is gone (it stopped waiting).
-    pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-}
-
-/// Accept control connections until `shutdown`.
-pub async fn run(listener: CtlListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!("accepting a control connection: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+/// Accepts control connections until `shutdown`; one task each on `tasks`.
+pub async fn run(
+    listener: CtlListener,
+    commands: Arc<Commands>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let listener = Arc::new(listener);
+    proto::service::accept_loop(
+        "control",
+        &shutdown,
+        &tasks,
+        || {
+            let l = listener.clone();
+            async move { l.accept().await }
+        },
+        |stream| {
+            let (commands, stop) = (commands.clone(), shutdown.clone());
+            async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = handle(stream, commands) => {}
                 }
-            },
-        };
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        daemon.clone().tasks.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = handle(stream, daemon) => {}
             }
-        });
-    }
+        },
+    )
+    .await;
 }
 
 /// One p2pctl connection: one request, progress ticks, one final reply.
-async fn handle(mut stream: Stream, daemon: Arc<Daemon>) {
+async fn handle(mut stream: Stream, commands: Arc<Commands>) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream)).await {
         Err(_) => {
             reply(
@@ -120,8 +103,8 @@ async fn handle(mut stream: Stream, daemon: Arc<Daemon>) {
     tracing::debug!(request = ?redacted(&hello.request), "control request");
 
     let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);
-    let sink = ProgressSink(tx);
-    let command = crate::commands::dispatch(&daemon, hello.request, sink);
+    let sink = ProgressSink::from(tx);
+    let command = commands.dispatch(hello.request, sink);
     tokio::pin!(command);
     // Interleave progress ticks with the running command; once it has its
     // final reply, flush the ticks already queued, then send it.

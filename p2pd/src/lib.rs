@@ -1,18 +1,26 @@
-//! p2pd, the peer daemon of p2pshare: the control plane.
+//! p2pd, the peer daemon of p2pshare.
 //!
-//! - [`options`]: command line, rates, the tracker info file.
-//! - [`home`]: HOME, its lock, atomic state-file writes.
-//! - [`daemon`]: the shared [`daemon::Daemon`] state and [`daemon::run`].
+//! Dependencies point down this list; nothing below imports what is above.
+//!
+//! - [`daemon`]: start-up and shut-down; builds the parts and wires them.
 //! - [`ipc`]: the control socket; one task per p2pctl connection.
 //! - [`commands`]: one handler per SPEC command.
-//! - [`tracker_link`]: the multiplexed, reconnecting tracker connection.
-//! - [`session`]: `session.json`, its watch channel, heartbeats, resume.
-//! - [`shares`]: `shares.json`, what each user shares and its validity.
-//! - [`hashing`]: one-pass whole-file and per-piece SHA-1.
-//! - [`peer_listener`]: accepts peer connections (the swarm engine serves them).
 //! - [`downloads`]: the registry of downloads: `download_file`,
 //!   `show_downloads`, pausing and resuming with the session.
-//! - [`swarm`]: the swarm engine (download tasks, peer protocol, seeder).
+//! - [`peer_listener`]: accepts peer connections for the seeder.
+//! - [`presence`]: heartbeats, the advertised address, resuming a session
+//!   (re-announcing shares) on every tracker connection.
+//! - [`swarm`]: the swarm engine: one download's whole life, the seeder,
+//!   the peer protocol, pieces, the picker, storage, verification.
+//! - [`shares`]: `shares.json`, what each user shares and its validity.
+//! - [`tracker_client`]: every call to the tracker, typed, and the one
+//!   "`not_logged_in` ends the session" rule.
+//! - [`tracker_link`]: the multiplexed, reconnecting tracker connection.
+//! - [`session`]: `session.json` and its watch channel.
+//! - [`progress`]: how long commands report progress to p2pctl.
+//! - [`hashing`]: one-pass whole-file and per-piece SHA-1 of a file.
+//! - [`home`]: HOME, its lock, where the state files live.
+//! - [`options`]: command line and configuration.
 
 pub mod commands;
 pub mod daemon;
@@ -22,10 +30,13 @@ pub mod home;
 pub mod ipc;
 pub mod options;
 pub mod peer_listener;
+pub mod presence;
+pub mod progress;
 pub mod session;
 pub mod shares;
 pub mod swarm;
+pub mod tracker_client;
 pub mod tracker_link;
 
-pub use daemon::{run, Daemon, DaemonError};
+pub use daemon::{run, DaemonError};
 pub use options::{Cli, Options};

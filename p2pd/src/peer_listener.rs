@@ -1,50 +1,53 @@
 //! The TCP listener other daemons connect to for pieces.
 //!
-//! Owns the accept loop on `--listen`; its bound port is part of the
-//! advertised address. The piece protocol itself belongs to the swarm
-//! engine: [`serve_peer`] is the seam where it plugs in.
+//! Owns the accept loop on `--listen` (its bound port is part of the
+//! advertised address) and the cap on connections served at once; the
+//! piece protocol itself is the swarm engine's ([`crate::swarm::seeder`]).
 
-use crate::daemon::Daemon;
+use crate::swarm::context::SwarmContext;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Accept peer connections until `shutdown`; one task per connection.
-pub async fn run(listener: TcpListener, daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accepting a peer connection: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
+/// Incoming peer connections served at once; more are closed at once.
+pub const MAX_PEER_CONNECTIONS: usize = 64;
+
+/// Accepts peer connections until `shutdown`; one task per connection.
+pub async fn run(listener: TcpListener, ctx: Arc<SwarmContext>, shutdown: CancellationToken) {
+    let listener = Arc::new(listener);
+    let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
+    let tasks = ctx.tasks.clone();
+    proto::service::accept_loop(
+        "peer",
+        &shutdown,
+        &tasks,
+        || {
+            let l = listener.clone();
+            async move { l.accept().await }
+        },
+        |(stream, peer)| {
+            let (ctx, slots, stop) = (ctx.clone(), slots.clone(), shutdown.clone());
+            async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = serve_peer(stream, ctx, &slots) => {}
                 }
-            },
-        };
-        let daemon = daemon.clone();
-        let shutdown = shutdown.clone();
-        daemon.clone().tasks.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = serve_peer(stream, daemon) => {}
+                tracing::debug!(%peer, "peer connection closed");
             }
-            tracing::debug!(%peer, "peer connection closed");
-        });
-    }
+        },
+    )
+    .await;
 }
 
-/// Serve one peer connection (see [`crate::swarm::seeder`]), at most
-/// [`crate::downloads::MAX_PEER_CONNECTIONS`] at a time.
-pub async fn serve_peer(stream: TcpStream, daemon: Arc<Daemon>) {
+/// Serves one peer connection, if a slot is free.
+async fn serve_peer(stream: TcpStream, ctx: Arc<SwarmContext>, slots: &Arc<Semaphore>) {
     let peer = stream.peer_addr().ok();
-    let Ok(_permit) = daemon.downloads.peer_slots.clone().try_acquire_owned() else {
+    let Ok(_permit) = slots.clone().try_acquire_owned() else {
         tracing::warn!(?peer, "too many peer connections; refusing one");
         return;
     };
-    if let Err(e) = crate::swarm::seeder::serve(stream, daemon).await {
+    if let Err(e) = crate::swarm::seeder::serve(stream, ctx).await {
         tracing::debug!(?peer, "peer connection: {e}");
     }
 }

@@ -5,19 +5,17 @@
 //! next login re-announces them. Invariant: an entry is only served or
 //! re-announced while the file on disk still has the recorded size and
 //! mtime; one that vanished or changed is dropped (with a warning) and the
-//! tracker is told `StopShare`, best effort.
+//! tracker is told `StopShare`, best effort ([`forget_stale`]).
 
-use crate::session::Session;
-use crate::tracker_link::TrackerLink;
+use crate::tracker_client::SessionClient;
 use proto::service::write_atomic;
-use proto::tracker::{FileMeta, TrackerRequest};
+use proto::tracker::FileMeta;
 use proto::{FileName, GroupId, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use tokio::sync::watch;
 
 /// One shared file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,8 +95,6 @@ pub enum SharesError {
 pub struct ShareSet {
     path: PathBuf,
     file: Mutex<SharesFile>,
-    session: watch::Receiver<Option<Session>>,
-    tracker: TrackerLink,
 }
 
 impl std::fmt::Debug for ShareSet {
@@ -115,11 +111,7 @@ impl ShareSet {
     /// # Errors
     /// The file exists but cannot be read or parsed: refusing to start is
     /// better than silently forgetting what users shared.
-    pub fn load(
-        path: PathBuf,
-        session: watch::Receiver<Option<Session>>,
-        tracker: TrackerLink,
-    ) -> Result<ShareSet, SharesError> {
+    pub fn load(path: PathBuf) -> Result<ShareSet, SharesError> {
         let file = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| SharesError::Corrupt {
                 path: path.clone(),
@@ -131,8 +123,6 @@ impl ShareSet {
         Ok(ShareSet {
             path,
             file: Mutex::new(file),
-            session,
-            tracker,
         })
     }
 
@@ -192,51 +182,15 @@ impl ShareSet {
         Ok(n)
     }
 
-    /// The logged-in user's share of `name` in `group`, if it is still
-    /// valid on disk. This is what the seeder asks before serving a piece.
-    /// A share whose file vanished or changed is dropped here, and the
-    /// tracker is told (best effort, in the background).
-    pub fn lookup(&self, group: &GroupId, name: &FileName) -> Option<ShareEntry> {
-        let session = self.session.borrow().clone()?;
-        let entry = self
-            .lock()
+    /// `user`'s share of `name` in `group`, as recorded (valid on disk or
+    /// not: see [`ShareEntry::staleness`]).
+    pub fn find(&self, user: &UserId, group: &GroupId, name: &FileName) -> Option<ShareEntry> {
+        self.lock()
             .users
-            .get(&session.user)?
+            .get(user)?
             .iter()
             .find(|e| &e.group == group && &e.name == name)
-            .cloned()?;
-        match entry.staleness() {
-            None => Some(entry),
-            Some(why) => {
-                self.drop_stale(&session, &entry, &why);
-                None
-            }
-        }
-    }
-
-    /// Forget a share whose file vanished or changed and tell the tracker.
-    pub fn drop_stale(&self, session: &Session, entry: &ShareEntry, why: &str) {
-        tracing::warn!(
-            group = %entry.group, name = %entry.name,
-            "no longer sharing: {why}"
-        );
-        if let Err(e) = self.remove(&session.user, &entry.group, &entry.name) {
-            tracing::warn!("cannot update {}: {e}", self.path.display());
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let tracker = self.tracker.clone();
-        let req = TrackerRequest::StopShare {
-            token: session.token.clone(),
-            group: entry.group.clone(),
-            name: entry.name.clone(),
-        };
-        rt.spawn(async move {
-            if let Err(e) = tracker.call(req).await {
-                tracing::debug!("stop_share of a stale file: {e}");
-            }
-        });
+            .cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SharesFile> {
@@ -262,6 +216,24 @@ impl ShareSet {
     }
 }
 
+/// Forgets a share whose file vanished or changed (`why`), and tells the
+/// tracker in the background, best effort.
+pub fn forget_stale(shares: &ShareSet, client: &SessionClient, entry: &ShareEntry, why: &str) {
+    tracing::warn!(group = %entry.group, name = %entry.name, "no longer sharing: {why}");
+    if let Err(e) = shares.remove(client.user(), &entry.group, &entry.name) {
+        tracing::warn!("cannot update {}: {e}", shares.path.display());
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let (client, group, name) = (client.clone(), entry.group.clone(), entry.name.clone());
+    rt.spawn(async move {
+        if let Err(e) = client.stop_share(group, name).await {
+            tracing::debug!("stop_share of a stale file: {e}");
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,17 +257,8 @@ mod tests {
         }
     }
 
-    fn set(path: PathBuf, user: Option<&str>) -> ShareSet {
-        let session = user.map(|u| Session {
-            user: u.parse().unwrap(),
-            token: proto::tracker::SessionToken("t".into()),
-        });
-        let (_tx, rx) = watch::channel(session);
-        let tasks = tokio_util::task::TaskTracker::new();
-        let stop = tokio_util::sync::CancellationToken::new();
-        stop.cancel();
-        let link = TrackerLink::start(vec![], &tasks, stop);
-        ShareSet::load(path, rx, link).unwrap()
+    fn set(path: PathBuf) -> ShareSet {
+        ShareSet::load(path).unwrap()
     }
 
     #[tokio::test]
@@ -306,44 +269,36 @@ mod tests {
         let path = t.path().join("shares.json");
         let alice: UserId = "alice".parse().unwrap();
         {
-            let s = set(path.clone(), Some("alice"));
+            let s = set(path.clone());
             s.upsert(&alice, entry("g1", "my file.bin", &data)).unwrap();
             s.upsert(&alice, entry("g1", "my file.bin", &data)).unwrap();
             s.upsert(&alice, entry("g2", "my file.bin", &data)).unwrap();
             assert_eq!(s.count(&alice), 2);
         }
-        let s = set(path.clone(), Some("alice"));
+        let s = set(path.clone());
         assert_eq!(s.of_user(&alice).len(), 2);
         assert_eq!(s.of_user(&alice)[0], entry("g1", "my file.bin", &data));
         let g1: GroupId = "g1".parse().unwrap();
         let name: FileName = "my file.bin".parse().unwrap();
-        assert!(s.lookup(&g1, &name).is_some());
+        assert!(s.find(&alice, &g1, &name).is_some());
+        assert!(s.find(&"bob".parse().unwrap(), &g1, &name).is_none());
         assert_eq!(s.remove_group(&alice, &"g2".parse().unwrap()).unwrap(), 1);
         assert!(s.remove(&alice, &g1, &name).unwrap());
         assert!(!s.remove(&alice, &g1, &name).unwrap());
-        assert_eq!(set(path, None).count(&alice), 0);
+        assert_eq!(set(path).count(&alice), 0);
     }
 
-    #[tokio::test]
-    async fn lookup_drops_a_changed_file_and_needs_a_session() {
+    #[test]
+    fn staleness_says_why() {
         let t = tempfile::tempdir().unwrap();
         let data = t.path().join("f");
         std::fs::write(&data, b"hello").unwrap();
-        let path = t.path().join("shares.json");
-        let alice: UserId = "alice".parse().unwrap();
-        let g1: GroupId = "g1".parse().unwrap();
-        let name: FileName = "f".parse().unwrap();
-        let s = set(path.clone(), Some("alice"));
-        s.upsert(&alice, entry("g1", "f", &data)).unwrap();
-        assert!(set(path.clone(), None).lookup(&g1, &name).is_none());
+        let e = entry("g1", "f", &data);
+        assert_eq!(e.staleness(), None);
         std::fs::write(&data, b"hello, changed").unwrap();
-        assert!(s.lookup(&g1, &name).is_none());
-        assert_eq!(s.count(&alice), 0);
-        assert_eq!(
-            set(path, Some("alice")).count(&alice),
-            0,
-            "dropped on disk too"
-        );
+        assert!(e.staleness().unwrap().contains("changed"));
+        std::fs::remove_file(&data).unwrap();
+        assert!(e.staleness().unwrap().contains("vanished"));
     }
 
     #[test]
@@ -351,18 +306,8 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let path = t.path().join("shares.json");
         std::fs::write(&path, b"{not json").unwrap();
-        let (_tx, rx) = watch::channel(None);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let _g = rt.enter();
-        let link = TrackerLink::start(
-            vec![],
-            &tokio_util::task::TaskTracker::new(),
-            tokio_util::sync::CancellationToken::new(),
-        );
         assert!(matches!(
-            ShareSet::load(path, rx, link),
+            ShareSet::load(path),
             Err(SharesError::Corrupt { .. })
         ));
     }

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | 0 | [`Message::Handshake`] | JSON [`Handshake`] |
 //! | 1 | [`Message::HandshakeOk`] | empty |
-//! | 2 | [`Message::HandshakeReject`] | JSON [`WireError`] |
+//! | 2 | [`Message::HandshakeReject`] | JSON [`Refusal`] |
 //! | 3 | [`Message::Bitfield`] | packed bits, piece 0 = high bit of byte 0 |
 //! | 4 | [`Message::Have`] | piece u32 |
 //! | 5 | [`Message::Request`] | piece u32, offset u32, len u32 |
@@ -117,12 +117,48 @@ impl BlockRef {
     }
 }
 
+/// Why a serving peer refused a handshake: a reason the downloader acts on
+/// (a `ticket` refusal makes it fetch a new ticket), and a sentence for
+/// people. On the wire: the [`WireError`]'s fields plus `reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{error}")]
+pub struct Refusal {
+    #[serde(default)]
+    pub reason: RefusalReason,
+    #[serde(flatten)]
+    pub error: WireError,
+}
+
+/// What a [`Refusal`] means for the downloader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// Another peer protocol version.
+    Version,
+    /// The server does not hold that file (any more).
+    NotServed,
+    /// The ticket is unknown, expired or for another file: a new one may do.
+    Ticket,
+    /// The requester may not fetch it (not a logged-in member).
+    Denied,
+    /// The server could not decide now (its tracker is unreachable, it is
+    /// not logged in itself).
+    #[default]
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn new(reason: RefusalReason, error: WireError) -> Refusal {
+        Refusal { reason, error }
+    }
+}
+
 /// One peer message. Borrowed parts point into the decoded frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
     Handshake(Handshake),
     HandshakeOk,
-    HandshakeReject(WireError),
+    HandshakeReject(Refusal),
     /// The sender's verified pieces; check with [`Bitfield::from_bytes`].
     Bitfield(&'a [u8]),
     Have(u32),
@@ -538,6 +574,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_refusal_is_a_wire_error_plus_a_reason() {
+        let r = Refusal::new(
+            RefusalReason::Ticket,
+            WireError::new(crate::ErrorCode::InvalidArgument, "expired ticket"),
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["reason"], "ticket");
+        assert_eq!(json["code"], "invalid_argument");
+        assert_eq!(json["message"], "expired ticket");
+        // A bare WireError (no reason) still decodes.
+        let bare = br#"{"code":"not_member","message":"no"}"#;
+        let r: Refusal = serde_json::from_slice(bare).unwrap();
+        assert_eq!(r.reason, RefusalReason::Unavailable);
+        assert_eq!(r.error.code, crate::ErrorCode::NotMember);
+    }
+
     fn samples(data: &[u8]) -> Vec<Message<'_>> {
         let b = BlockRef {
             piece: 7,
@@ -547,7 +600,10 @@ mod tests {
         vec![
             Message::Handshake(handshake()),
             Message::HandshakeOk,
-            Message::HandshakeReject(WireError::new(crate::ErrorCode::NotMember, "no")),
+            Message::HandshakeReject(Refusal::new(
+                RefusalReason::Ticket,
+                WireError::new(crate::ErrorCode::InvalidArgument, "expired ticket"),
+            )),
             Message::Bitfield(&[0xA0]),
             Message::Bitfield(&[]),
             Message::Have(u32::MAX),

@@ -6,8 +6,9 @@
 //! the configured rate. So concurrent callers queue fairly, in the order
 //! they reserved, and a block larger than the burst still goes through.
 //! [`Bucket`] is pure (time is passed in); [`RateLimiter`] is the shared,
-//! async handle.
+//! async handle. [`RateMeter`] measures a rate for progress displays.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,38 @@ impl RateLimiter {
     }
 }
 
+/// The window [`RateMeter`] averages over.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+/// Bytes per second over the last [`RATE_WINDOW`].
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    /// Record `total` bytes now and return the recent rate.
+    pub fn update(&mut self, total: u64) -> u64 {
+        let now = Instant::now();
+        self.samples.push_back((now, total));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let Some(&(t0, b0)) = self.samples.front() else {
+            return 0;
+        };
+        let secs = now.duration_since(t0).as_secs_f64();
+        if secs < 0.05 {
+            return 0;
+        }
+        (total.saturating_sub(b0) as f64 / secs) as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +164,12 @@ mod tests {
     async fn unlimited_never_waits() {
         let r = RateLimiter::new(None);
         r.acquire(u64::MAX).await;
+    }
+
+    #[test]
+    fn rate_meter_starts_at_zero() {
+        let mut m = RateMeter::default();
+        assert_eq!(m.update(0), 0);
+        assert_eq!(m.update(1000), 0, "too short a window to say");
     }
 }

@@ -1,29 +1,35 @@
 //! Serving pieces to a peer that connected to us (it downloads, we serve).
 //!
-//! Sequence: read the `Handshake` (under [`HANDSHAKE_TIMEOUT`]) → find what
-//! we can serve: a share of the logged-in user (every piece) or a download
-//! in progress (its verified pieces) → [`authorize_peer`] asks the tracker
-//! → `HandshakeOk` + `Bitfield`, or `HandshakeReject` and close. Then a
-//! reader future queues `Request`s (and drops `Cancel`led ones from the
-//! queue) and a writer future answers them in order, one `Piece` frame
-//! read from disk straight into a reused buffer on a blocking thread, under
-//! the shared upload rate limit, plus `Have` for pieces a running download
-//! verifies meanwhile. Whichever future ends first ends the connection.
+//! Sequence: read the `Handshake` (under [`HANDSHAKE_TIMEOUT`]) → [`admit`]:
+//! find what we can serve in the [`ServeIndex`] (a share of the logged-in
+//! user: every piece; a download in progress: its verified pieces), then
+//! ask the tracker whether the ticket is the handshake user's, a logged-in
+//! member of the file's group → `HandshakeOk` + `Bitfield`, or
+//! `HandshakeReject` with a typed [`Refusal`] and close. Then a reader
+//! future queues `Request`s (and drops `Cancel`led ones from the queue) and
+//! a writer future answers them in order, one `Piece` frame read from disk
+//! straight into a reused buffer, under the shared upload rate limit, plus
+//! `Have` for pieces a running download verifies meanwhile. Whichever
+//! future ends first ends the connection; so does the end of our session.
 
+use super::context::SwarmContext;
+use super::serve_index::{ServeIndex, Source};
 use super::storage::{fill_piece_frame, fill_piece_frame_cached, PartFile, ServeError};
 use super::wire::{
     read_payload, write_bytes, write_msg, ConnError, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
 };
-use crate::daemon::Daemon;
-use proto::geometry;
-use proto::peer::{decode, Bitfield, BlockRef, Handshake, Message, PEER_PROTOCOL_VERSION};
-use proto::tracker::{TrackerReply, TrackerRequest};
-use proto::{ErrorCode, WireError};
+use crate::session::SessionStore;
+use crate::tracker_client::TicketError;
+use proto::peer::{
+    decode, Bitfield, BlockRef, Handshake, Message, Refusal, RefusalReason, PEER_PROTOCOL_VERSION,
+};
+use proto::{ErrorCode, UserId, WireError};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
@@ -31,263 +37,295 @@ use tokio::sync::{watch, Notify};
 /// (a well-behaved downloader keeps `PIPELINE_DEPTH_BLOCKS` outstanding).
 pub const MAX_QUEUED_REQUESTS: usize = 64;
 
-/// The one place that decides who may fetch: the tracker must vouch that
-/// the ticket belongs to the handshake's user, a logged-in member of the
-/// file's group.
-// TODO(#5): signed tickets replace the round trip to the tracker.
+/// Serve one peer connection to its end.
 ///
 /// # Errors
-/// `not_logged_in` if we are not; the tracker's refusal (`not_logged_in`,
-/// `not_member`, `invalid_argument` for an unknown or expired ticket); a
-/// ticket of another user is `invalid_argument`.
-pub async fn authorize_peer(daemon: &Daemon, hs: &Handshake) -> Result<(), WireError> {
-    let session = daemon.require_session()?;
-    let reply = daemon
-        .tracker
-        .call(TrackerRequest::CheckTicket {
-            token: session.token,
-            ticket: hs.ticket.clone(),
-            group: hs.group.clone(),
-            name: hs.name.clone(),
-        })
-        .await?;
-    match reply {
-        TrackerReply::TicketValid { user } if user == hs.user => Ok(()),
-        TrackerReply::TicketValid { user } => Err(WireError::new(
-            ErrorCode::InvalidArgument,
-            format!("the ticket belongs to {user}, not {}", hs.user),
-        )),
-        other => {
-            tracing::error!(?other, "unexpected answer to check_ticket");
-            Err(WireError::new(
-                ErrorCode::TrackerUnavailable,
-                "the tracker gave an unexpected answer",
-            ))
-        }
-    }
-}
-
-/// What a connection serves from.
-enum Source {
-    Share {
-        file: Arc<File>,
-        size: u64,
-        have: Bitfield,
-    },
-    Partial {
-        part: Arc<PartFile>,
-        have: watch::Receiver<Bitfield>,
-    },
-}
-
-impl Source {
-    fn size(&self) -> u64 {
-        match self {
-            Source::Share { size, .. } => *size,
-            Source::Partial { part, .. } => part.size(),
-        }
-    }
-}
-
-fn find_source(daemon: &Daemon, hs: &Handshake) -> Result<Source, WireError> {
-    let session = daemon.require_session()?;
-    if let Some(entry) = daemon.shares.lookup(&hs.group, &hs.name) {
-        if entry.meta.sha1 == hs.sha1 {
-            let file = File::open(&entry.path).map_err(|e| {
-                WireError::new(
-                    ErrorCode::Io,
-                    format!("cannot open the shared file {}: {e}", hs.name),
-                )
-            })?;
-            return Ok(Source::Share {
-                file: Arc::new(file),
-                size: entry.size,
-                have: Bitfield::full(geometry::piece_count(entry.size)),
-            });
-        }
-    }
-    if let Some((part, have)) =
-        daemon
-            .downloads
-            .serving(&session.user, &hs.group, &hs.name, &hs.sha1)
-    {
-        return Ok(Source::Partial { part, have });
-    }
-    Err(WireError::new(
-        ErrorCode::NoSuchFile,
-        format!("{} in {} is not served here", hs.name, hs.group),
-    ))
-}
-
-/// Serve one peer connection to its end.
-pub async fn serve(stream: TcpStream, daemon: Arc<Daemon>) -> Result<(), ConnError> {
+/// Why the connection ended (refused, closed, timed out, misbehaved).
+pub async fn serve(stream: TcpStream, ctx: Arc<SwarmContext>) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::with_capacity(256);
-    let step = "reading the handshake";
-    let p = read_payload(&mut rd, step, HANDSHAKE_TIMEOUT).await?;
-    let hs = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
-        Message::Handshake(h) => h,
-        _ => return Err(ConnError::Unexpected(step)),
-    };
-    let admitted = if hs.version != PEER_PROTOCOL_VERSION {
-        Err(WireError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "peer protocol version {} is not supported (this daemon speaks {})",
-                hs.version, PEER_PROTOCOL_VERSION
-            ),
-        ))
-    } else {
-        match find_source(&daemon, &hs) {
-            Ok(src) => authorize_peer(&daemon, &hs).await.map(|()| src),
-            Err(e) => Err(e),
-        }
-    };
+    let hs = read_handshake(&mut rd).await?;
     let step = "answering the handshake";
-    let source = match admitted {
-        Ok(s) => s,
-        Err(e) => {
+    let (source, serving_user) = match admit(&ctx, &hs).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
             tracing::info!(user = %hs.user, group = %hs.group, name = %hs.name,
-                "refused a peer: {e}");
-            write_msg(
-                &mut wr,
-                &Message::HandshakeReject(e.clone()),
-                &mut buf,
-                step,
-            )
-            .await?;
-            return Err(ConnError::Rejected(e));
+                "refused a peer: {refusal}");
+            let reject = Message::HandshakeReject(refusal.clone());
+            write_msg(&mut wr, &reject, &mut buf, step).await?;
+            return Err(ConnError::Rejected(refusal));
         }
     };
     tracing::debug!(user = %hs.user, name = %hs.name, "serving a peer");
     write_msg(&mut wr, &Message::HandshakeOk, &mut buf, step).await?;
-    let (mut have, mut have_rx) = match &source {
-        Source::Share { have, .. } => (have.clone(), None),
-        Source::Partial { have, .. } => {
-            let mut rx = have.clone();
-            let now = rx.borrow_and_update().clone();
-            (now, Some(rx))
-        }
+    let mut announced = Announced::of(&source);
+    let bits = Message::Bitfield(announced.have.as_bytes());
+    write_msg(&mut wr, &bits, &mut buf, step).await?;
+
+    let requests = Requests::default();
+    let writer = Writer {
+        ctx: &ctx,
+        source: &source,
+        requests: &requests,
+        name: &hs.name,
     };
-    write_msg(&mut wr, &Message::Bitfield(have.as_bytes()), &mut buf, step).await?;
+    tokio::select! {
+        r = read_requests(&mut rd, &requests, source.size()) => r,
+        r = writer.run(&mut wr, &mut announced) => r,
+        _ = session_over(ctx.client.sessions(), serving_user) => {
+            Err(ConnError::Protocol("our session ended; no longer serving".into()))
+        }
+    }
+}
 
-    let size = source.size();
-    let queue: Mutex<VecDeque<BlockRef>> = Mutex::new(VecDeque::new());
-    let wake = Notify::new();
-    let lock = || queue.lock().unwrap_or_else(|p| p.into_inner());
+async fn read_handshake(rd: &mut OwnedReadHalf) -> Result<Handshake, ConnError> {
+    let step = "reading the handshake";
+    let p = read_payload(rd, step, HANDSHAKE_TIMEOUT).await?;
+    match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+        Message::Handshake(h) => Ok(h),
+        _ => Err(ConnError::Unexpected(step)),
+    }
+}
 
-    let reader = async {
-        let step = "reading requests";
-        loop {
-            let p = read_payload(&mut rd, step, IDLE_TIMEOUT).await?;
-            match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
-                Message::Request(b) => {
-                    b.check(size)
-                        .map_err(|e| ConnError::Protocol(format!("bad request: {e}")))?;
-                    let mut q = lock();
-                    if q.len() >= MAX_QUEUED_REQUESTS {
-                        return Err(ConnError::Protocol(format!(
-                            "more than {MAX_QUEUED_REQUESTS} requests queued"
-                        )));
-                    }
-                    q.push_back(b);
-                    drop(q);
-                    wake.notify_one();
+/// Decides whether to serve `hs`: the file must be served here and the
+/// tracker must vouch that the ticket is the handshake user's, a logged-in
+/// member of the file's group. Returns what to serve and as whom.
+///
+/// # Errors
+/// The typed refusal to send back.
+async fn admit(ctx: &SwarmContext, hs: &Handshake) -> Result<(Source, UserId), Refusal> {
+    if hs.version != PEER_PROTOCOL_VERSION {
+        return Err(Refusal::new(
+            RefusalReason::Version,
+            WireError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "peer protocol version {} is not supported (this daemon speaks {})",
+                    hs.version, PEER_PROTOCOL_VERSION
+                ),
+            ),
+        ));
+    }
+    let client = ctx
+        .client
+        .current()
+        .map_err(|e| Refusal::new(RefusalReason::Unavailable, e))?;
+    let source = find(&ctx.serving, &client, hs)?;
+    let ticket = client
+        .check_ticket(hs.ticket.clone(), hs.group.clone(), hs.name.clone())
+        .await;
+    match ticket {
+        Ok(user) if user == hs.user => Ok((source, client.user().clone())),
+        Ok(user) => Err(Refusal::new(
+            RefusalReason::Denied,
+            WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("the ticket belongs to {user}, not {}", hs.user),
+            ),
+        )),
+        Err(TicketError::Invalid(e)) => Err(Refusal::new(RefusalReason::Ticket, e)),
+        Err(TicketError::Denied(e)) => Err(Refusal::new(RefusalReason::Denied, e)),
+        Err(TicketError::Unavailable(e)) => Err(Refusal::new(RefusalReason::Unavailable, e)),
+    }
+}
+
+fn find(
+    index: &ServeIndex,
+    client: &crate::tracker_client::SessionClient,
+    hs: &Handshake,
+) -> Result<Source, Refusal> {
+    index
+        .find(client, &hs.group, &hs.name, &hs.sha1)
+        .map_err(|e| {
+            let reason = match e.code {
+                ErrorCode::NoSuchFile => RefusalReason::NotServed,
+                _ => RefusalReason::Unavailable,
+            };
+            Refusal::new(reason, e)
+        })
+}
+
+/// The pieces the peer has been told about.
+struct Announced {
+    have: Bitfield,
+    /// A running download's verified pieces, as they grow.
+    updates: Option<watch::Receiver<Bitfield>>,
+}
+
+impl Announced {
+    fn of(source: &Source) -> Announced {
+        match source {
+            Source::Share { have, .. } => Announced {
+                have: have.clone(),
+                updates: None,
+            },
+            Source::Partial { have, .. } => {
+                let mut rx = have.clone();
+                let now = rx.borrow_and_update().clone();
+                Announced {
+                    have: now,
+                    updates: Some(rx),
                 }
-                Message::Cancel(b) => lock().retain(|&q| q != b),
-                // Harmless from a peer that also serves: nothing to do.
-                Message::KeepAlive | Message::Have(_) => {}
-                _ => return Err(ConnError::Unexpected(step)),
             }
         }
-    };
+    }
+}
 
-    let writer = async {
+/// Requests read and not answered yet.
+#[derive(Default)]
+struct Requests {
+    queue: Mutex<VecDeque<BlockRef>>,
+    wake: Notify,
+}
+
+impl Requests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<BlockRef>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Queues the peer's requests (each checked against the file's size) and
+/// forgets cancelled ones; ends on the first bad or unexpected message.
+async fn read_requests(
+    rd: &mut OwnedReadHalf,
+    requests: &Requests,
+    size: u64,
+) -> Result<(), ConnError> {
+    let step = "reading requests";
+    loop {
+        let p = read_payload(rd, step, IDLE_TIMEOUT).await?;
+        match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+            Message::Request(b) => {
+                b.check(size)
+                    .map_err(|e| ConnError::Protocol(format!("bad request: {e}")))?;
+                let mut q = requests.lock();
+                if q.len() >= MAX_QUEUED_REQUESTS {
+                    return Err(ConnError::Protocol(format!(
+                        "more than {MAX_QUEUED_REQUESTS} requests queued"
+                    )));
+                }
+                q.push_back(b);
+                drop(q);
+                requests.wake.notify_one();
+            }
+            Message::Cancel(b) => requests.lock().retain(|&q| q != b),
+            // Harmless from a peer that also serves: nothing to do.
+            Message::KeepAlive | Message::Have(_) => {}
+            _ => return Err(ConnError::Unexpected(step)),
+        }
+    }
+}
+
+/// The sending half of a served connection.
+struct Writer<'a> {
+    ctx: &'a SwarmContext,
+    source: &'a Source,
+    requests: &'a Requests,
+    name: &'a proto::FileName,
+}
+
+impl Writer<'_> {
+    /// Answers requests in order, announces newly verified pieces, and
+    /// keeps the connection alive when idle.
+    async fn run(
+        &self,
+        wr: &mut OwnedWriteHalf,
+        announced: &mut Announced,
+    ) -> Result<(), ConnError> {
         let step = "sending pieces";
+        let mut buf = Vec::with_capacity(256);
         let mut frame: Vec<u8> = Vec::new();
         loop {
-            // Answer everything queued, in order.
-            loop {
-                let next = lock().pop_front();
-                let Some(b) = next else { break };
-                if !have.has(b.piece) {
-                    write_msg(&mut wr, &Message::Reject(b), &mut buf, step).await?;
-                    continue;
-                }
-                daemon
-                    .downloads
-                    .upload_limit
-                    .acquire(u64::from(b.len))
-                    .await;
-                let (back, read) = read_block(&source, b, std::mem::take(&mut frame)).await;
-                frame = back;
-                match read {
-                    Ok(()) => {
-                        write_bytes(&mut wr, &frame, step).await?;
-                        daemon
-                            .uploaded
-                            .fetch_add(u64::from(b.len), Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::warn!(name = %hs.name, "cannot serve a block: {e}");
-                        write_msg(&mut wr, &Message::Reject(b), &mut buf, step).await?;
-                    }
-                }
-            }
+            self.answer_queued(wr, &announced.have, &mut frame, &mut buf)
+                .await?;
             let changed = async {
-                match have_rx.as_mut() {
+                match announced.updates.as_mut() {
                     Some(rx) => rx.changed().await.is_ok(),
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
-                _ = wake.notified() => {}
+                _ = self.requests.wake.notified() => {}
                 ok = changed => {
                     if !ok {
                         // The download ended; what it verified stays valid.
-                        have_rx = None;
+                        announced.updates = None;
                         continue;
                     }
-                    let Some(rx) = have_rx.as_mut() else { continue };
-                    let now = rx.borrow_and_update().clone();
-                    for p in now.ones() {
-                        if !have.has(p) {
-                            write_msg(&mut wr, &Message::Have(p), &mut buf, step).await?;
-                        }
-                    }
-                    have = now;
+                    announce_new(wr, announced, &mut buf).await?;
                 }
                 _ = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
-                    write_msg(&mut wr, &Message::KeepAlive, &mut buf, step).await?;
+                    write_msg(wr, &Message::KeepAlive, &mut buf, step).await?;
                 }
             }
         }
-    };
-    // Logout (or a login elsewhere) stops sharing: end the connection.
-    let mut session_rx = daemon.session.subscribe();
-    let serving_user = session_rx
-        .borrow_and_update()
-        .as_ref()
-        .map(|s| s.user.clone());
-    let session_over = async move {
+    }
+
+    /// Answers everything queued, in order: a `Piece` for what we have, a
+    /// `Reject` for what we do not (or cannot read).
+    async fn answer_queued(
+        &self,
+        wr: &mut OwnedWriteHalf,
+        have: &Bitfield,
+        frame: &mut Vec<u8>,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ConnError> {
+        let step = "sending pieces";
         loop {
-            if session_rx.changed().await.is_err() {
-                return;
+            let next = self.requests.lock().pop_front();
+            let Some(b) = next else { return Ok(()) };
+            if !have.has(b.piece) {
+                write_msg(wr, &Message::Reject(b), buf, step).await?;
+                continue;
             }
-            let user = session_rx
-                .borrow_and_update()
-                .as_ref()
-                .map(|s| s.user.clone());
-            if user != serving_user {
-                return;
+            self.ctx.upload_limit.acquire(u64::from(b.len)).await;
+            let (back, read) = read_block(self.source, b, std::mem::take(frame)).await;
+            *frame = back;
+            match read {
+                Ok(()) => {
+                    write_bytes(wr, frame, step).await?;
+                    self.ctx
+                        .uploaded
+                        .fetch_add(u64::from(b.len), Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(name = %self.name, "cannot serve a block: {e}");
+                    write_msg(wr, &Message::Reject(b), buf, step).await?;
+                }
             }
         }
+    }
+}
+
+/// `Have` for every piece verified since the last announcement.
+async fn announce_new(
+    wr: &mut OwnedWriteHalf,
+    announced: &mut Announced,
+    buf: &mut Vec<u8>,
+) -> Result<(), ConnError> {
+    let Some(rx) = announced.updates.as_mut() else {
+        return Ok(());
     };
-    tokio::select! {
-        r = reader => r,
-        r = writer => r,
-        _ = session_over => Err(ConnError::Protocol("our session ended; no longer serving".into())),
+    let now = rx.borrow_and_update().clone();
+    for p in now.ones() {
+        if !announced.have.has(p) {
+            write_msg(wr, &Message::Have(p), buf, "announcing pieces").await?;
+        }
+    }
+    announced.have = now;
+    Ok(())
+}
+
+/// Resolves when the session we serve as ends or changes: logout (or a
+/// login elsewhere) stops sharing.
+async fn session_over(sessions: &SessionStore, serving: UserId) {
+    let mut rx = sessions.subscribe();
+    loop {
+        let user = rx.borrow_and_update().as_ref().map(|s| s.user.clone());
+        if user.as_ref() != Some(&serving) || rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 

@@ -5,8 +5,8 @@
 //! a stall is reported with the step it happened in.
 
 use proto::frame::{read_frame, read_frame_into, FrameError, MAX_PEER_FRAME_BYTES};
+use proto::peer::Refusal;
 use proto::peer::{encode_frame, Message, PeerError};
-use proto::WireError;
 use std::future::Future;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -47,7 +47,7 @@ pub enum ConnError {
     #[error("unexpected message while {0}")]
     Unexpected(&'static str),
     #[error("the peer refused: {0}")]
-    Rejected(WireError),
+    Rejected(Refusal),
     #[error("protocol violation: {0}")]
     Protocol(String),
 }

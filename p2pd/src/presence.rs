@@ -1,0 +1,212 @@
+//! Being online: heartbeats, the advertised peer address, and resuming a
+//! session on each tracker connection.
+//!
+//! Resuming a session means, in this order:
+//!
+//! 1. `Heartbeat` (the tracker marks the user online at our peer address);
+//! 2. `RegisterFile` for every share of the user (idempotent), dropping a
+//!    share whose file vanished or changed, or that the tracker refuses.
+//!
+//! It happens once per (tracker connection, session): after login, at
+//! daemon start with a saved session, and after every reconnect. Between
+//! resumes, one heartbeat every [`HEARTBEAT_INTERVAL`]. A heartbeat
+//! answered `not_logged_in` ends the local session (the tracker client
+//! applies that rule).
+
+use crate::shares::{forget_stale, ShareSet};
+use crate::tracker_client::{SessionClient, TrackerClient};
+use proto::tracker::{SessionToken, HEARTBEAT_INTERVAL};
+use proto::{ErrorCode, WireError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Heartbeats and session resumes of this daemon.
+#[derive(Debug)]
+pub struct Presence {
+    client: TrackerClient,
+    shares: Arc<ShareSet>,
+    addr: PeerAddr,
+    /// Serialises resumes, so two triggers (login, reconnect) do not
+    /// announce the shares twice at once.
+    gate: tokio::sync::Mutex<()>,
+    /// (connection generation, session) last resumed completely.
+    resumed: Mutex<Option<(u64, SessionToken)>>,
+}
+
+/// Where peers reach us: `--advertise`, else the local IP of the tracker
+/// connection with the peer listener's port.
+#[derive(Debug)]
+struct PeerAddr {
+    advertise: Option<SocketAddr>,
+    listener: SocketAddr,
+    /// The last address announced, shown by `status` while disconnected.
+    last: Mutex<Option<SocketAddr>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Presence {
+    pub fn new(
+        client: TrackerClient,
+        shares: Arc<ShareSet>,
+        advertise: Option<SocketAddr>,
+        listener: SocketAddr,
+    ) -> Presence {
+        Presence {
+            client,
+            shares,
+            addr: PeerAddr {
+                advertise,
+                listener,
+                last: Mutex::new(None),
+            },
+            gate: tokio::sync::Mutex::new(()),
+            resumed: Mutex::new(None),
+        }
+    }
+
+    /// The address announced to the tracker; `None` when neither
+    /// `--advertise` nor a tracker connection gives one.
+    pub fn advertised_addr(&self) -> Option<SocketAddr> {
+        let a = &self.addr;
+        let addr = a.advertise.or_else(|| {
+            self.client
+                .link()
+                .local_ip()
+                .map(|ip| SocketAddr::new(ip, a.listener.port()))
+        });
+        if addr.is_some() {
+            *lock(&a.last) = addr;
+        }
+        addr
+    }
+
+    /// What `status` shows as `listen`: the advertised address, else the
+    /// last one advertised, else the listener's own address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.advertised_addr()
+            .or(*lock(&self.addr.last))
+            .unwrap_or(self.addr.listener)
+    }
+
+    /// After a logout: the next session resumes from scratch.
+    pub fn forget_resumed(&self) {
+        *lock(&self.resumed) = None;
+    }
+
+    /// Keeps the session alive until `shutdown`: a heartbeat every
+    /// [`HEARTBEAT_INTERVAL`], a resume after each (re)connection or new
+    /// session.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut conn = self.client.link().subscribe();
+        let mut session = self.client.sessions().subscribe();
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let ticked = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => true,
+                r = conn.changed() => { if r.is_err() { return } false }
+                r = session.changed() => { if r.is_err() { return } false }
+            };
+            let Ok(s) = self.client.current() else {
+                continue;
+            };
+            // A call can wait seconds for an absent tracker; the stop must not.
+            let work = async {
+                let resumed = self.resume(&s).await;
+                if !resumed && ticked {
+                    // Errors are logged inside; the next tick tries again.
+                    let _ = self.heartbeat(&s).await;
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = work => {}
+            }
+        }
+    }
+
+    /// Resumes `session` on the current connection unless that was already
+    /// done. Returns true if it did the work (no separate heartbeat needed).
+    pub async fn resume(&self, session: &SessionClient) -> bool {
+        let _gate = self.gate.lock().await;
+        let Some(generation) = self
+            .client
+            .link()
+            .subscribe()
+            .borrow()
+            .as_ref()
+            .map(|c| c.generation())
+        else {
+            return false;
+        };
+        let key = (generation, session.session().token.clone());
+        if lock(&self.resumed).as_ref() == Some(&key) {
+            return false;
+        }
+        if self.heartbeat(session).await.is_err() {
+            return true;
+        }
+        if self.announce_shares(session).await {
+            *lock(&self.resumed) = Some(key);
+        }
+        true
+    }
+
+    async fn heartbeat(&self, session: &SessionClient) -> Result<(), WireError> {
+        let Some(peer_addr) = self.advertised_addr() else {
+            return Err(WireError::new(
+                ErrorCode::TrackerUnavailable,
+                "not connected to a tracker",
+            ));
+        };
+        let r = session.heartbeat(peer_addr).await;
+        if let Err(e) = &r {
+            tracing::debug!("heartbeat: {e}");
+        }
+        r
+    }
+
+    /// Re-registers every share of the session's user. Returns false if the
+    /// tracker could not be reached (so the next reconnect tries again).
+    async fn announce_shares(&self, session: &SessionClient) -> bool {
+        let mut announced = 0usize;
+        for entry in self.shares.of_user(session.user()) {
+            if let Some(why) = entry.staleness() {
+                forget_stale(&self.shares, session, &entry, &why);
+                continue;
+            }
+            let (group, meta) = (entry.group.clone(), entry.meta.clone());
+            match session.register_file(group, meta).await {
+                Ok(()) => announced += 1,
+                Err(e) => match e.code {
+                    ErrorCode::TrackerUnavailable => return false,
+                    // The session ended; the client has forgotten it.
+                    ErrorCode::NotLoggedIn => return true,
+                    // The group is gone or we are no longer in it, or the
+                    // name now holds other content: it cannot come back.
+                    _ => {
+                        tracing::warn!(
+                            group = %entry.group, name = %entry.name,
+                            "no longer sharing: the tracker refused it: {e}"
+                        );
+                        if let Err(e) =
+                            self.shares
+                                .remove(session.user(), &entry.group, &entry.name)
+                        {
+                            tracing::warn!("cannot update shares: {e}");
+                        }
+                    }
+                },
+            }
+        }
+        if announced > 0 {
+            tracing::info!(user = %session.user(), announced, "shares announced to the tracker");
+        }
+        true
+    }
+}

@@ -1,0 +1,116 @@
+//! Why a download stopped for good, typed; turned into the wire's
+//! [`WireError`] only at the command boundary ([`DownloadError::to_wire`]).
+
+use crate::swarm::resume::ResumeError;
+use crate::swarm::storage::StorageError;
+use proto::{ErrorCode, FileName, GroupId, Sha1Hash, WireError};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The tracker refused (its code says why: `no_such_file`, ...).
+    #[error("{0}")]
+    Tracker(WireError),
+    #[error("no holder of {name} in {group} is online; try again later")]
+    NoHolders { name: FileName, group: GroupId },
+    #[error("{name} in {group} is already being downloaded; see p2pctl show_downloads")]
+    AlreadyDownloading { name: FileName, group: GroupId },
+    #[error("another download already writes {0}")]
+    SamePath(PathBuf),
+    #[error("{0} already exists; download_file never overwrites")]
+    PartExists(PathBuf),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("saving progress: {0}")]
+    Resume(#[from] ResumeError),
+    #[error("{name}: every piece matched but the whole file's SHA-1 is {}, not {}", got.to_hex(), want.to_hex())]
+    WholeFile {
+        name: FileName,
+        got: Sha1Hash,
+        want: Sha1Hash,
+    },
+    #[error("{0}: the empty file does not match its SHA-1")]
+    EmptyFile(FileName),
+    #[error("{path}: {source}")]
+    Finished {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("downloaded, but cannot save the shares file: {0}")]
+    SaveShare(std::io::Error),
+    /// A helper thread or task of the download died (a bug or a panic).
+    #[error("{0}")]
+    Internal(String),
+    /// Stopped (logout, daemon stop) before it could start.
+    #[error("the download was stopped before it started (logout or daemon stop)")]
+    Stopped,
+}
+
+impl DownloadError {
+    /// The refusal as p2pctl shows it: SPEC's code and the sentence.
+    pub fn to_wire(&self) -> WireError {
+        let code = match self {
+            DownloadError::Tracker(e) => return e.clone(),
+            DownloadError::NoHolders { .. } => ErrorCode::NoHoldersOnline,
+            DownloadError::AlreadyDownloading { .. } | DownloadError::SamePath(_) => {
+                ErrorCode::InvalidArgument
+            }
+            DownloadError::Storage(StorageError::NotAbsolute(_)) => ErrorCode::InvalidArgument,
+            DownloadError::WholeFile { .. } | DownloadError::EmptyFile(_) => ErrorCode::Integrity,
+            DownloadError::PartExists(_)
+            | DownloadError::Storage(_)
+            | DownloadError::Resume(_)
+            | DownloadError::Finished { .. }
+            | DownloadError::SaveShare(_)
+            | DownloadError::Internal(_)
+            | DownloadError::Stopped => ErrorCode::Io,
+        };
+        WireError::new(code, self.to_string())
+    }
+
+    /// Refusals after which trying again cannot help: the file or the
+    /// group is gone, or we are no longer a member.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DownloadError::Tracker(e) if matches!(
+            e.code,
+            ErrorCode::NoSuchFile | ErrorCode::NoSuchGroup | ErrorCode::NotMember
+        ))
+    }
+}
+
+impl From<WireError> for DownloadError {
+    fn from(e: WireError) -> Self {
+        DownloadError::Tracker(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_at_the_boundary() {
+        let name: FileName = "f".parse().unwrap();
+        let group: GroupId = "g".parse().unwrap();
+        let e = DownloadError::NoHolders {
+            name: name.clone(),
+            group,
+        };
+        assert_eq!(e.to_wire().code, ErrorCode::NoHoldersOnline);
+        assert!(e.to_wire().message.contains("no holder of f in g"));
+        let refusal = WireError::new(ErrorCode::NotMember, "not a member");
+        assert_eq!(DownloadError::from(refusal.clone()).to_wire(), refusal);
+        assert!(DownloadError::from(refusal).is_permanent());
+        let busy = WireError::new(ErrorCode::TrackerUnavailable, "later");
+        assert!(!DownloadError::from(busy).is_permanent());
+        let e = DownloadError::WholeFile {
+            name,
+            got: Sha1Hash([1; 20]),
+            want: Sha1Hash([2; 20]),
+        };
+        assert_eq!(e.to_wire().code, ErrorCode::Integrity);
+        assert!(e.to_string().contains(&"01".repeat(20)), "{e}");
+        let e = DownloadError::PartExists("/x/f.part".into());
+        assert_eq!(e.to_wire().code, ErrorCode::Io);
+    }
+}

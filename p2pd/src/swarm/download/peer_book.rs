@@ -1,0 +1,364 @@
+//! Who a download knows, talks to, and no longer trusts.
+//!
+//! Peer lifecycle: known (listed online by the tracker) → connecting (a
+//! connection attached) → ready (its bitfield arrived) → lost (closed,
+//! stalled, lied): its connection is detached and it may be dialled again
+//! after `retry_at` if the tracker still lists it online. One [`PeerId`]
+//! per remote user for the whole download, so per-peer statistics survive
+//! reconnections.
+//!
+//! Blame for corrupt pieces: a sole contributor is certainly lying and is
+//! banned for the rest of the download. With several contributors, one
+//! already banned explains it; otherwise each gets a strike, and
+//! [`MAX_STRIKES`] strikes ban, so an honest peer whose blocks were mixed
+//! with a liar's is not lost.
+//!
+//! Pure bookkeeping: no I/O, no clock (time is passed in).
+
+use crate::swarm::peer_conn::Out;
+use crate::swarm::pieces::PeerId;
+use proto::peer::Bitfield;
+use proto::tracker::PeerEntry;
+use proto::UserId;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Corrupt pieces shared with other contributors before a peer is banned.
+pub const MAX_STRIKES: u32 = 3;
+
+/// The download's handle on one live connection task.
+#[derive(Debug)]
+pub struct Conn {
+    /// Tells this connection's events from a previous one's.
+    pub no: u64,
+    pub tx: mpsc::UnboundedSender<Out>,
+    pub stop: CancellationToken,
+}
+
+/// One remote user of this download.
+#[derive(Debug)]
+pub struct Slot {
+    pub user: UserId,
+    pub addr: SocketAddr,
+    pub conn: Option<Conn>,
+    /// Set once the handshake succeeded.
+    pub bitfield: Option<Bitfield>,
+    /// Last block received (or when the pipeline last became non-empty).
+    pub last_block: Instant,
+    pub retry_at: Instant,
+}
+
+/// What blaming a corrupt piece decided for one contributor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blame {
+    pub peer: PeerId,
+    pub user: UserId,
+    /// Banned now (else: a strike only).
+    pub banned: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct PeerBook {
+    slots: HashMap<PeerId, Slot>,
+    ids: HashMap<UserId, PeerId>,
+    banned: HashSet<UserId>,
+    strikes: HashMap<UserId, u32>,
+    /// Users the last `Locate` listed online.
+    online: HashSet<UserId>,
+}
+
+impl PeerBook {
+    /// Learns who is online now (from `Locate`), skipping `me` and banned
+    /// users. New users get an id and a slot; known ones a fresh address.
+    pub fn learn(&mut self, peers: Vec<PeerEntry>, me: &UserId, now: Instant) {
+        self.online.clear();
+        for p in peers {
+            if &p.user == me || self.banned.contains(&p.user) {
+                continue;
+            }
+            self.online.insert(p.user.clone());
+            let next = PeerId(self.ids.len() as u32);
+            let id = *self.ids.entry(p.user.clone()).or_insert(next);
+            self.slots
+                .entry(id)
+                .and_modify(|s| s.addr = p.addr)
+                .or_insert(Slot {
+                    user: p.user,
+                    addr: p.addr,
+                    conn: None,
+                    bitfield: None,
+                    last_block: now,
+                    retry_at: now,
+                });
+        }
+    }
+
+    /// Whether the tracker listed anyone (usable) online.
+    pub fn any_online(&self) -> bool {
+        !self.online.is_empty()
+    }
+
+    /// Peers to dial now: online, not connected, past their retry time, in
+    /// id order, as many as fit under `max_connected`.
+    pub fn due(&self, now: Instant, max_connected: usize) -> Vec<PeerId> {
+        let room = max_connected.saturating_sub(self.connected());
+        let mut due: Vec<PeerId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.conn.is_none()
+                    && s.retry_at <= now
+                    && self.online.contains(&s.user)
+                    && !self.banned.contains(&s.user)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        due.sort_unstable();
+        due.truncate(room);
+        due
+    }
+
+    /// Peers with a connection (ready or still handshaking).
+    pub fn connected(&self) -> usize {
+        self.slots.values().filter(|s| s.conn.is_some()).count()
+    }
+
+    /// Peers whose handshake succeeded, in id order.
+    pub fn ready(&self) -> Vec<PeerId> {
+        let mut ids: Vec<PeerId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.bitfield.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn get(&self, peer: PeerId) -> Option<&Slot> {
+        self.slots.get(&peer)
+    }
+
+    pub fn get_mut(&mut self, peer: PeerId) -> Option<&mut Slot> {
+        self.slots.get_mut(&peer)
+    }
+
+    pub fn user_of(&self, peer: PeerId) -> Option<&UserId> {
+        self.slots.get(&peer).map(|s| &s.user)
+    }
+
+    /// Whether `conn` is `peer`'s current connection (else its events are
+    /// late ones of an earlier connection).
+    pub fn is_current(&self, peer: PeerId, conn: u64) -> bool {
+        self.slots
+            .get(&peer)
+            .and_then(|s| s.conn.as_ref())
+            .is_some_and(|c| c.no == conn)
+    }
+
+    /// A new connection to `peer`, handshaking.
+    pub fn attach(&mut self, peer: PeerId, conn: Conn, now: Instant) {
+        if let Some(s) = self.slots.get_mut(&peer) {
+            s.conn = Some(conn);
+            s.bitfield = None;
+            s.last_block = now;
+        }
+    }
+
+    /// Ends `peer`'s connection (its task is told to stop) and schedules
+    /// the next dial `retry` from `now`. Returns the bitfield it had, for
+    /// the caller's availability counts.
+    pub fn detach(&mut self, peer: PeerId, retry: Duration, now: Instant) -> Option<Bitfield> {
+        let slot = self.slots.get_mut(&peer)?;
+        if let Some(c) = slot.conn.take() {
+            c.stop.cancel();
+        }
+        slot.retry_at = now + retry;
+        slot.bitfield.take()
+    }
+
+    /// Connected peers with requests outstanding (`outstanding(peer)`) that
+    /// sent no block for longer than `timeout`.
+    pub fn stalled(
+        &self,
+        now: Instant,
+        timeout: Duration,
+        outstanding: impl Fn(PeerId) -> usize,
+    ) -> Vec<PeerId> {
+        self.slots
+            .iter()
+            .filter(|(&id, s)| {
+                s.conn.is_some()
+                    && outstanding(id) > 0
+                    && now.duration_since(s.last_block) > timeout
+            })
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Blames the contributors of a corrupt piece (see the module header).
+    /// Banned users are no longer dialled; the caller drops their
+    /// connections.
+    pub fn blame(&mut self, culprits: &[PeerId]) -> Vec<Blame> {
+        let users: Vec<(PeerId, UserId)> = culprits
+            .iter()
+            .filter_map(|&c| Some((c, self.user_of(c)?.clone())))
+            .collect();
+        if users.len() > 1 && users.iter().any(|(_, u)| self.banned.contains(u)) {
+            return Vec::new();
+        }
+        let sole = culprits.len() == 1;
+        users
+            .into_iter()
+            .map(|(peer, user)| {
+                let strikes = self.strikes.entry(user.clone()).or_default();
+                *strikes += 1;
+                let banned = sole || *strikes >= MAX_STRIKES;
+                if banned {
+                    self.banned.insert(user.clone());
+                    self.online.remove(&user);
+                }
+                Blame { peer, user, banned }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(user: &str, port: u16) -> PeerEntry {
+        PeerEntry {
+            user: user.parse().unwrap(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            complete: true,
+        }
+    }
+
+    fn conn(no: u64) -> Conn {
+        Conn {
+            no,
+            tx: mpsc::unbounded_channel().0,
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn me() -> UserId {
+        "me".parse().unwrap()
+    }
+
+    #[test]
+    fn learns_peers_with_stable_ids_and_skips_me() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        book.learn(
+            vec![entry("a", 1), entry("me", 2), entry("b", 3)],
+            &me(),
+            now,
+        );
+        assert_eq!(book.due(now, 16), vec![PeerId(0), PeerId(1)]);
+        // b comes back on another port; a goes offline.
+        book.learn(vec![entry("b", 4)], &me(), now);
+        assert_eq!(book.due(now, 16), vec![PeerId(1)]);
+        assert_eq!(book.get(PeerId(1)).unwrap().addr.port(), 4);
+        assert!(book.any_online());
+        book.learn(vec![], &me(), now);
+        assert!(!book.any_online());
+    }
+
+    #[test]
+    fn dialling_respects_the_cap_connections_and_retry_times() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        book.learn(
+            vec![entry("a", 1), entry("b", 2), entry("c", 3)],
+            &me(),
+            now,
+        );
+        assert_eq!(book.due(now, 2), vec![PeerId(0), PeerId(1)]);
+        book.attach(PeerId(0), conn(1), now);
+        assert_eq!(book.connected(), 1);
+        assert_eq!(book.due(now, 2), vec![PeerId(1)]);
+        assert!(book.is_current(PeerId(0), 1));
+        assert!(!book.is_current(PeerId(0), 2));
+        book.get_mut(PeerId(0)).unwrap().bitfield = Some(Bitfield::full(3));
+        assert_eq!(book.ready(), vec![PeerId(0)]);
+        let stop = book
+            .get(PeerId(0))
+            .unwrap()
+            .conn
+            .as_ref()
+            .unwrap()
+            .stop
+            .clone();
+        let had = book.detach(PeerId(0), Duration::from_secs(2), now);
+        assert_eq!(had.map(|b| b.count()), Some(3));
+        assert!(stop.is_cancelled(), "the connection task is told to stop");
+        assert!(book.ready().is_empty());
+        assert!(
+            !book.due(now, 16).contains(&PeerId(0)),
+            "not before its retry time"
+        );
+        assert!(book
+            .due(now + Duration::from_secs(2), 16)
+            .contains(&PeerId(0)));
+    }
+
+    #[test]
+    fn stalled_peers_are_those_with_requests_and_no_recent_block() {
+        let mut book = PeerBook::default();
+        let t0 = Instant::now();
+        book.learn(vec![entry("a", 1), entry("b", 2)], &me(), t0);
+        book.attach(PeerId(0), conn(1), t0);
+        book.attach(PeerId(1), conn(2), t0);
+        let later = t0 + Duration::from_secs(11);
+        let outstanding = |p: PeerId| if p == PeerId(0) { 3 } else { 0 };
+        assert_eq!(
+            book.stalled(later, Duration::from_secs(10), outstanding),
+            vec![PeerId(0)]
+        );
+        assert!(book
+            .stalled(t0, Duration::from_secs(10), outstanding)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_sole_liar_is_banned_at_once_shared_blame_takes_strikes() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        book.learn(
+            vec![entry("a", 1), entry("b", 2), entry("c", 3)],
+            &me(),
+            now,
+        );
+        let (a, b, c) = (PeerId(0), PeerId(1), PeerId(2));
+        // Shared blame: strikes, no ban, twice.
+        for _ in 0..2 {
+            let v = book.blame(&[a, b]);
+            assert!(v.iter().all(|x| !x.banned), "{v:?}");
+        }
+        // The third shared strike bans both.
+        let v = book.blame(&[a, b]);
+        assert!(v.iter().all(|x| x.banned), "{v:?}");
+        assert_eq!(book.due(now, 16), vec![c]);
+        // A banned user explains a later shared corruption: c keeps clean.
+        assert!(book.blame(&[a, c]).is_empty());
+        // Alone, c is banned at once and never relearned.
+        let v = book.blame(&[c]);
+        assert_eq!(
+            v,
+            vec![Blame {
+                peer: c,
+                user: "c".parse().unwrap(),
+                banned: true
+            }]
+        );
+        book.learn(vec![entry("c", 3)], &me(), now);
+        assert!(book.due(now, 16).is_empty());
+        assert!(!book.any_online());
+    }
+}
