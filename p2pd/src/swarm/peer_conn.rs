@@ -17,6 +17,7 @@ use super::wire::{
 use proto::peer::{decode, encode_frame, BlockRef, Handshake, Message, PIECE_DATA_START};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,6 @@ use tokio_util::sync::CancellationToken;
 pub enum Out {
     Request(BlockRef),
     Cancel(BlockRef),
-    Have(u32),
 }
 
 /// What a connection reports to its download.
@@ -113,10 +113,26 @@ async fn session(
     peer: PeerId,
     conn: u64,
     events: &mpsc::Sender<PeerMsg>,
-    mut out: mpsc::UnboundedReceiver<Out>,
+    out: mpsc::UnboundedReceiver<Out>,
     intake: Intake<'_>,
 ) -> Result<(), ConnError> {
-    let Intake { limiter, pool } = intake;
+    let (mut rd, mut wr, bits) = open(addr, handshake).await?;
+    let tx = Events { peer, conn, events };
+    if tx.send(PeerEvent::Ready(bits)).await.is_err() {
+        return Ok(());
+    }
+    tokio::select! {
+        r = read_messages(&mut rd, &tx, intake) => r,
+        r = write_messages(&mut wr, out) => r,
+    }
+}
+
+/// Connects, sends the handshake, and reads its answer and the peer's
+/// bitfield (bytes not validated yet).
+async fn open(
+    addr: SocketAddr,
+    handshake: Handshake,
+) -> Result<(OwnedReadHalf, OwnedWriteHalf, Vec<u8>), ConnError> {
     let stream = with_timeout("connecting", CONNECT_TIMEOUT, async {
         TcpStream::connect(addr)
             .await
@@ -129,13 +145,8 @@ async fn session(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = Vec::with_capacity(256);
-    write_msg(
-        &mut wr,
-        &Message::Handshake(handshake),
-        &mut buf,
-        "sending the handshake",
-    )
-    .await?;
+    let hello = Message::Handshake(handshake);
+    write_msg(&mut wr, &hello, &mut buf, "sending the handshake").await?;
     let step = "reading the handshake answer";
     let p = read_payload(&mut rd, step, HANDSHAKE_TIMEOUT).await?;
     match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
@@ -145,95 +156,113 @@ async fn session(
     }
     let step = "reading the bitfield";
     let p = read_payload(&mut rd, step, HANDSHAKE_TIMEOUT).await?;
-    let bits = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
-        Message::Bitfield(b) => b.to_vec(),
-        _ => return Err(ConnError::Unexpected(step)),
-    };
-    let send = |event| async move {
-        events
-            .send(PeerMsg { peer, conn, event })
-            .await
-            .map_err(|_| ())
-    };
-    if send(PeerEvent::Ready(bits)).await.is_err() {
-        return Ok(());
+    match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+        Message::Bitfield(b) => Ok((rd, wr, b.to_vec())),
+        _ => Err(ConnError::Unexpected(step)),
     }
+}
 
-    let reader = async {
-        let step = "reading from the peer";
-        loop {
-            let mut p = pool.get();
-            read_payload_into(&mut rd, &mut p, step, IDLE_TIMEOUT).await?;
-            let event = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
-                Message::Piece {
+/// Where a connection's events go, tagged with who sent them.
+struct Events<'a> {
+    peer: PeerId,
+    conn: u64,
+    events: &'a mpsc::Sender<PeerMsg>,
+}
+
+impl Events<'_> {
+    /// `Err` once the download is gone.
+    async fn send(&self, event: PeerEvent) -> Result<(), ()> {
+        let msg = PeerMsg {
+            peer: self.peer,
+            conn: self.conn,
+            event,
+        };
+        self.events.send(msg).await.map_err(|_| ())
+    }
+}
+
+/// Frames from the peer → events for the download; blocks through the
+/// download rate limit, into recycled buffers. `Ok` once the download is
+/// gone.
+async fn read_messages(
+    rd: &mut OwnedReadHalf,
+    tx: &Events<'_>,
+    intake: Intake<'_>,
+) -> Result<(), ConnError> {
+    let Intake { limiter, pool } = intake;
+    let step = "reading from the peer";
+    loop {
+        let mut p = pool.get();
+        read_payload_into(rd, &mut p, step, IDLE_TIMEOUT).await?;
+        let event = match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => {
+                let len = data.len() as u64;
+                limiter.acquire(len).await;
+                debug_assert_eq!(p.len() - PIECE_DATA_START, len as usize);
+                PeerEvent::Block {
                     piece,
                     offset,
-                    data,
-                } => {
-                    let len = data.len() as u64;
-                    limiter.acquire(len).await;
-                    debug_assert_eq!(p.len() - PIECE_DATA_START, len as usize);
-                    PeerEvent::Block {
-                        piece,
-                        offset,
-                        payload: p,
-                    }
+                    payload: p,
                 }
-                Message::Have(i) => {
-                    pool.put(p);
-                    PeerEvent::Have(i)
-                }
-                Message::Reject(b) => {
-                    pool.put(p);
-                    PeerEvent::Reject(b)
-                }
-                Message::KeepAlive => {
-                    pool.put(p);
-                    continue;
-                }
-                _ => return Err(ConnError::Unexpected(step)),
-            };
-            if send(event).await.is_err() {
-                return Ok(());
             }
-        }
-    };
-    let writer = async {
-        let step = "writing to the peer";
-        let mut batch = Vec::with_capacity(1024);
-        loop {
-            let first = tokio::select! {
-                m = out.recv() => m,
-                _ = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
-                    write_msg(&mut wr, &Message::KeepAlive, &mut buf, step).await?;
-                    continue;
-                }
-            };
-            let Some(first) = first else {
-                return Ok(()); // the download is done with this peer
-            };
-            // Batch what is already queued into one write.
-            batch.clear();
-            let mut next = Some(first);
-            while let Some(m) = next {
-                let msg = match m {
-                    Out::Request(b) => Message::Request(b),
-                    Out::Cancel(b) => Message::Cancel(b),
-                    Out::Have(i) => Message::Have(i),
-                };
-                encode_frame(&msg, &mut batch)
-                    .map_err(|source| ConnError::Decode { step, source })?;
-                next = if batch.len() < 64 * 1024 {
-                    out.try_recv().ok()
-                } else {
-                    None
-                };
+            Message::Have(i) => {
+                pool.put(p);
+                PeerEvent::Have(i)
             }
-            write_bytes(&mut wr, &batch, step).await?;
+            Message::Reject(b) => {
+                pool.put(p);
+                PeerEvent::Reject(b)
+            }
+            Message::KeepAlive => {
+                pool.put(p);
+                continue;
+            }
+            _ => return Err(ConnError::Unexpected(step)),
+        };
+        if tx.send(event).await.is_err() {
+            return Ok(());
         }
-    };
-    tokio::select! {
-        r = reader => r,
-        r = writer => r,
+    }
+}
+
+/// The download's messages → frames, what is queued batched into one
+/// write; keep-alives when idle. `Ok` once the download is done with us.
+async fn write_messages(
+    wr: &mut OwnedWriteHalf,
+    mut out: mpsc::UnboundedReceiver<Out>,
+) -> Result<(), ConnError> {
+    let step = "writing to the peer";
+    let mut buf = Vec::with_capacity(256);
+    let mut batch = Vec::with_capacity(1024);
+    loop {
+        let first = tokio::select! {
+            m = out.recv() => m,
+            _ = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
+                write_msg(wr, &Message::KeepAlive, &mut buf, step).await?;
+                continue;
+            }
+        };
+        let Some(first) = first else {
+            return Ok(());
+        };
+        batch.clear();
+        let mut next = Some(first);
+        while let Some(m) = next {
+            let msg = match m {
+                Out::Request(b) => Message::Request(b),
+                Out::Cancel(b) => Message::Cancel(b),
+            };
+            encode_frame(&msg, &mut batch).map_err(|source| ConnError::Decode { step, source })?;
+            next = if batch.len() < 64 * 1024 {
+                out.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        write_bytes(wr, &batch, step).await?;
     }
 }

@@ -13,10 +13,9 @@
 //! no shared cursor, so one `File` serves every block concurrently; call it
 //! from `spawn_blocking` (sync on purpose: `tokio::fs` copies every buffer).
 
-use proto::geometry::{self, PIECE_SIZE_BYTES};
-use proto::hash::Sha1Stream;
+use proto::geometry;
 use proto::peer::{self, BlockRef, PIECE_FRAME_HEADER_BYTES};
-use proto::{FileName, Sha1Hash};
+use proto::FileName;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -24,8 +23,6 @@ use std::path::{Path, PathBuf};
 
 /// Appended to the final file name while downloading.
 pub const PART_SUFFIX: &str = ".part";
-/// Buffer of the whole-file hash pass.
-const HASH_BUF_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -157,10 +154,6 @@ impl PartFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -193,50 +186,6 @@ impl PartFile {
         self.file
             .write_all_at(data, at)
             .map_err(io_err("writing", &self.path))
-    }
-
-    /// Reads piece `piece` into `buf` (resized to the piece's length) and
-    /// says whether it matches `expected`.
-    ///
-    /// # Errors
-    /// No such piece, or a read error.
-    pub fn verify_piece(
-        &self,
-        piece: u32,
-        expected: &Sha1Hash,
-        buf: &mut Vec<u8>,
-    ) -> Result<bool, StorageError> {
-        let at = geometry::piece_offset(piece);
-        let len = geometry::piece_len(self.size, piece).ok_or(StorageError::OutOfRange {
-            what: "piece",
-            offset: at,
-            len: PIECE_SIZE_BYTES,
-            size: self.size,
-        })?;
-        buf.resize(len as usize, 0);
-        self.file
-            .read_exact_at(buf, at)
-            .map_err(io_err("reading", &self.path))?;
-        Ok(Sha1Hash::of(buf) == *expected)
-    }
-
-    /// SHA-1 of the whole file, in one streaming pass of bounded memory.
-    ///
-    /// # Errors
-    /// A read error.
-    pub fn whole_sha1(&self) -> Result<Sha1Hash, StorageError> {
-        let mut h = Sha1Stream::new();
-        let mut buf = vec![0u8; HASH_BUF_BYTES];
-        let mut at = 0u64;
-        while at < self.size {
-            let n = (self.size - at).min(HASH_BUF_BYTES as u64) as usize;
-            self.file
-                .read_exact_at(&mut buf[..n], at)
-                .map_err(io_err("reading", &self.path))?;
-            h.update(&buf[..n]);
-            at += n as u64;
-        }
-        Ok(h.finish())
     }
 
     /// Reads `buf.len()` bytes at `at` (inside the file).
@@ -408,7 +357,7 @@ mod tests {
     }
 
     #[test]
-    fn write_verify_hash_finish_at_edge_sizes() {
+    fn write_read_finish_at_edge_sizes() {
         for size in [0, 1, P - 1, P, P + 1, 2 * P + B as u64 + 3] {
             let dir = tempfile::tempdir().unwrap();
             let fin = dir.path().join("f");
@@ -429,18 +378,10 @@ mod tests {
                 f.write_block(p, geometry::block_offset(b), &data[at..at + len])
                     .unwrap();
             }
-            let mut buf = Vec::new();
-            for p in 0..geometry::piece_count(size) {
-                let at = geometry::piece_offset(p) as usize;
-                let len = geometry::piece_len(size, p).unwrap() as usize;
-                let want = Sha1Hash::of(&data[at..at + len]);
-                assert!(f.verify_piece(p, &want, &mut buf).unwrap());
-                assert!(!f.verify_piece(p, &Sha1Hash::of(b"x"), &mut buf).unwrap());
-            }
-            assert!(f
-                .verify_piece(geometry::piece_count(size), &Sha1Hash::of(b""), &mut buf)
-                .is_err());
-            assert_eq!(f.whole_sha1().unwrap(), Sha1Hash::of(&data));
+            let mut buf = vec![0; size as usize];
+            f.read_exact_at(&mut buf, 0).unwrap();
+            assert_eq!(buf, data);
+            assert!(f.read_exact_at(&mut [0], size).is_err(), "past the end");
             f.sync_data().unwrap();
             drop(f);
             finish(&part, &fin).unwrap();
@@ -488,10 +429,11 @@ mod tests {
         f.write_block(0, 0, b"abcd").unwrap();
         drop(f);
         let f = PartFile::open(&part, 4, PartMode::Resume).unwrap();
-        assert_eq!(f.whole_sha1().unwrap(), Sha1Hash::of(b"abcd"));
         drop(f);
+        assert_eq!(fs::read(&part).unwrap(), b"abcd");
         let f = PartFile::open(&part, 4, PartMode::Fresh).unwrap();
-        assert_eq!(f.whole_sha1().unwrap(), Sha1Hash::of(&[0; 4]));
+        drop(f);
+        assert_eq!(fs::read(&part).unwrap(), [0; 4]);
     }
 
     #[test]
