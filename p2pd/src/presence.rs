@@ -210,3 +210,109 @@ impl Presence {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Session, SessionStore};
+    use crate::shares::{FileStamp, ShareEntry};
+    use crate::tracker_link::{fake, TrackerLink};
+    use proto::tracker::{FileMeta, TrackerReply, TrackerRequest};
+    use proto::Sha1Hash;
+    use std::time::Duration;
+    use tokio_util::task::TaskTracker;
+
+    fn share(dir: &std::path::Path, name: &str) -> ShareEntry {
+        let path = dir.join(name);
+        std::fs::write(&path, name).unwrap();
+        let stamp = FileStamp::read(&path).unwrap();
+        ShareEntry {
+            group: "g".parse().unwrap(),
+            name: name.parse().unwrap(),
+            path,
+            size: stamp.size,
+            mtime: stamp.mtime,
+            meta: FileMeta {
+                name: name.parse().unwrap(),
+                size: stamp.size,
+                sha1: Sha1Hash::of(name.as_bytes()),
+                piece_size: proto::geometry::PIECE_SIZE_BYTES,
+                pieces: vec![Sha1Hash::of(name.as_bytes())],
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn resume_heartbeats_reannounces_and_drops_what_cannot_come_back() {
+        let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = calls.clone();
+        let stop = CancellationToken::new();
+        let addr = fake::spawn(
+            Arc::new(move |req| {
+                let what = match req {
+                    TrackerRequest::Heartbeat { peer_addr, .. } => format!("heartbeat {peer_addr}"),
+                    TrackerRequest::RegisterFile { meta, .. } => format!("register {}", meta.name),
+                    TrackerRequest::StopShare { name, .. } => format!("stop {name}"),
+                    other => format!("{other:?}"),
+                };
+                lock(&log).push(what.clone());
+                if what == "register taken" {
+                    return Err(WireError::new(ErrorCode::NameTaken, "other content"));
+                }
+                Ok(TrackerReply::Done {
+                    message: "ok".into(),
+                })
+            }),
+            stop.clone(),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let link = TrackerLink::start(vec![addr], &TaskTracker::new(), stop.clone());
+        let sessions = Arc::new(SessionStore::load(dir.path().join("session.json")));
+        let client = TrackerClient::new(link, sessions);
+        let shares = Arc::new(ShareSet::load(dir.path().join("shares.json")).unwrap());
+        let session = client.acting_as(Session {
+            user: "alice".parse().unwrap(),
+            token: SessionToken("t".into()),
+        });
+        for name in ["kept", "taken", "changed"] {
+            shares
+                .upsert(session.user(), share(dir.path(), name))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("changed"), "changed since").unwrap();
+        let listener: SocketAddr = "0.0.0.0:7777".parse().unwrap();
+        let presence = Presence::new(client.clone(), shares.clone(), None, listener);
+        assert_eq!(presence.listen_addr(), listener, "not connected yet");
+        // Wait for the link, then resume.
+        let mut conn = client.link().subscribe();
+        tokio::time::timeout(Duration::from_secs(5), conn.wait_for(|c| c.is_some()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(presence.resume(&session).await);
+        assert!(!presence.resume(&session).await, "once per connection");
+        assert_eq!(
+            presence.advertised_addr(),
+            Some("127.0.0.1:7777".parse().unwrap()),
+            "the connection's local IP with the listener's port"
+        );
+        let names: Vec<String> = shares
+            .of_user(session.user())
+            .into_iter()
+            .map(|e| e.name.to_string())
+            .collect();
+        assert_eq!(names, ["kept"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !lock(&calls).contains(&"stop changed".to_string()) {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", lock(&calls));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = lock(&calls).clone();
+        assert_eq!(seen[0], "heartbeat 127.0.0.1:7777");
+        assert!(seen.contains(&"register kept".to_string()), "{seen:?}");
+        presence.forget_resumed();
+        assert!(presence.resume(&session).await, "again after a logout");
+        stop.cancel();
+    }
+}

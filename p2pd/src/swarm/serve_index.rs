@@ -166,3 +166,119 @@ impl ServeIndex {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Session, SessionStore};
+    use crate::shares::{FileStamp, ShareEntry};
+    use crate::swarm::storage::PartMode;
+    use crate::tracker_client::TrackerClient;
+    use crate::tracker_link::TrackerLink;
+    use proto::tracker::{FileMeta, SessionToken};
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        shares: Arc<ShareSet>,
+        index: Arc<ServeIndex>,
+        alice: SessionClient,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel(); // no tracker: the stop_share of a stale share fails quietly
+        let link = TrackerLink::start(vec![], &TaskTracker::new(), stop);
+        let sessions = Arc::new(SessionStore::load(dir.path().join("session.json")));
+        let client = TrackerClient::new(link, sessions);
+        let alice = client.acting_as(Session {
+            user: "alice".parse().unwrap(),
+            token: SessionToken("t".into()),
+        });
+        let shares = Arc::new(ShareSet::load(dir.path().join("shares.json")).unwrap());
+        let index = ServeIndex::new(shares.clone());
+        Fixture {
+            dir,
+            shares,
+            index,
+            alice,
+        }
+    }
+
+    fn share(path: &std::path::Path, sha1: Sha1Hash) -> ShareEntry {
+        let stamp = FileStamp::read(path).unwrap();
+        ShareEntry {
+            group: "g".parse().unwrap(),
+            name: "f".parse().unwrap(),
+            path: path.to_path_buf(),
+            size: stamp.size,
+            mtime: stamp.mtime,
+            meta: FileMeta {
+                name: "f".parse().unwrap(),
+                size: stamp.size,
+                sha1,
+                piece_size: geometry::PIECE_SIZE_BYTES,
+                pieces: vec![sha1],
+            },
+        }
+    }
+
+    fn names() -> (GroupId, FileName) {
+        ("g".parse().unwrap(), "f".parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_valid_share_is_served_whole_a_changed_one_is_forgotten() {
+        let f = fixture();
+        let data = f.dir.path().join("data");
+        std::fs::write(&data, b"hello").unwrap();
+        let sha1 = Sha1Hash([1; 20]);
+        f.shares.upsert(f.alice.user(), share(&data, sha1)).unwrap();
+        let (g, n) = names();
+        match f.index.find(&f.alice, &g, &n, &sha1) {
+            Ok(Source::Share { size, have, .. }) => assert_eq!((size, have.count()), (5, 1)),
+            _ => panic!("the share is served"),
+        }
+        let other = Sha1Hash([2; 20]);
+        let e = f.index.find(&f.alice, &g, &n, &other).err().unwrap();
+        assert_eq!(e.code, ErrorCode::NoSuchFile, "other content is not served");
+        std::fs::write(&data, b"hello, changed").unwrap();
+        let e = f.index.find(&f.alice, &g, &n, &sha1).err().unwrap();
+        assert_eq!(e.code, ErrorCode::NoSuchFile);
+        assert_eq!(f.shares.count(f.alice.user()), 0, "forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_download_is_served_while_published_only() {
+        let f = fixture();
+        let part = PartFile::open(&f.dir.path().join("f.part"), 5, PartMode::Fresh).unwrap();
+        let (tx, rx) = watch::channel(Bitfield::new(1));
+        let sha1 = Sha1Hash([3; 20]);
+        let (g, n) = names();
+        let key = (f.alice.user().clone(), g.clone(), n.clone());
+        let published = f.index.publish(key.clone(), sha1, Arc::new(part), rx);
+        match f.index.find(&f.alice, &g, &n, &sha1) {
+            Ok(Source::Partial { have, .. }) => {
+                let mut one = Bitfield::new(1);
+                one.set(0).unwrap();
+                tx.send_replace(one);
+                assert_eq!(have.borrow().count(), 1, "follows the download");
+            }
+            _ => panic!("the partial download is served"),
+        }
+        // A re-publication under the same key outlives the older guard.
+        let part2 = PartFile::open(&f.dir.path().join("f2.part"), 5, PartMode::Fresh).unwrap();
+        let again = f.index.publish(
+            key,
+            sha1,
+            Arc::new(part2),
+            watch::channel(Bitfield::new(1)).1,
+        );
+        drop(published);
+        assert!(f.index.find(&f.alice, &g, &n, &sha1).is_ok());
+        drop(again);
+        assert!(f.index.find(&f.alice, &g, &n, &sha1).is_err(), "withdrawn");
+    }
+}
