@@ -67,15 +67,6 @@ pub fn preferred_batch() -> usize {
     }
 }
 
-/// Below this many messages of one shape, one stream each is faster than
-/// the lane kernel (which costs the same for 1 lane as for 8).
-fn min_lanes(kernel: lanes::Kernel) -> usize {
-    match kernel {
-        lanes::Kernel::Avx512Vl => 2,
-        lanes::Kernel::Avx2 => 3,
-    }
-}
-
 /// SHA-1 of each message, each given as its chunks (a piece as the blocks
 /// it arrived in). Messages of the same chunk lengths go through the lane
 /// kernel together, the rest one stream each; the digests come back in
@@ -92,7 +83,7 @@ pub fn digest_many(msgs: &[&[&[u8]]]) -> Vec<Sha1Hash> {
                 .filter(|&j| !done[j] && lanes::same_shape(&[msgs[first], msgs[j]]))
                 .collect();
             for batch in group.chunks(lanes::LANES) {
-                if batch.len() < min_lanes(kernel) {
+                if batch.len() < kernel.min_lanes() {
                     continue;
                 }
                 let these: Vec<&[&[u8]]> = batch.iter().map(|&j| msgs[j]).collect();
