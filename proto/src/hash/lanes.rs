@@ -190,10 +190,8 @@ fn compress_lanes(
     match kernel.0 {
         // SAFETY: a `Kernel` is made only by `runnable`, after detection
         // saw avx2, avx512f and avx512vl; the kernel checks the lengths.
-        #[cfg(target_arch = "x86_64")]
         Isa::Avx512Vl => unsafe { x86::compress_avx512vl(states, chunks, blocks) },
         // SAFETY: as above, detection saw avx2.
-        #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::compress_avx2(states, chunks, blocks) },
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -358,8 +356,9 @@ mod x86 {
             /// The first `blocks` 64-byte blocks of each lane's chunk into
             /// `states`. Panics if a chunk is shorter than that.
             ///
-            /// Safe to call once the CPU is known to have `$feat` (calling
-            /// it still takes `unsafe`: it is a `#[target_feature]` fn).
+            /// Safe to call once the CPU is known to have the features named
+            /// in its `target_feature` attribute (calling it still takes
+            /// `unsafe`, as for any `#[target_feature]` fn).
             #[target_feature(enable = $feat)]
             pub(super) fn $name(
                 states: &mut [[u32; 5]; LANES],
@@ -367,9 +366,10 @@ mod x86 {
                 blocks: usize,
             ) {
                 // Bounds every load below: each reads 32 bytes that end at
-                // or before `blocks * 64`. Once per call, not per block.
+                // or before `blocks * 64` (which cannot overflow once this
+                // holds). Once per call, not per block.
                 assert!(
-                    chunks.iter().all(|c| c.len() >= blocks * 64),
+                    chunks.iter().all(|c| c.len() / 64 >= blocks),
                     "a lane chunk is shorter than {blocks} blocks"
                 );
                 let ptrs = chunks.map(<[u8]>::as_ptr);
