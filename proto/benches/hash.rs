@@ -56,23 +56,6 @@ fn stream(blocks: &[&[u8]]) -> Sha1Hash {
     h.finish()
 }
 
-/// Kernels this CPU can run, checked here rather than trusted: `lanes::digest`
-/// must only be handed a kernel the CPU has.
-fn kernels() -> Vec<(&'static str, lanes::Kernel)> {
-    #[allow(unused_mut)]
-    let mut ks = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") {
-            ks.push(("avx2", lanes::Kernel::Avx2));
-        }
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-            ks.push(("avx512vl", lanes::Kernel::Avx512Vl));
-        }
-    }
-    ks
-}
-
 fn bench_hash(c: &mut Criterion) {
     let data = pieces(lanes::LANES);
     let msgs = as_blocks(&data);
@@ -80,8 +63,11 @@ fn bench_hash(c: &mut Criterion) {
     let want: Vec<Sha1Hash> = data.iter().map(|p| Sha1Hash::of(p)).collect();
     eprintln!(
         "hash bench: lanes::kernel() = {:?}, runnable kernels = {:?}",
-        lanes::kernel(),
-        kernels().iter().map(|k| k.0).collect::<Vec<_>>()
+        lanes::kernel().map(lanes::Kernel::name),
+        lanes::runnable()
+            .into_iter()
+            .map(lanes::Kernel::name)
+            .collect::<Vec<_>>()
     );
 
     let mut g = c.benchmark_group("sha1_stream");
@@ -105,8 +91,8 @@ fn bench_hash(c: &mut Criterion) {
     g.bench_function("eight_pieces", |b| b.iter(|| digest_many(black_box(&refs))));
     g.finish();
 
-    for (name, kernel) in kernels() {
-        let mut g = c.benchmark_group(format!("lanes_{name}"));
+    for kernel in lanes::runnable() {
+        let mut g = c.benchmark_group(format!("lanes_{}", kernel.name()));
         for n in [1usize, 2, 4, 8] {
             let these = &refs[..n];
             assert_eq!(lanes::digest(kernel, these).expect("same shape"), want[..n]);

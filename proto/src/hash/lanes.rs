@@ -12,19 +12,23 @@
 //! Two kernels, chosen at run time: AVX-512VL (one-instruction rotates and
 //! three-input boolean functions on 256-bit vectors) and plain AVX2
 //! (shift-shift-or rotates). Both run exactly the scalar compression of
-//! FIPS 180-4 per lane; the tests pin them against AWS-LC's SHA-1.
+//! FIPS 180-4 per lane; the tests pin each one the CPU has against
+//! AWS-LC's SHA-1.
 //!
 //! The caller gives each message as a list of chunks (a piece as the
 //! blocks it arrived in); all messages of one call have the same chunk
 //! lengths, and every chunk but the last is a multiple of 64 bytes, so a
 //! compression never straddles two chunks. The last chunk's tail and the
 //! padding are compressed per lane by the scalar code here.
-
-// Vector intrinsics are `unsafe` to call; every call site below is inside
-// a function that runs only after the CPU was seen to have the feature,
-// and every load reads 32 bytes that lie inside a caller's slice (offsets
-// are bounded by the whole-block count of that slice).
-#![allow(unsafe_code)]
+//!
+//! **Soundness.** Running a kernel on a CPU without its instructions is
+//! undefined behaviour, so a [`Kernel`] is a proof, not a choice: its
+//! field is private and only the detection below ([`kernel`],
+//! [`runnable`]) makes one, after seeing every feature the kernel is
+//! compiled for. [`digest`] is therefore safe to call with any `Kernel`.
+//! Off x86_64 the type has no values at all. The only `unsafe` is the call
+//! into a kernel (justified by the `Kernel`) and the unaligned vector loads
+//! and stores inside it (justified by a length check at its entry).
 
 use super::Sha1Hash;
 
@@ -40,37 +44,85 @@ const H0: [u32; 5] = [
 ];
 const K: [u32; 4] = [0x5A82_7999, 0x6ED9_EBA1, 0x8F1B_BCDC, 0xCA62_C1D6];
 
-/// The vector kernel this CPU can run, if any.
+/// A lane kernel that this CPU can run.
+///
+/// Only [`kernel`] and [`runnable`] make one, and only after run-time
+/// detection saw its instructions, so safe code cannot name a kernel the
+/// CPU lacks:
+///
+/// ```compile_fail,E0603
+/// let k = proto::hash::lanes::Kernel(todo!());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
+pub struct Kernel(Isa);
+
+/// The instruction sets of the kernels. Private: a value exists only
+/// inside a [`Kernel`] made by detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    /// Needs avx2, avx512f and avx512vl.
+    #[cfg(target_arch = "x86_64")]
     Avx512Vl,
+    /// Needs avx2.
+    #[cfg(target_arch = "x86_64")]
     Avx2,
 }
 
-/// Detected once per process.
+impl Kernel {
+    /// `"avx512vl"` or `"avx2"`, for logs and benchmark names.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vl => "avx512vl",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// Below this many messages of one shape, one stream each is faster
+    /// than this kernel (which costs the same for 1 lane as for 8).
+    pub fn min_lanes(self) -> usize {
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vl => 2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => 3,
+        }
+    }
+}
+
+/// The kernel [`digest_many`](super::digest_many) uses: the fastest one
+/// this CPU runs, detected once per process. `None` without one, or when
+/// the environment sets `P2P_NO_SHA1_LANES` (to measure the fallback).
 pub fn kernel() -> Option<Kernel> {
     use std::sync::OnceLock;
-    static K: OnceLock<Option<Kernel>> = OnceLock::new();
-    *K.get_or_init(detect)
+    static PREFERRED: OnceLock<Option<Kernel>> = OnceLock::new();
+    *PREFERRED.get_or_init(|| {
+        if std::env::var_os("P2P_NO_SHA1_LANES").is_some() {
+            return None;
+        }
+        runnable().first().copied()
+    })
 }
 
-#[cfg(target_arch = "x86_64")]
-fn detect() -> Option<Kernel> {
-    if std::env::var_os("P2P_NO_SHA1_LANES").is_some() {
-        return None;
+/// Every kernel this CPU runs, fastest first, whatever `P2P_NO_SHA1_LANES`
+/// says: for tests and benchmarks that exercise each one.
+pub fn runnable() -> Vec<Kernel> {
+    #[allow(unused_mut)]
+    let mut ks = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Every feature a kernel is compiled with (see `x86`), not only
+        // the one it is named for.
+        let avx2 = is_x86_feature_detected!("avx2");
+        if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+            ks.push(Kernel(Isa::Avx512Vl));
+        }
+        if avx2 {
+            ks.push(Kernel(Isa::Avx2));
+        }
     }
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-        Some(Kernel::Avx512Vl)
-    } else if is_x86_feature_detected!("avx2") {
-        Some(Kernel::Avx2)
-    } else {
-        None
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect() -> Option<Kernel> {
-    None
+    ks
 }
 
 /// Whether `msgs` (1 to [`LANES`] messages, each a list of chunks) have
@@ -109,9 +161,8 @@ pub fn digest(kernel: Kernel, msgs: &[&[&[u8]]]) -> Option<Vec<Sha1Hash>> {
         let blocks = len / 64;
         if blocks > 0 {
             // Empty lanes repeat lane 0: same work, result discarded.
-            let ptrs: [*const u8; LANES] =
-                std::array::from_fn(|i| msgs.get(i).unwrap_or(&msgs[0])[c].as_ptr());
-            compress_lanes(kernel, &mut states, &ptrs, blocks);
+            let lanes: [&[u8]; LANES] = std::array::from_fn(|i| msgs.get(i).unwrap_or(&msgs[0])[c]);
+            compress_lanes(kernel, &mut states, &lanes, blocks);
         }
         if c + 1 == chunks {
             for (i, m) in msgs.iter().enumerate() {
@@ -127,28 +178,26 @@ pub fn digest(kernel: Kernel, msgs: &[&[&[u8]]]) -> Option<Vec<Sha1Hash>> {
     )
 }
 
+/// The first `blocks` 64-byte blocks of each lane's chunk into `states`.
+#[allow(unsafe_code)]
 fn compress_lanes(
     kernel: Kernel,
     states: &mut [[u32; 5]; LANES],
-    ptrs: &[*const u8; LANES],
+    chunks: &[&[u8]; LANES],
     blocks: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: `kernel` came from `kernel()`/`detect()`, so the CPU has
-        // the features; every pointer starts a slice of at least
-        // `blocks * 64` bytes (the caller's chunk).
-        unsafe {
-            match kernel {
-                Kernel::Avx512Vl => x86::compress_avx512vl(states, ptrs, blocks),
-                Kernel::Avx2 => x86::compress_avx2(states, ptrs, blocks),
-            }
-        }
+    match kernel.0 {
+        // SAFETY: a `Kernel` is made only by `runnable`, after detection
+        // saw avx2, avx512f and avx512vl; the kernel checks the lengths.
+        Isa::Avx512Vl => unsafe { x86::compress_avx512vl(states, chunks, blocks) },
+        // SAFETY: as above, detection saw avx2.
+        Isa::Avx2 => unsafe { x86::compress_avx2(states, chunks, blocks) },
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (kernel, states, ptrs, blocks);
-        unreachable!("no vector kernel on this architecture");
+        let _ = (states, chunks, blocks);
+        match kernel.0 {}
     }
 }
 
@@ -304,15 +353,26 @@ mod x86 {
 
     macro_rules! kernel {
         ($name:ident, $feat:literal, $rol:ident, $ch:ident, $par:ident, $maj:ident) => {
-            /// # Safety
-            /// The CPU has the named features; each of the eight pointers
-            /// starts at least `blocks * 64` readable bytes.
+            /// The first `blocks` 64-byte blocks of each lane's chunk into
+            /// `states`. Panics if a chunk is shorter than that.
+            ///
+            /// Safe to call once the CPU is known to have the features named
+            /// in its `target_feature` attribute (calling it still takes
+            /// `unsafe`, as for any `#[target_feature]` fn).
             #[target_feature(enable = $feat)]
-            pub(super) unsafe fn $name(
+            pub(super) fn $name(
                 states: &mut [[u32; 5]; LANES],
-                ptrs: &[*const u8; LANES],
+                chunks: &[&[u8]; LANES],
                 blocks: usize,
             ) {
+                // Bounds every load below: each reads 32 bytes that end at
+                // or before `blocks * 64` (which cannot overflow once this
+                // holds). Once per call, not per block.
+                assert!(
+                    chunks.iter().all(|c| c.len() / 64 >= blocks),
+                    "a lane chunk is shorter than {blocks} blocks"
+                );
+                let ptrs = chunks.map(<[u8]>::as_ptr);
                 let lane = |j: usize| -> __m256i {
                     _mm256_setr_epi32(
                         states[0][j] as i32,
@@ -343,8 +403,11 @@ mod x86 {
                     // Words 0..8, then 8..16, of all lanes: load one row
                     // per lane and transpose the 8x8 matrix of words.
                     for half in 0..2 {
+                        #[allow(unsafe_code)]
                         let r: [__m256i; 8] = std::array::from_fn(|i| {
-                            // SAFETY: off + half * 32 + 32 <= blocks * 64.
+                            // SAFETY: off + half * 32 + 32 <= blocks * 64,
+                            // which the assert above bounds by the length
+                            // of chunk i; loadu needs no alignment.
                             unsafe {
                                 _mm256_loadu_si256(ptrs[i].add(off + half * 32) as *const __m256i)
                             }
@@ -397,7 +460,12 @@ mod x86 {
                 }
                 for (j, v) in h.iter().enumerate() {
                     let mut out = [0u32; 8];
-                    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, *v);
+                    #[allow(unsafe_code)]
+                    // SAFETY: `out` is 32 writable bytes; storeu needs no
+                    // alignment.
+                    unsafe {
+                        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, *v)
+                    };
                     for (i, s) in states.iter_mut().enumerate() {
                         s[j] = out[i];
                     }
@@ -443,18 +511,138 @@ mod tests {
             .collect()
     }
 
-    fn kernels() -> Vec<Kernel> {
-        let mut ks = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") {
-                ks.push(Kernel::Avx2);
+    /// Whether the CPU has every feature `isa`'s kernel is compiled with,
+    /// read here rather than taken from `runnable`.
+    #[cfg(target_arch = "x86_64")]
+    fn cpu_has(isa: Isa) -> bool {
+        let avx2 = is_x86_feature_detected!("avx2");
+        match isa {
+            Isa::Avx512Vl => {
+                avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl")
             }
-            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
-                ks.push(Kernel::Avx512Vl);
+            Isa::Avx2 => avx2,
+        }
+    }
+
+    /// The detected kernel for `isa`; only detection may make one, even here.
+    #[cfg(target_arch = "x86_64")]
+    fn detected(isa: Isa) -> Kernel {
+        runnable()
+            .into_iter()
+            .find(|k| k.0 == isa)
+            .unwrap_or_else(|| panic!("the CPU has {isa:?} but detection did not offer it"))
+    }
+
+    /// Pins `k` against AWS-LC: every lane count, lengths around the block
+    /// and padding edges, pieces given as their blocks, refused shapes.
+    #[cfg(target_arch = "x86_64")]
+    fn check_kernel(k: Kernel) {
+        for lanes in 1..=LANES {
+            for len in [0usize, 1, 63, 64, 65, 127, 128, 1000, 4096, 70_001] {
+                let bufs: Vec<Vec<u8>> = (0..lanes).map(|i| data(i as u32 * 7, len)).collect();
+                let msgs: Vec<Vec<&[u8]>> = bufs.iter().map(|b| vec![&b[..]]).collect();
+                let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
+                let got = digest(k, &refs).expect("same shape");
+                for (i, b) in bufs.iter().enumerate() {
+                    assert_eq!(
+                        got[i],
+                        reference(&[b]),
+                        "{k:?} lanes {lanes} len {len} lane {i}"
+                    );
+                }
             }
         }
-        ks
+
+        // Three 128 KiB blocks and a short last block, as a last piece.
+        let lens = [131_072usize, 131_072, 131_072, 5_000];
+        let bufs: Vec<Vec<Vec<u8>>> = (0..LANES)
+            .map(|i| {
+                lens.iter()
+                    .enumerate()
+                    .map(|(j, &l)| data((i * 10 + j) as u32, l))
+                    .collect()
+            })
+            .collect();
+        let msgs: Vec<Vec<&[u8]>> = bufs
+            .iter()
+            .map(|m| m.iter().map(|c| &c[..]).collect())
+            .collect();
+        let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
+        let got = digest(k, &refs).expect("same shape");
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(got[i], reference(m), "{k:?} chunked lane {i}");
+        }
+
+        let a = [0u8; 100];
+        let b = [0u8; 64];
+        assert!(digest(k, &[&[&a[..]], &[&b[..]]]).is_none());
+        assert!(digest(k, &[]).is_none());
+    }
+
+    /// The guard that keeps the kernel tests below from passing by testing
+    /// nothing: every x86_64 machine this runs on (CI included) has AVX2,
+    /// so finding no kernel there is a detection bug, not a skip.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn detection_offers_exactly_the_kernels_the_cpu_has() {
+        assert!(
+            cpu_has(Isa::Avx2),
+            "this x86_64 CPU has no AVX2: the lane kernels cannot be tested here"
+        );
+        let want: Vec<Isa> = [Isa::Avx512Vl, Isa::Avx2]
+            .into_iter()
+            .filter(|&isa| cpu_has(isa))
+            .collect();
+        let got: Vec<Isa> = runnable().iter().map(|k| k.0).collect();
+        assert_eq!(got, want, "fastest first, each one the CPU has");
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    #[test]
+    fn no_kernel_off_x86_64() {
+        assert!(runnable().is_empty());
+        assert_eq!(kernel(), None);
+    }
+
+    #[test]
+    fn the_preferred_kernel_is_the_fastest_runnable() {
+        let want = match std::env::var_os("P2P_NO_SHA1_LANES") {
+            Some(_) => None,
+            None => runnable().first().copied(),
+        };
+        assert_eq!(kernel(), want);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_kernel_matches_aws_lc() {
+        assert!(cpu_has(Isa::Avx2), "every x86_64 CI machine has AVX2");
+        check_kernel(detected(Isa::Avx2));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512vl_kernel_matches_aws_lc_where_the_cpu_has_it() {
+        if !cpu_has(Isa::Avx512Vl) {
+            // Not a failure: many CI machines lack AVX-512. The AVX2 test
+            // and the detection test above still fail if nothing ran.
+            eprintln!("avx512vl kernel not tested: this CPU lacks AVX-512VL");
+            return;
+        }
+        check_kernel(detected(Isa::Avx512Vl));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[should_panic(expected = "shorter than")]
+    fn a_kernel_refuses_a_chunk_shorter_than_its_blocks() {
+        let short = [0u8; 64];
+        compress_lanes(
+            detected(Isa::Avx2),
+            &mut [H0; LANES],
+            &[&short[..]; LANES],
+            2,
+        );
     }
 
     #[test]
@@ -477,52 +665,6 @@ mod tests {
     }
 
     #[test]
-    fn every_kernel_matches_reference_for_every_lane_count_and_length() {
-        for k in kernels() {
-            for lanes in 1..=LANES {
-                for len in [0usize, 1, 63, 64, 65, 127, 128, 1000, 4096, 70_001] {
-                    let bufs: Vec<Vec<u8>> = (0..lanes).map(|i| data(i as u32 * 7, len)).collect();
-                    let msgs: Vec<Vec<&[u8]>> = bufs.iter().map(|b| vec![&b[..]]).collect();
-                    let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
-                    let got = digest(k, &refs).unwrap();
-                    for (i, b) in bufs.iter().enumerate() {
-                        assert_eq!(
-                            got[i],
-                            reference(&[b]),
-                            "{k:?} lanes {lanes} len {len} lane {i}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn chunked_messages_like_pieces_from_blocks() {
-        for k in kernels() {
-            // Three 128 KiB blocks and a short last block, as a last piece.
-            let lens = [131_072usize, 131_072, 131_072, 5_000];
-            let bufs: Vec<Vec<Vec<u8>>> = (0..LANES)
-                .map(|i| {
-                    lens.iter()
-                        .enumerate()
-                        .map(|(j, &l)| data((i * 10 + j) as u32, l))
-                        .collect()
-                })
-                .collect();
-            let msgs: Vec<Vec<&[u8]>> = bufs
-                .iter()
-                .map(|m| m.iter().map(|c| &c[..]).collect())
-                .collect();
-            let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
-            let got = digest(k, &refs).unwrap();
-            for (i, m) in msgs.iter().enumerate() {
-                assert_eq!(got[i], reference(m), "{k:?} lane {i}");
-            }
-        }
-    }
-
-    #[test]
     fn shapes_the_kernels_cannot_take_are_refused() {
         let a = [0u8; 100];
         let b = [0u8; 64];
@@ -535,8 +677,5 @@ mod tests {
         let one: [&[u8]; 1] = [&b[..]];
         let nine: Vec<&[&[u8]]> = (0..9).map(|_| &one[..]).collect();
         assert!(!same_shape(&nine));
-        if let Some(k) = kernels().first() {
-            assert!(digest(*k, &[&[&a[..]], &[&b[..]]]).is_none());
-        }
     }
 }
