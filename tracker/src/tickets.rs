@@ -101,4 +101,21 @@ mod tests {
             assert_eq!(check("key", junk, &g1, &f, 0), None, "{junk:.20}");
         }
     }
+
+    /// The format is a contract between trackers of one cluster: this
+    /// ticket was issued by the first implementation (and matches Python's
+    /// `hmac.new(b"key", msg, hashlib.sha1)` over the same bytes).
+    #[test]
+    fn the_ticket_format_is_stable() {
+        let (alice, g1, f): (UserId, GroupId, FileName) = (
+            "alice".parse().unwrap(),
+            "g1".parse().unwrap(),
+            "f".parse().unwrap(),
+        );
+        let known = "alice:1600:4d32810bbeb4af973420bf1f83ce9ac9df397b99";
+        assert_eq!(issue("key", &alice, &g1, &f, 1000), known);
+        assert_eq!(check("key", known, &g1, &f, 1599), Some(alice));
+        let flipped = known.replace("4d32", "4d33");
+        assert_eq!(check("key", &flipped, &g1, &f, 1000), None);
+    }
 }
