@@ -18,20 +18,20 @@
 //! read run to completion (a write is answered once durable), writers flush,
 //! and [`run`] waits for all of it up to [`ServerOptions::shutdown_deadline`].
 
-use crate::raft::{now_ms, Cluster};
+use crate::clock::{now_ms, now_s};
+use crate::raft::Cluster;
 use crate::state::{Applied, Command, BAD_CREDENTIALS};
-use crate::tickets;
+use crate::{tickets, tokens};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
 use proto::raft::SeenPeer;
 use proto::tracker::{
-    PeerEntry, RequestId, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
+    PeerEntry, RequestId, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
     PRESENCE_TIMEOUT,
 };
 use proto::{ErrorCode, UserId, WireError, PROTOCOL_VERSION};
 use rand::rngs::OsRng;
-use rand::RngCore;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -433,7 +433,7 @@ async fn handle(
             if !verify_password(password, stored).await? {
                 return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
             }
-            let token = SessionToken(random_hex());
+            let token = tokens::session_token();
             store
                 .submit(Command::StartSession {
                     user,
@@ -528,7 +528,7 @@ async fn handle(
             let user = st.user_of(&token)?;
             st.check_file_access(user, &group, &name)?;
             let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
-            let ticket = tickets::issue(secret, user, &group, &name, now_ms() / 1000);
+            let ticket = tickets::issue(secret, user, &group, &name, now_s());
             Ok(TrackerReply::Ticket { ticket })
         }
         R::CheckTicket {
@@ -540,8 +540,8 @@ async fn handle(
             let st = store.state();
             st.user_of(&token)?;
             let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
-            let holder = tickets::check(secret, &ticket, &group, &name, now_ms() / 1000)
-                .ok_or_else(|| {
+            let holder =
+                tickets::check(secret, &ticket, &group, &name, now_s()).ok_or_else(|| {
                     WireError::new(ErrorCode::InvalidArgument, "unknown or expired ticket")
                 })?;
             if st.session_of(&holder).is_none() {
@@ -700,13 +700,6 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// 128 random bits as 32 lowercase hex digits (session tokens, tickets).
-pub(crate) fn random_hex() -> String {
-    let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -720,14 +713,6 @@ mod tests {
         assert!(check_password(&"x".repeat(MAX_PASSWORD_BYTES)).is_ok());
         let err = check_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidArgument);
-    }
-
-    #[test]
-    fn tokens_are_128_bit_hex_and_distinct() {
-        let (a, b) = (random_hex(), random_hex());
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
     }
 
     #[tokio::test]

@@ -58,7 +58,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -156,13 +156,6 @@ async fn initialize(raft: &Raft, members: BTreeMap<NodeId, BasicNode>) -> Result
         }
         Err(RaftError::Fatal(e)) => Err(e.into()),
     }
-}
-
-/// Milliseconds since the Unix epoch, by this machine's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn unavailable(message: impl Into<String>) -> WireError {
@@ -694,7 +687,7 @@ impl Cluster {
                 secret_asked = true;
                 let me = Arc::clone(&self);
                 tokio::spawn(async move {
-                    let secret = crate::server::random_hex();
+                    let secret = crate::tokens::random_hex();
                     if let Err(e) = me.submit(Command::SetTicketSecret { secret }).await {
                         tracing::warn!(error = %e.message, "cannot set the ticket key yet");
                     }
