@@ -7,10 +7,12 @@
 //!   tracker-to-tracker network; every write is committed by a majority.
 //! - [`tickets`]: short-lived signed download tickets (any tracker checks them).
 //! - [`server`]: the TCP side; one task per connection and per call.
+//! - [`passwords`]: password limits; argon2 on a few dedicated threads.
 //! - [`clock`]: the wall clock, read before a command is built.
 //! - [`tokens`]: session tokens and the ticket key, minted outside `apply`.
 
 pub mod clock;
+pub mod passwords;
 pub mod raft;
 pub mod server;
 pub mod state;
