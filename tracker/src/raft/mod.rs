@@ -48,9 +48,10 @@ pub mod state_machine;
 use crate::state::{Applied, Command, TrackerState};
 use batch::{Queued, Written};
 use network::PeerError;
+use network::{OutgoingRequest, PeerReply, PeerRequest};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use proto::raft::{PeerReply, PeerRequest, SeenPeer};
+use proto::raft::SeenPeer;
 use proto::{ErrorCode, WireError};
 use serde::{Deserialize, Serialize};
 use state_machine::StateMachine;
@@ -482,21 +483,17 @@ impl Cluster {
         let Some(addr) = self.addr_of(leader) else {
             return Ok(None);
         };
-        let command = serde_json::to_value(cmd).map_err(|e| PeerError::Connect {
-            addr,
-            reason: format!("cannot encode the command: {e}"),
-        })?;
-        let reply =
-            match network::send_once(addr, self.node, &PeerRequest::Write { command }, ttl).await {
-                Ok(r) => r,
-                Err(PeerError::Connect { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
+        let request = OutgoingRequest::Write { command: cmd };
+        let reply = match network::send_once(addr, self.node, &request, ttl).await {
+            Ok(r) => r,
+            Err(PeerError::Connect { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         match reply {
-            PeerReply::Written { result, index } => {
-                let lost = |reason: String| PeerError::Lost { addr, reason };
-                let response: Response =
-                    serde_json::from_value(result).map_err(|e| lost(e.to_string()))?;
+            PeerReply::Written {
+                result: response,
+                index,
+            } => {
                 // Read-your-writes on this tracker: answer once applied here.
                 let waited = self
                     .raft
@@ -548,8 +545,7 @@ impl Cluster {
                     results.pop().unwrap_or_else(|| Err(unknown_outcome()))
                 };
                 PeerReply::Written {
-                    result: serde_json::to_value(Response(result))
-                        .unwrap_or(serde_json::Value::Null),
+                    result: Response(result),
                     index,
                 }
             }

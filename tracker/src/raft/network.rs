@@ -11,8 +11,15 @@
 //!   failure to connect means "not sent" (safe to retry elsewhere), while a
 //!   failure after sending means "outcome unknown" (never retried, never
 //!   reported as success).
+//!
+//! The messages are `proto::raft`'s, with this tracker's payloads:
+//! [`RaftRpc`] / [`RaftRpcReply`] and [`Command`] / [`Response`]. A request
+//! is encoded before anything is sent, so one that cannot be encoded is
+//! [`PeerError::Encode`] (certainly not sent); a reply that cannot be
+//! encoded is logged and answered as [`PeerReply::Failed`].
 
-use super::{Cluster, NodeId, TypeConfig};
+use super::{Cluster, NodeId, Response, TypeConfig};
+use crate::state::Command;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -22,11 +29,10 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
-use proto::frame::{read_frame, read_json, write_json};
-use proto::raft::{PeerHello, PeerHelloBody, PeerReply, PeerRequest, MAX_PEER_FRAME_BYTES};
+use proto::frame::{read_frame, read_json, write_frame, write_json};
+use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +43,38 @@ use tokio::net::TcpStream;
 /// Connecting to a peer tracker gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// openraft's RPCs between trackers, each in its own type.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRpc {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The outcome of each [`RaftRpc`], in the same variant.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRpcReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+}
+
+/// A request between trackers, with this tracker's payloads.
+pub type PeerRequest = proto::raft::PeerRequest<RaftRpc, Command>;
+/// The same, as sent: a forwarded write is encoded from a borrow.
+pub type OutgoingRequest<'a> = proto::raft::PeerRequest<RaftRpc, &'a Command>;
+/// A reply between trackers, with this tracker's payloads.
+pub type PeerReply = proto::raft::PeerReply<RaftRpcReply, Response>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// Nothing was sent: the request cannot be encoded (a bug; logged).
+    #[error("cannot encode a request for tracker at {addr}: {reason}")]
+    Encode { addr: SocketAddr, reason: String },
     /// Nothing was sent: the peer is down or unreachable.
     #[error("cannot connect to tracker at {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
@@ -67,16 +103,30 @@ async fn connect(addr: SocketAddr, from: NodeId) -> Result<TcpStream, PeerError>
     Ok(stream)
 }
 
-/// One request, one reply, under `ttl`.
+/// `request` as one frame's payload, before anything is sent.
+fn encode<W: Serialize>(
+    addr: SocketAddr,
+    request: &proto::raft::PeerRequest<RaftRpc, W>,
+) -> Result<Vec<u8>, PeerError> {
+    serde_json::to_vec(request).map_err(|e| {
+        tracing::error!(%addr, error = %e, "cannot encode a request to a peer tracker");
+        PeerError::Encode {
+            addr,
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// One request (already encoded), one reply, under `ttl`.
 async fn exchange(
     stream: &mut TcpStream,
     addr: SocketAddr,
-    request: &PeerRequest,
+    request: &[u8],
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
     let lost = |reason: String| PeerError::Lost { addr, reason };
     let io = async {
-        write_json(stream, request, MAX_PEER_FRAME_BYTES)
+        write_frame(stream, request, MAX_PEER_FRAME_BYTES)
             .await
             .map_err(|e| lost(e.to_string()))?;
         read_json::<PeerReply, _>(stream, MAX_PEER_FRAME_BYTES)
@@ -92,16 +142,17 @@ async fn exchange(
 /// Sends `request` to `addr` on a fresh connection.
 ///
 /// # Errors
-/// [`PeerError::Connect`] if nothing was sent, [`PeerError::Lost`] if the
-/// outcome is unknown.
-pub async fn send_once(
+/// [`PeerError::Encode`] or [`PeerError::Connect`] if nothing was sent,
+/// [`PeerError::Lost`] if the outcome is unknown.
+pub async fn send_once<W: Serialize>(
     addr: SocketAddr,
     from: NodeId,
-    request: &PeerRequest,
+    request: &proto::raft::PeerRequest<RaftRpc, W>,
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
+    let request = encode(addr, request)?;
     let mut stream = connect(addr, from).await?;
-    exchange(&mut stream, addr, request, ttl).await
+    exchange(&mut stream, addr, &request, ttl).await
 }
 
 /// Builds openraft clients from the addresses of tracker_info.txt.
@@ -133,16 +184,28 @@ pub struct PeerClient {
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
+fn network_error(what: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(what.to_string())
+}
+
 impl PeerClient {
-    async fn call<T, E>(&mut self, request: PeerRequest, ttl: Duration) -> RpcResult<T, E>
+    /// Sends `rpc` and takes its outcome out of the reply with `pick`
+    /// (`None`: a reply to another RPC).
+    async fn call<T, E>(
+        &mut self,
+        rpc: RaftRpc,
+        ttl: Duration,
+        pick: fn(RaftRpcReply) -> Option<Result<T, RaftError<NodeId, E>>>,
+    ) -> RpcResult<T, E>
     where
-        T: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        E: std::error::Error,
     {
         let Some(addr) = self.addr else {
-            let e = std::io::Error::other(format!("node {} has no valid address", self.target));
+            let e = network_error(format!("node {} has no valid address", self.target));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
+        let request = encode(addr, &PeerRequest::Raft { rpc })
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut stream = match self.stream.take() {
             Some(s) => s,
             None => connect(addr, self.from)
@@ -153,24 +216,18 @@ impl PeerClient {
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.stream = Some(stream);
-        let bad = |what: String| {
-            let e = std::io::Error::other(what);
-            RPCError::Network(NetworkError::new(&e))
-        };
+        let bad = |what: String| RPCError::Network(NetworkError::new(&network_error(what)));
         match reply {
-            PeerReply::Raft { result } => {
-                let result: Result<T, RaftError<NodeId, E>> =
-                    serde_json::from_value(result).map_err(|e| bad(format!("bad reply: {e}")))?;
-                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+            PeerReply::Raft { result } => match pick(result) {
+                Some(result) => {
+                    result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+                }
+                None => Err(bad("a reply to another RPC".into())),
+            },
             PeerReply::Failed { error } => Err(bad(error.message)),
             other => Err(bad(format!("unexpected reply {other:?}"))),
         }
     }
-}
-
-fn to_value<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -179,10 +236,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        let req = PeerRequest::AppendEntries {
-            rpc: to_value(&rpc),
-        };
-        self.call(req, option.hard_ttl()).await
+        let rpc = RaftRpc::AppendEntries(rpc);
+        self.call(rpc, option.hard_ttl(), |reply| match reply {
+            RaftRpcReply::AppendEntries(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -190,10 +249,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        let req = PeerRequest::InstallSnapshot {
-            rpc: to_value(&rpc),
-        };
-        self.call(req, option.hard_ttl()).await
+        let rpc = RaftRpc::InstallSnapshot(rpc);
+        self.call(rpc, option.hard_ttl(), |reply| match reply {
+            RaftRpcReply::InstallSnapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn vote(
@@ -201,10 +262,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        let req = PeerRequest::Vote {
-            rpc: to_value(&rpc),
-        };
-        self.call(req, option.hard_ttl()).await
+        let rpc = RaftRpc::Vote(rpc);
+        self.call(rpc, option.hard_ttl(), |reply| match reply {
+            RaftRpcReply::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 }
 
@@ -239,7 +302,10 @@ pub async fn serve_peer(
                 error: WireError::new(ErrorCode::InvalidArgument, format!("bad request: {e}")),
             },
         };
-        if let Err(e) = write_json(&mut writer, &reply, MAX_PEER_FRAME_BYTES).await {
+        let Some(reply) = encode_reply(&reply) else {
+            break;
+        };
+        if let Err(e) = write_frame(&mut writer, &reply, MAX_PEER_FRAME_BYTES).await {
             tracing::debug!(peer = from, error = %e, "cannot answer peer");
             break;
         }
@@ -247,32 +313,38 @@ pub async fn serve_peer(
     let _ = writer.shutdown().await;
 }
 
-fn decode<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, PeerReply> {
-    serde_json::from_value(v).map_err(|e| PeerReply::Failed {
-        error: WireError::new(ErrorCode::InvalidArgument, format!("bad payload: {e}")),
-    })
+/// `reply` as a frame's payload; one that cannot be encoded is logged and
+/// replaced by a [`PeerReply::Failed`] saying so. `None`: not even that
+/// (the connection is closed).
+fn encode_reply<Rpc: Serialize, R: Serialize>(
+    reply: &proto::raft::PeerReply<Rpc, R>,
+) -> Option<Vec<u8>> {
+    let e = match serde_json::to_vec(reply) {
+        Ok(bytes) => return Some(bytes),
+        Err(e) => e,
+    };
+    tracing::error!(error = %e, "cannot encode a reply to a peer tracker; answering that it failed");
+    let failed = proto::raft::PeerReply::<Rpc, R>::Failed {
+        error: WireError::new(
+            ErrorCode::Io,
+            format!("the tracker could not encode its reply: {e}"),
+        ),
+    };
+    match serde_json::to_vec(&failed) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a failure either; closing");
+            None
+        }
+    }
 }
 
 async fn handle(cluster: &Cluster, req: PeerRequest) -> PeerReply {
-    let raft = &cluster.raft;
-    let answer = |v: serde_json::Value| PeerReply::Raft { result: v };
     match req {
-        PeerRequest::AppendEntries { rpc } => match decode(rpc) {
-            Ok(rpc) => answer(to_value(&raft.append_entries(rpc).await)),
-            Err(r) => r,
+        PeerRequest::Raft { rpc } => PeerReply::Raft {
+            result: answer_rpc(&cluster.raft, rpc).await,
         },
-        PeerRequest::Vote { rpc } => match decode(rpc) {
-            Ok(rpc) => answer(to_value(&raft.vote(rpc).await)),
-            Err(r) => r,
-        },
-        PeerRequest::InstallSnapshot { rpc } => match decode(rpc) {
-            Ok(rpc) => answer(to_value(&raft.install_snapshot(rpc).await)),
-            Err(r) => r,
-        },
-        PeerRequest::Write { command } => match decode(command) {
-            Ok(cmd) => cluster.write_as_leader(cmd).await,
-            Err(r) => r,
-        },
+        PeerRequest::Write { command } => cluster.write_as_leader(command).await,
         PeerRequest::CheckSession { token } => PeerReply::Session {
             live: cluster.state().user_of(&token).is_ok(),
         },
@@ -282,6 +354,16 @@ async fn handle(cluster: &Cluster, req: PeerRequest) -> PeerReply {
         PeerRequest::Presence { seen } => {
             cluster.note_presence(seen);
             PeerReply::Noted
+        }
+    }
+}
+
+async fn answer_rpc(raft: &super::Raft, rpc: RaftRpc) -> RaftRpcReply {
+    match rpc {
+        RaftRpc::AppendEntries(rpc) => RaftRpcReply::AppendEntries(raft.append_entries(rpc).await),
+        RaftRpc::Vote(rpc) => RaftRpcReply::Vote(raft.vote(rpc).await),
+        RaftRpc::InstallSnapshot(rpc) => {
+            RaftRpcReply::InstallSnapshot(raft.install_snapshot(rpc).await)
         }
     }
 }
