@@ -1,5 +1,6 @@
-//! Tracker ↔ tracker transport: openraft's `RaftNetwork` over TCP, forwarded
-//! writes, presence batches, and the serving side of all of them.
+//! Tracker → tracker requests: openraft's `RaftNetwork` over TCP, and
+//! one-shot requests (forwarded writes, presence batches, probes, session
+//! checks). The serving side is in `serve.rs`.
 //!
 //! A peer connection starts with a [`PeerHello`] frame on the target's
 //! ordinary address; then one [`PeerRequest`] and one [`PeerReply`]
@@ -18,7 +19,7 @@
 //! [`PeerError::Encode`] (certainly not sent); a reply that cannot be
 //! encoded is logged and answered as [`PeerReply::Failed`].
 
-use super::{Cluster, NodeId, Response, TypeConfig};
+use super::{NodeId, Response, TypeConfig};
 use crate::state::Command;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -29,15 +30,12 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
-use proto::frame::{read_frame, read_json, write_frame, write_json};
+use proto::frame::{read_json, write_frame, write_json};
 use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
-use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
+use proto::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// Connecting to a peer tracker gives up after this.
@@ -183,20 +181,17 @@ pub struct PeerClient {
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+/// Takes one RPC's outcome out of a [`RaftRpcReply`]; `None`: a reply to
+/// another RPC.
+type Pick<T, E> = fn(RaftRpcReply) -> Option<Result<T, RaftError<NodeId, E>>>;
 
 fn network_error(what: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(what.to_string())
 }
 
 impl PeerClient {
-    /// Sends `rpc` and takes its outcome out of the reply with `pick`
-    /// (`None`: a reply to another RPC).
-    async fn call<T, E>(
-        &mut self,
-        rpc: RaftRpc,
-        ttl: Duration,
-        pick: fn(RaftRpcReply) -> Option<Result<T, RaftError<NodeId, E>>>,
-    ) -> RpcResult<T, E>
+    /// Sends `rpc` and takes its outcome out of the reply with `pick`.
+    async fn call<T, E>(&mut self, rpc: RaftRpc, ttl: Duration, pick: Pick<T, E>) -> RpcResult<T, E>
     where
         E: std::error::Error,
     {
@@ -269,108 +264,4 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         })
         .await
     }
-}
-
-// ---------------------------------------------------------------- serving
-
-/// Serves one peer tracker's connection (its hello already read) until it
-/// closes or `cancel` fires. Requests are handled one at a time, in order.
-pub async fn serve_peer(
-    cluster: Arc<Cluster>,
-    from: NodeId,
-    reader: OwnedReadHalf,
-    mut writer: OwnedWriteHalf,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    let mut reader = BufReader::new(reader);
-    loop {
-        let frame = tokio::select! {
-            () = cancel.cancelled() => break,
-            f = read_frame(&mut reader, MAX_PEER_FRAME_BYTES) => f,
-        };
-        let bytes = match frame {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(peer = from, error = %e, "peer connection ended");
-                break;
-            }
-        };
-        let reply = match serde_json::from_slice::<PeerRequest>(&bytes) {
-            Ok(req) => handle(&cluster, req).await,
-            Err(e) => PeerReply::Failed {
-                error: WireError::new(ErrorCode::InvalidArgument, format!("bad request: {e}")),
-            },
-        };
-        let Some(reply) = encode_reply(&reply) else {
-            break;
-        };
-        if let Err(e) = write_frame(&mut writer, &reply, MAX_PEER_FRAME_BYTES).await {
-            tracing::debug!(peer = from, error = %e, "cannot answer peer");
-            break;
-        }
-    }
-    let _ = writer.shutdown().await;
-}
-
-/// `reply` as a frame's payload; one that cannot be encoded is logged and
-/// replaced by a [`PeerReply::Failed`] saying so. `None`: not even that
-/// (the connection is closed).
-fn encode_reply<Rpc: Serialize, R: Serialize>(
-    reply: &proto::raft::PeerReply<Rpc, R>,
-) -> Option<Vec<u8>> {
-    let e = match serde_json::to_vec(reply) {
-        Ok(bytes) => return Some(bytes),
-        Err(e) => e,
-    };
-    tracing::error!(error = %e, "cannot encode a reply to a peer tracker; answering that it failed");
-    let failed = proto::raft::PeerReply::<Rpc, R>::Failed {
-        error: WireError::new(
-            ErrorCode::Io,
-            format!("the tracker could not encode its reply: {e}"),
-        ),
-    };
-    match serde_json::to_vec(&failed) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode a failure either; closing");
-            None
-        }
-    }
-}
-
-async fn handle(cluster: &Cluster, req: PeerRequest) -> PeerReply {
-    match req {
-        PeerRequest::Raft { rpc } => PeerReply::Raft {
-            result: answer_rpc(&cluster.raft, rpc).await,
-        },
-        PeerRequest::Write { command } => cluster.write_as_leader(command).await,
-        PeerRequest::CheckSession { token } => PeerReply::Session {
-            live: cluster.state().user_of(&token).is_ok(),
-        },
-        PeerRequest::Probe => PeerReply::Probed {
-            pristine: !cluster.raft.is_initialized().await.unwrap_or(true),
-        },
-        PeerRequest::Presence { seen } => {
-            cluster.note_presence(seen);
-            PeerReply::Noted
-        }
-    }
-}
-
-async fn answer_rpc(raft: &super::Raft, rpc: RaftRpc) -> RaftRpcReply {
-    match rpc {
-        RaftRpc::AppendEntries(rpc) => RaftRpcReply::AppendEntries(raft.append_entries(rpc).await),
-        RaftRpc::Vote(rpc) => RaftRpcReply::Vote(raft.vote(rpc).await),
-        RaftRpc::InstallSnapshot(rpc) => {
-            RaftRpcReply::InstallSnapshot(raft.install_snapshot(rpc).await)
-        }
-    }
-}
-
-/// Refusal for a frame that is neither a daemon's hello nor a peer's.
-pub fn is_peer_hello(bytes: &[u8]) -> Option<PeerHelloBody> {
-    serde_json::from_slice::<PeerHello>(bytes)
-        .ok()
-        .map(|h| h.peer)
 }

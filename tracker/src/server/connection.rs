@@ -2,7 +2,7 @@
 //!
 //! The first frame tells a daemon (a `Hello` call) from a peer tracker (a
 //! `PeerHello`); a peer's connection is handed to
-//! [`crate::raft::network::serve_peer`]. A daemon's connection is split in
+//! [`crate::raft::serve::serve_peer`]. A daemon's connection is split in
 //! two tasks: the reader decodes [`TrackerCall`] frames and spawns a task per
 //! call (at most [`MAX_CALLS_IN_FLIGHT`] at once), so a slow argon2 login
 //! never holds up a heartbeat; the writer, fed by an `mpsc` channel, writes
@@ -91,7 +91,7 @@ impl Connection {
             .as_ref()
             .ok()
             .and_then(|f| f.as_deref())
-            .and_then(crate::raft::network::is_peer_hello)
+            .and_then(crate::raft::serve::is_peer_hello)
         {
             if hello.version != PROTOCOL_VERSION {
                 tracing::warn!(peer = %self.peer, version = hello.version, "peer tracker speaks another protocol version");
@@ -99,7 +99,7 @@ impl Connection {
             }
             tracing::debug!(peer = %self.peer, node = hello.from, "peer tracker connected");
             let cluster = Arc::clone(&self.shared.cluster);
-            crate::raft::network::serve_peer(
+            crate::raft::serve::serve_peer(
                 cluster,
                 hello.from,
                 reader,
