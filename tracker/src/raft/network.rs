@@ -265,3 +265,102 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::serve::{is_peer_hello, serve_peer};
+    use super::super::testing::{self, FakePeer};
+    use super::*;
+    use openraft::Vote;
+    use proto::frame::read_frame;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    fn client(addr: SocketAddr) -> PeerClient {
+        PeerClient {
+            from: 2,
+            target: 1,
+            addr: Some(addr),
+            stream: None,
+        }
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_secs(2))
+    }
+
+    /// openraft's RPCs, typed end to end: a client here, the serving side
+    /// of a one-node cluster there, over TCP on 127.0.0.1.
+    #[tokio::test]
+    async fn raft_rpcs_round_trip_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = testing::one_node(dir.path()).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let serving = tokio::spawn({
+            let (cluster, cancel) = (Arc::clone(&node.cluster), cancel.clone());
+            async move {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (mut reader, writer) = socket.into_split();
+                let hello = read_frame(&mut reader, MAX_PEER_FRAME_BYTES)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let from = is_peer_hello(&hello).expect("a peer hello").from;
+                serve_peer(cluster, from, reader, writer, cancel).await;
+            }
+        });
+        let mut c = client(addr);
+        // A stale candidate: answered (not granted) with the node's newer vote.
+        let vote = c
+            .vote(VoteRequest::new(Vote::new(0, 2), None), option())
+            .await
+            .expect("a typed vote response");
+        assert!(!vote.vote_granted);
+        assert!(vote.vote.leader_id().term >= 1);
+        // The same connection carries the next RPC.
+        let stale = AppendEntriesRequest {
+            vote: Vote::new_committed(0, 2),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        let appended = c.append_entries(stale, option()).await;
+        assert!(
+            matches!(appended, Ok(AppendEntriesResponse::HigherVote(_))),
+            "{appended:?}"
+        );
+        cancel.cancel();
+        serving.await.unwrap();
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_reply_to_another_rpc_or_a_failure_is_a_network_error() {
+        let confused = FakePeer::start(|_| PeerReply::Raft {
+            result: RaftRpcReply::Vote(Ok(VoteResponse::new(Vote::new(1, 1), None, false))),
+        })
+        .await;
+        let rpc = AppendEntriesRequest {
+            vote: Vote::new_committed(1, 2),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        };
+        let out = client(confused.addr).append_entries(rpc, option()).await;
+        assert!(matches!(out, Err(RPCError::Network(_))), "{out:?}");
+        let failing = FakePeer::start(|_| PeerReply::Failed {
+            error: proto::WireError::new(proto::ErrorCode::Io, "nope"),
+        })
+        .await;
+        let req = VoteRequest::new(Vote::new(1, 2), None);
+        let out = client(failing.addr).vote(req, option()).await;
+        assert!(matches!(out, Err(RPCError::Network(_))), "{out:?}");
+        let nobody = testing::unused_addr().await;
+        let req = VoteRequest::new(Vote::new(1, 2), None);
+        let out = client(nobody).vote(req, option()).await;
+        assert!(matches!(out, Err(RPCError::Unreachable(_))), "{out:?}");
+    }
+}
