@@ -1,9 +1,9 @@
 //! The tracker's wall clock, read in one place.
 //!
-//! Only the request handler and the write path read it, *before* a
-//! [`Command`](crate::state::Command) is built: heartbeats, request ids and
-//! tickets carry the stamp, so `apply` never reads a clock and replicas stay
-//! identical. Presence compares a replicated stamp with the *reader's* clock.
+//! The request handler reads it *before* a `Command` is built: heartbeats
+//! and request ids carry the stamp, so `apply` never reads a clock and
+//! replicas stay identical. Presence compares a replicated stamp with the
+//! *reader's* clock; tickets expire by it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -4,7 +4,7 @@
 //! Why dedicated threads: each hash takes ~19 MiB and tens of ms of CPU; on
 //! tokio's blocking pool (up to 512 threads) a burst of logins ran many at
 //! once, and the allocator kept a 19 MiB block in each thread's arena
-//! afterwards (hundreds of MiB of RSS). [`hash_threads`] threads bound both
+//! afterwards (hundreds of MiB of RSS). `hash_threads()` threads bound both
 //! the memory and the CPU a login burst can take; logins queue.
 //!
 //! Invariant: a password never reaches the replicated state; only its PHC

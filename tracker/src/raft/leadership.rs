@@ -1,6 +1,6 @@
 //! Leadership: who leads, as this node sees it.
 //!
-//! [`watch`] follows openraft's metrics: it logs each new leader (per term)
+//! `watch` follows openraft's metrics: it logs each new leader (per term)
 //! and each new membership, and once this node leads a cluster that has no
 //! ticket key yet, it commits one (set once; later attempts change
 //! nothing, so every tracker signs tickets with the same key).

@@ -8,7 +8,7 @@
 //!
 //! - [`formation`]: forming the cluster exactly once, without an operator
 //!   (probe, pristine, initialize).
-//! - [`write`]: the write path: submit, group commit, commit on the leader
+//! - [`write`](mod@write): the write path: submit, group commit, commit on the leader
 //!   or forward to it, read-your-writes. [`batch`] is its pure half.
 //! - [`presence`]: heartbeats collected, committed once per second by the
 //!   leader; followers forward theirs.

@@ -1,14 +1,14 @@
 //! The write path: every write of this tracker (a daemon's, a presence
 //! batch, the ticket key, one forwarded by a follower) is queued, cut into
-//! batches ([`batch`](super::batch), group commit) and committed through the
+//! batches ([`batch`]: group commit) and committed through the
 //! leader.
 //!
 //! 1. [`Cluster::submit`] queues the write as a [`Queued`] with a deadline
 //!    and waits for its own result.
-//! 2. [`run_batches`] takes the queue's head plus whatever else waits and
+//! 2. `run_batches` takes the queue's head plus whatever else waits and
 //!    commits that batch while the next one accumulates.
 //! 3. On the leader, `client_write` the batch as one entry; it is answered
-//!    once committed by a majority and applied. On a follower, [`forward`]
+//!    once committed by a majority and applied. On a follower, `forward`
 //!    it to the leader over a fresh peer connection; the leader answers
 //!    after commit with the log index, and the follower waits until it has
 //!    applied that index too, so the daemon reads its own writes on

@@ -1,10 +1,10 @@
 //! The tracker's network side for daemons (and the door for peer
 //! trackers): the accept loop, one task per connection, one task per call.
 //!
-//! - [`connection`]: one connection: its reader (decodes calls, spawns one
+//! - `connection`: one connection: its reader (decodes calls, spawns one
 //!   task per call) and its writer (answers in whatever order they finish);
 //!   a peer tracker's connection is handed to the Raft side.
-//! - [`handler`]: one call: a request becomes a read of the local replica or
+//! - `handler`: one call: a request becomes a read of the local replica or
 //!   a [`Command`](crate::state::Command) submitted to the cluster.
 //!
 //! Passwords ([`crate::passwords`]), tokens ([`crate::tokens`]) and the

@@ -33,9 +33,9 @@
 //!
 //! Files:
 //! - this one: the state's types, and the reads (queries) the handler uses.
-//! - [`command`]: [`Command`] and [`Applied`].
-//! - [`apply`]: `apply`, dispatching each command to its own method.
-//! - [`dedup`]: remembered request ids, for exactly-once retries.
+//! - `command`: [`Command`] and [`Applied`].
+//! - `apply`: `apply`, dispatching each command to its own method.
+//! - `dedup`: remembered request ids, for exactly-once retries.
 
 mod apply;
 mod command;
