@@ -63,7 +63,7 @@ pub(super) async fn begin(
 }
 
 /// Whether this node has never joined a cluster (the answer to a probe).
-pub async fn is_pristine(raft: &Raft) -> bool {
+pub(super) async fn is_pristine(raft: &Raft) -> bool {
     !raft.is_initialized().await.unwrap_or(true)
 }
 
