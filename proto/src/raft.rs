@@ -7,9 +7,14 @@
 //! After the hello the connection carries strictly alternating
 //! [`PeerRequest`] / [`PeerReply`] frames, one request in flight at a time.
 //!
-//! Raft's own messages (openraft's `AppendEntriesRequest` and friends) are
-//! carried as opaque JSON values: this crate does not depend on openraft;
-//! only the tracker encodes and decodes them.
+//! Typed payloads: this crate does not depend on openraft, so the two
+//! messages are generic over what only the tracker knows: its Raft RPCs
+//! (`Rpc`, answered with an `RpcReply`) and its replicated write (`W`,
+//! answered with its result `R`). Each frame is therefore serialised once,
+//! straight from the tracker's types, and a value that cannot be encoded is
+//! an error for the sender (never a placeholder). The tag is adjacent
+//! (`{"op": .., "body": ..}`) and written first, so decoding reads the body
+//! straight into its type instead of buffering it.
 
 use crate::WireError;
 use serde::{Deserialize, Serialize};
@@ -43,18 +48,19 @@ pub struct SeenPeer {
     pub at_ms: u64,
 }
 
+/// A request from one tracker to another. `Rpc`: the tracker's Raft RPCs
+/// (openraft's `AppendEntriesRequest` and friends); `W`: its replicated
+/// write (a `Command`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum PeerRequest {
-    /// openraft `AppendEntriesRequest`, as JSON.
-    AppendEntries { rpc: serde_json::Value },
-    /// openraft `VoteRequest`, as JSON.
-    Vote { rpc: serde_json::Value },
-    /// openraft `InstallSnapshotRequest` (one chunk), as JSON.
-    InstallSnapshot { rpc: serde_json::Value },
-    /// A write a follower forwards to the leader: the tracker's `Command`,
-    /// as JSON. Answered once committed by a majority and applied.
-    Write { command: serde_json::Value },
+#[serde(tag = "op", content = "body", rename_all = "snake_case")]
+pub enum PeerRequest<Rpc, W> {
+    /// One Raft RPC (append entries, vote, one snapshot chunk). Answered
+    /// with [`PeerReply::Raft`].
+    Raft { rpc: Rpc },
+    /// A write (or a batch of writes) a follower forwards to the leader.
+    /// Answered with [`PeerReply::Written`] once committed by a majority
+    /// and applied.
+    Write { command: W },
     /// Asks whether the receiving tracker has ever joined a cluster; only
     /// tracker 1 asks, before forming the cluster. Answered with
     /// [`PeerReply::Probed`].
@@ -68,18 +74,17 @@ pub enum PeerRequest {
     Presence { seen: Vec<SeenPeer> },
 }
 
+/// A reply to one [`PeerRequest`]. `RpcReply`: the outcome of a Raft RPC;
+/// `R`: the result of an applied write.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum PeerReply {
-    /// The openraft result (`Result<Response, RaftError>`), as JSON.
-    Raft { result: serde_json::Value },
-    /// A forwarded write's outcome: the applied result (JSON) and the log
-    /// index it was committed at, so the forwarding tracker can wait until
-    /// it has applied it too (read-your-writes on every tracker).
-    Written {
-        result: serde_json::Value,
-        index: u64,
-    },
+#[serde(tag = "reply", content = "body", rename_all = "snake_case")]
+pub enum PeerReply<RpcReply, R> {
+    /// The outcome of a Raft RPC.
+    Raft { result: RpcReply },
+    /// A forwarded write's outcome: the applied result and the log index it
+    /// was committed at, so the forwarding tracker can wait until it has
+    /// applied it too (read-your-writes on every tracker).
+    Written { result: R, index: u64 },
     /// This tracker is not the leader (any more); `leader` is its best
     /// guess of who is.
     NotLeader { leader: Option<u64> },
@@ -89,7 +94,7 @@ pub enum PeerReply {
     Session { live: bool },
     /// `pristine`: this tracker has no Raft state at all (never joined).
     Probed { pristine: bool },
-    /// The request could not be served.
+    /// The request could not be served (or its reply could not be encoded).
     Failed { error: WireError },
 }
 
@@ -113,9 +118,61 @@ mod tests {
         assert!(serde_json::from_slice::<PeerHello>(call).is_err());
     }
 
+    /// Stand-ins for the tracker's payload types.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Cmd {
+        group: String,
+    }
+    type Request = PeerRequest<Vec<u64>, Cmd>;
+    type Reply = PeerReply<Result<u64, String>, Result<Cmd, WireError>>;
+
+    #[test]
+    fn typed_payloads_are_encoded_once_inside_the_frame() {
+        let req = Request::Write {
+            command: Cmd { group: "g1".into() },
+        };
+        let json = serde_json::to_string(&req).unwrap();
+        assert_eq!(json, r#"{"op":"write","body":{"command":{"group":"g1"}}}"#);
+        match serde_json::from_str::<Request>(&json).unwrap() {
+            Request::Write { command } => assert_eq!(command.group, "g1"),
+            other => panic!("{other:?}"),
+        }
+        let reply = Reply::Written {
+            result: Ok(Cmd { group: "g1".into() }),
+            index: 7,
+        };
+        let json = serde_json::to_string(&reply).unwrap();
+        assert!(matches!(
+            serde_json::from_str::<Reply>(&json).unwrap(),
+            Reply::Written { result: Ok(c), index: 7 } if c.group == "g1"
+        ));
+        let probe = serde_json::to_string(&Request::Probe).unwrap();
+        assert_eq!(probe, r#"{"op":"probe"}"#);
+        assert!(matches!(
+            serde_json::from_str::<Request>(&probe).unwrap(),
+            Request::Probe
+        ));
+    }
+
+    #[test]
+    fn a_payload_that_cannot_be_encoded_is_an_error_not_null() {
+        /// JSON object keys must be strings: a map keyed by a struct fails.
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+        struct Key(u8, u8);
+        let rpc = std::collections::BTreeMap::from([(Key(1, 2), 3)]);
+        let req = PeerRequest::<_, Cmd>::Raft { rpc };
+        assert!(serde_json::to_vec(&req).is_err());
+    }
+
+    #[test]
+    fn a_body_of_the_wrong_type_is_refused() {
+        let json = r#"{"op":"raft","body":{"rpc":"not a list"}}"#;
+        assert!(serde_json::from_str::<Request>(json).is_err());
+    }
+
     #[test]
     fn requests_round_trip() {
-        let req = PeerRequest::Presence {
+        let req = Request::Presence {
             seen: vec![SeenPeer {
                 user: "alice".parse().unwrap(),
                 token: crate::tracker::SessionToken("t".into()),
@@ -124,7 +181,7 @@ mod tests {
             }],
         };
         let json = serde_json::to_string(&req).unwrap();
-        let back: PeerRequest = serde_json::from_str(&json).unwrap();
-        assert!(matches!(back, PeerRequest::Presence { seen } if seen.len() == 1));
+        let back: Request = serde_json::from_str(&json).unwrap();
+        assert!(matches!(back, Request::Presence { seen } if seen.len() == 1));
     }
 }

@@ -2,13 +2,27 @@
 //! hold which files.
 //!
 //! - [`state`]: [`state::TrackerState`] and [`state::Command`]; `apply` is the
-//!   only way to change the state, and it is pure.
-//! - [`raft`]: replication with openraft: log store (redb), state machine,
-//!   tracker-to-tracker network; every write is committed by a majority.
+//!   only way to change the state, and it is pure (one method per command).
+//! - [`raft`]: replication with openraft: formation, the write path (group
+//!   commit, forwarding), presence, leadership, the tracker-to-tracker
+//!   network, log store (redb) and state machine; every write is committed
+//!   by a majority.
+//! - [`server`]: the TCP side: accept loop, one task per connection
+//!   (`connection`) and per call (`handler`: a request becomes a read or a
+//!   command).
+//! - [`passwords`]: password limits; argon2 on a few dedicated threads.
+//! - [`tokens`]: session tokens and the ticket key, minted outside `apply`.
+//! - [`clock`]: the wall clock, read before a command is built.
 //! - [`tickets`]: short-lived signed download tickets (any tracker checks them).
-//! - [`server`]: the TCP side; one task per connection and per call.
+//!
+//! Dependencies point one way: `server` → `raft` → `state`; the small
+//! modules (`passwords`, `tokens`, `clock`, `tickets`) depend on none of
+//! the three.
 
+pub mod clock;
+pub mod passwords;
 pub mod raft;
 pub mod server;
 pub mod state;
 pub mod tickets;
+pub mod tokens;

@@ -11,9 +11,8 @@
 //! after [`TICKET_LIFETIME`]. Time is passed in (seconds since the Unix
 //! epoch), never read here.
 
-use hmac::{Hmac, Mac};
+use aws_lc_rs::hmac;
 use proto::{FileName, GroupId, UserId};
-use sha1::Sha1;
 use std::time::Duration;
 
 /// How long a ticket stays valid.
@@ -21,28 +20,30 @@ pub const TICKET_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// Longest ticket string looked at; anything longer is not one of ours.
 const MAX_TICKET_BYTES: usize = 256;
 
-type HmacSha1 = Hmac<Sha1>;
-
-fn mac(secret: &str, user: &UserId, group: &GroupId, name: &FileName, expires: u64) -> HmacSha1 {
-    let mut mac =
-        HmacSha1::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    // Length-prefixed fields, so no two different tuples sign the same bytes.
+/// The signed bytes: length-prefixed fields, so no two different tuples
+/// sign the same bytes, then the expiry.
+fn signed_bytes(user: &UserId, group: &GroupId, name: &FileName, expires: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(64);
     for field in [user.as_str(), group.as_str(), name.as_str()] {
-        mac.update(&(field.len() as u64).to_be_bytes());
-        mac.update(field.as_bytes());
+        bytes.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        bytes.extend_from_slice(field.as_bytes());
     }
-    mac.update(&expires.to_be_bytes());
-    mac
+    bytes.extend_from_slice(&expires.to_be_bytes());
+    bytes
+}
+
+/// HMAC-SHA1: the ticket format predates the choice of library, and SHA-1
+/// is still sound inside an HMAC; AWS-LC is the project's one crypto library.
+fn key(secret: &str) -> hmac::Key {
+    hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes())
 }
 
 /// A ticket for `user` to fetch `name` in `group`, valid from `now_s` for
 /// [`TICKET_LIFETIME`].
 pub fn issue(secret: &str, user: &UserId, group: &GroupId, name: &FileName, now_s: u64) -> String {
     let expires = now_s + TICKET_LIFETIME.as_secs();
-    let tag = mac(secret, user, group, name, expires)
-        .finalize()
-        .into_bytes();
-    format!("{user}:{expires}:{}", hex::encode(tag))
+    let tag = hmac::sign(&key(secret), &signed_bytes(user, group, name, expires));
+    format!("{user}:{expires}:{}", hex::encode(tag.as_ref()))
 }
 
 /// The user of a live ticket for exactly this group and file.
@@ -67,10 +68,9 @@ pub fn check(
     if expires <= now_s {
         return None;
     }
-    // verify_slice compares in constant time.
-    mac(secret, &user, group, name, expires)
-        .verify_slice(&tag)
-        .ok()?;
+    // hmac::verify compares in constant time.
+    let signed = signed_bytes(&user, group, name, expires);
+    hmac::verify(&key(secret), &signed, &tag).ok()?;
     Some(user)
 }
 
@@ -100,5 +100,22 @@ mod tests {
         for junk in ["", "::", "a:b:c:d", "alice:1:zz", &"x".repeat(10_000)] {
             assert_eq!(check("key", junk, &g1, &f, 0), None, "{junk:.20}");
         }
+    }
+
+    /// The format is a contract between trackers of one cluster: this
+    /// ticket was issued by the first implementation (and matches Python's
+    /// `hmac.new(b"key", msg, hashlib.sha1)` over the same bytes).
+    #[test]
+    fn the_ticket_format_is_stable() {
+        let (alice, g1, f): (UserId, GroupId, FileName) = (
+            "alice".parse().unwrap(),
+            "g1".parse().unwrap(),
+            "f".parse().unwrap(),
+        );
+        let known = "alice:1600:4d32810bbeb4af973420bf1f83ce9ac9df397b99";
+        assert_eq!(issue("key", &alice, &g1, &f, 1000), known);
+        assert_eq!(check("key", known, &g1, &f, 1599), Some(alice));
+        let flipped = known.replace("4d32", "4d33");
+        assert_eq!(check("key", &flipped, &g1, &f, 1000), None);
     }
 }

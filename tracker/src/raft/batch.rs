@@ -9,8 +9,9 @@
 //! per batch, whatever the batch holds, and one forwarded request per batch
 //! from a follower to the leader instead of one connection per write.
 //!
-//! How ([`super::Cluster`] runs it): every write (a daemon's, a presence
-//! batch, one forwarded by a follower) is queued as a [`Queued`]; one task
+//! How (the write path, `raft/write.rs`, runs it): every write (a daemon's,
+//! a presence batch, one forwarded by a follower) is queued as a
+//! [`Queued`]; one task
 //! takes the queue's head plus whatever else is waiting, up to
 //! [`MAX_BATCH_WRITES`] writes or about [`MAX_BATCH_BYTES`], and commits that
 //! batch while the next one accumulates; at most [`MAX_BATCHES_IN_FLIGHT`]
@@ -139,6 +140,40 @@ pub fn fail(batch: Vec<Queued>, error: &WireError) {
     for q in batch {
         let _ = q.done.send(Written::Failed(error.clone()));
     }
+}
+
+/// Answers the items of a committed batch from its entry's `result` (see
+/// [`split`]); all of them fail alike if it has the wrong shape.
+pub fn settle(batch: Vec<Queued>, result: Result<Applied, WireError>, index: u64) {
+    let total = batch.iter().map(|q| q.cmds.len()).sum();
+    match split(total, result) {
+        Ok(results) => distribute(batch, results, index),
+        Err(e) => fail(batch, &e),
+    }
+}
+
+/// Fails (with `error`) the items whose deadline is `now` or past; returns
+/// the others, in order.
+pub fn drop_expired(batch: Vec<Queued>, now: Instant, error: &WireError) -> Vec<Queued> {
+    let (expired, live): (Vec<_>, Vec<_>) = batch.into_iter().partition(|q| q.deadline <= now);
+    fail(expired, error);
+    live
+}
+
+/// The latest deadline of `batch`: how long it may keep trying.
+pub fn latest_deadline(batch: &[Queued]) -> Option<Instant> {
+    batch.iter().map(|q| q.deadline).max()
+}
+
+/// On a tracker that does not lead: answers the items a follower forwarded
+/// here with [`Written::NotLeader`] (never forwarded on: their sender
+/// retries with whoever it thinks leads) and returns this tracker's own.
+pub fn refuse_forwarded(batch: Vec<Queued>, leader: Option<u64>) -> Vec<Queued> {
+    let (forwarded, own): (Vec<_>, Vec<_>) = batch.into_iter().partition(|q| q.forwarded);
+    for q in forwarded {
+        let _ = q.done.send(Written::NotLeader(leader));
+    }
+    own
 }
 
 #[cfg(test)]
@@ -292,6 +327,81 @@ mod tests {
             Written::Applied { results, .. } => assert_eq!(results, expected[1..]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn expired_items_fail_and_the_rest_keep_their_order() {
+        let now = Instant::now();
+        let at = |deadline, g: &str| {
+            let (mut q, rx) = queued(vec![group("t", g)]);
+            q.deadline = deadline;
+            (q, rx)
+        };
+        let (a, mut ra) = at(now - Duration::from_millis(1), "a");
+        let (b, _) = at(now + Duration::from_secs(1), "b");
+        let (c, mut rc) = at(now, "c");
+        let (d, _) = at(now + Duration::from_secs(2), "d");
+        let e = WireError::new(ErrorCode::TrackerUnavailable, "late");
+        let live = drop_expired(vec![a, b, c, d], now, &e);
+        let names: Vec<_> = live.iter().map(|q| q.cmds[0].clone()).collect();
+        assert_eq!(names, [group("t", "b"), group("t", "d")]);
+        assert!(matches!(ra.try_recv(), Ok(Written::Failed(x)) if x == e));
+        assert!(matches!(rc.try_recv(), Ok(Written::Failed(_))));
+        assert_eq!(latest_deadline(&live), Some(now + Duration::from_secs(2)));
+        assert_eq!(latest_deadline(&[]), None);
+    }
+
+    #[test]
+    fn a_follower_refuses_forwarded_items_and_keeps_its_own() {
+        let (own, mut r_own) = queued(vec![group("t", "a")]);
+        let (mut fwd, mut r_fwd) = queued(vec![group("t", "b")]);
+        fwd.forwarded = true;
+        let kept = refuse_forwarded(vec![fwd, own], Some(3));
+        assert_eq!(kept.len(), 1);
+        assert!(!kept[0].forwarded);
+        assert!(matches!(r_fwd.try_recv(), Ok(Written::NotLeader(Some(3)))));
+        assert!(
+            r_own.try_recv().is_err(),
+            "its own write is not answered yet"
+        );
+    }
+
+    #[test]
+    fn settle_splits_a_batch_result_or_fails_it_whole() {
+        let ok = |m: &str| {
+            Ok(Applied {
+                message: m.into(),
+                session_changed: None,
+                results: Vec::new(),
+            })
+        };
+        let (a, mut ra) = queued(vec![group("t", "a")]);
+        let (b, mut rb) = queued(vec![group("t", "b"), group("t", "c")]);
+        let entry = Applied {
+            message: "3 writes applied".into(),
+            session_changed: None,
+            results: vec![ok("a"), ok("b"), ok("c")],
+        };
+        settle(vec![a, b], Ok(entry), 9);
+        assert!(
+            matches!(ra.try_recv(), Ok(Written::Applied { results, index: 9 }) if results == [ok("a")])
+        );
+        assert!(
+            matches!(rb.try_recv(), Ok(Written::Applied { results, .. }) if results.len() == 2)
+        );
+        // One write alone: its result, refusal included, is its own.
+        let (a, mut ra) = queued(vec![group("t", "a")]);
+        let refused = WireError::new(ErrorCode::GroupExists, "x");
+        settle(vec![a], Err(refused.clone()), 0);
+        assert!(
+            matches!(ra.try_recv(), Ok(Written::Applied { results, .. }) if results == [Err(refused.clone())])
+        );
+        // Two writes refused as a whole: both fail.
+        let (a, mut ra) = queued(vec![group("t", "a")]);
+        let (b, mut rb) = queued(vec![group("t", "b")]);
+        settle(vec![a, b], Err(refused.clone()), 0);
+        assert!(matches!(ra.try_recv(), Ok(Written::Failed(e)) if e == refused));
+        assert!(matches!(rb.try_recv(), Ok(Written::Failed(_))));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Tracker ↔ tracker transport: openraft's `RaftNetwork` over TCP, forwarded
-//! writes, presence batches, and the serving side of all of them.
+//! Tracker → tracker requests: openraft's `RaftNetwork` over TCP, and
+//! one-shot requests (forwarded writes, presence batches, probes, session
+//! checks). The serving side is in `serve.rs`.
 //!
 //! A peer connection starts with a [`PeerHello`] frame on the target's
 //! ordinary address; then one [`PeerRequest`] and one [`PeerReply`]
@@ -11,8 +12,15 @@
 //!   failure to connect means "not sent" (safe to retry elsewhere), while a
 //!   failure after sending means "outcome unknown" (never retried, never
 //!   reported as success).
+//!
+//! The messages are `proto::raft`'s, with this tracker's payloads:
+//! [`RaftRpc`] / [`RaftRpcReply`] and [`Command`] / [`Response`]. A request
+//! is encoded before anything is sent, so one that cannot be encoded is
+//! [`PeerError::Encode`] (certainly not sent); a reply that cannot be
+//! encoded is logged and answered as [`PeerReply::Failed`].
 
-use super::{Cluster, NodeId, TypeConfig};
+use super::{NodeId, Response, TypeConfig};
+use crate::state::Command;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -22,23 +30,49 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
-use proto::frame::{read_frame, read_json, write_json};
-use proto::raft::{PeerHello, PeerHelloBody, PeerReply, PeerRequest, MAX_PEER_FRAME_BYTES};
-use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use proto::frame::{read_json, write_frame, write_json};
+use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
+use proto::PROTOCOL_VERSION;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// Connecting to a peer tracker gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// openraft's RPCs between trackers, each in its own type.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRpc {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// The outcome of each [`RaftRpc`], in the same variant.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRpcReply {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+}
+
+/// A request between trackers, with this tracker's payloads.
+pub type PeerRequest = proto::raft::PeerRequest<RaftRpc, Command>;
+/// The same, as sent: a forwarded write is encoded from a borrow.
+pub type OutgoingRequest<'a> = proto::raft::PeerRequest<RaftRpc, &'a Command>;
+/// A reply between trackers, with this tracker's payloads.
+pub type PeerReply = proto::raft::PeerReply<RaftRpcReply, Response>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// Nothing was sent: the request cannot be encoded (a bug; logged).
+    #[error("cannot encode a request for tracker at {addr}: {reason}")]
+    Encode { addr: SocketAddr, reason: String },
     /// Nothing was sent: the peer is down or unreachable.
     #[error("cannot connect to tracker at {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
@@ -67,16 +101,30 @@ async fn connect(addr: SocketAddr, from: NodeId) -> Result<TcpStream, PeerError>
     Ok(stream)
 }
 
-/// One request, one reply, under `ttl`.
+/// `request` as one frame's payload, before anything is sent.
+fn encode<W: Serialize>(
+    addr: SocketAddr,
+    request: &proto::raft::PeerRequest<RaftRpc, W>,
+) -> Result<Vec<u8>, PeerError> {
+    serde_json::to_vec(request).map_err(|e| {
+        tracing::error!(%addr, error = %e, "cannot encode a request to a peer tracker");
+        PeerError::Encode {
+            addr,
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// One request (already encoded), one reply, under `ttl`.
 async fn exchange(
     stream: &mut TcpStream,
     addr: SocketAddr,
-    request: &PeerRequest,
+    request: &[u8],
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
     let lost = |reason: String| PeerError::Lost { addr, reason };
     let io = async {
-        write_json(stream, request, MAX_PEER_FRAME_BYTES)
+        write_frame(stream, request, MAX_PEER_FRAME_BYTES)
             .await
             .map_err(|e| lost(e.to_string()))?;
         read_json::<PeerReply, _>(stream, MAX_PEER_FRAME_BYTES)
@@ -92,16 +140,17 @@ async fn exchange(
 /// Sends `request` to `addr` on a fresh connection.
 ///
 /// # Errors
-/// [`PeerError::Connect`] if nothing was sent, [`PeerError::Lost`] if the
-/// outcome is unknown.
-pub async fn send_once(
+/// [`PeerError::Encode`] or [`PeerError::Connect`] if nothing was sent,
+/// [`PeerError::Lost`] if the outcome is unknown.
+pub async fn send_once<W: Serialize>(
     addr: SocketAddr,
     from: NodeId,
-    request: &PeerRequest,
+    request: &proto::raft::PeerRequest<RaftRpc, W>,
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
+    let request = encode(addr, request)?;
     let mut stream = connect(addr, from).await?;
-    exchange(&mut stream, addr, request, ttl).await
+    exchange(&mut stream, addr, &request, ttl).await
 }
 
 /// Builds openraft clients from the addresses of tracker_info.txt.
@@ -132,17 +181,26 @@ pub struct PeerClient {
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+/// Takes one RPC's outcome out of a [`RaftRpcReply`]; `None`: a reply to
+/// another RPC.
+type Pick<T, E> = fn(RaftRpcReply) -> Option<Result<T, RaftError<NodeId, E>>>;
+
+fn network_error(what: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(what.to_string())
+}
 
 impl PeerClient {
-    async fn call<T, E>(&mut self, request: PeerRequest, ttl: Duration) -> RpcResult<T, E>
+    /// Sends `rpc` and takes its outcome out of the reply with `pick`.
+    async fn call<T, E>(&mut self, rpc: RaftRpc, ttl: Duration, pick: Pick<T, E>) -> RpcResult<T, E>
     where
-        T: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        E: std::error::Error,
     {
         let Some(addr) = self.addr else {
-            let e = std::io::Error::other(format!("node {} has no valid address", self.target));
+            let e = network_error(format!("node {} has no valid address", self.target));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
+        let request = encode(addr, &PeerRequest::Raft { rpc })
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut stream = match self.stream.take() {
             Some(s) => s,
             None => connect(addr, self.from)
@@ -153,24 +211,18 @@ impl PeerClient {
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.stream = Some(stream);
-        let bad = |what: String| {
-            let e = std::io::Error::other(what);
-            RPCError::Network(NetworkError::new(&e))
-        };
+        let bad = |what: String| RPCError::Network(NetworkError::new(&network_error(what)));
         match reply {
-            PeerReply::Raft { result } => {
-                let result: Result<T, RaftError<NodeId, E>> =
-                    serde_json::from_value(result).map_err(|e| bad(format!("bad reply: {e}")))?;
-                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
+            PeerReply::Raft { result } => match pick(result) {
+                Some(result) => {
+                    result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+                }
+                None => Err(bad("a reply to another RPC".into())),
+            },
             PeerReply::Failed { error } => Err(bad(error.message)),
             other => Err(bad(format!("unexpected reply {other:?}"))),
         }
     }
-}
-
-fn to_value<T: Serialize>(v: &T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -179,10 +231,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        let req = PeerRequest::AppendEntries {
-            rpc: to_value(&rpc),
-        };
-        self.call(req, option.hard_ttl()).await
+        let rpc = RaftRpc::AppendEntries(rpc);
+        self.call(rpc, option.hard_ttl(), |reply| match reply {
+            RaftRpcReply::AppendEntries(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn install_snapshot(
@@ -190,10 +244,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        let req = PeerRequest::InstallSnapshot {
-            rpc: to_value(&rpc),
-        };
-        self.call(req, option.hard_ttl()).await
+        let rpc = RaftRpc::InstallSnapshot(rpc);
+        self.call(rpc, option.hard_ttl(), |reply| match reply {
+            RaftRpcReply::InstallSnapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     async fn vote(
@@ -201,94 +257,110 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        let req = PeerRequest::Vote {
-            rpc: to_value(&rpc),
-        };
-        self.call(req, option.hard_ttl()).await
+        let rpc = RaftRpc::Vote(rpc);
+        self.call(rpc, option.hard_ttl(), |reply| match reply {
+            RaftRpcReply::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 }
 
-// ---------------------------------------------------------------- serving
+#[cfg(test)]
+mod tests {
+    use super::super::serve::{is_peer_hello, serve_peer};
+    use super::super::testing::{self, FakePeer};
+    use super::*;
+    use openraft::Vote;
+    use proto::frame::read_frame;
+    use std::sync::Arc;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
 
-/// Serves one peer tracker's connection (its hello already read) until it
-/// closes or `cancel` fires. Requests are handled one at a time, in order.
-pub async fn serve_peer(
-    cluster: Arc<Cluster>,
-    from: NodeId,
-    reader: OwnedReadHalf,
-    mut writer: OwnedWriteHalf,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    let mut reader = BufReader::new(reader);
-    loop {
-        let frame = tokio::select! {
-            () = cancel.cancelled() => break,
-            f = read_frame(&mut reader, MAX_PEER_FRAME_BYTES) => f,
-        };
-        let bytes = match frame {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!(peer = from, error = %e, "peer connection ended");
-                break;
+    fn client(addr: SocketAddr) -> PeerClient {
+        PeerClient {
+            from: 2,
+            target: 1,
+            addr: Some(addr),
+            stream: None,
+        }
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_secs(2))
+    }
+
+    /// openraft's RPCs, typed end to end: a client here, the serving side
+    /// of a one-node cluster there, over TCP on 127.0.0.1.
+    #[tokio::test]
+    async fn raft_rpcs_round_trip_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = testing::one_node(dir.path()).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cancel = CancellationToken::new();
+        let serving = tokio::spawn({
+            let (cluster, cancel) = (Arc::clone(&node.cluster), cancel.clone());
+            async move {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (mut reader, writer) = socket.into_split();
+                let hello = read_frame(&mut reader, MAX_PEER_FRAME_BYTES)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let from = is_peer_hello(&hello).expect("a peer hello").from;
+                serve_peer(cluster, from, reader, writer, cancel).await;
             }
+        });
+        let mut c = client(addr);
+        // A stale candidate: answered (not granted) with the node's newer vote.
+        let vote = c
+            .vote(VoteRequest::new(Vote::new(0, 2), None), option())
+            .await
+            .expect("a typed vote response");
+        assert!(!vote.vote_granted);
+        assert!(vote.vote.leader_id().term >= 1);
+        // The same connection carries the next RPC.
+        let stale = AppendEntriesRequest {
+            vote: Vote::new_committed(0, 2),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
         };
-        let reply = match serde_json::from_slice::<PeerRequest>(&bytes) {
-            Ok(req) => handle(&cluster, req).await,
-            Err(e) => PeerReply::Failed {
-                error: WireError::new(ErrorCode::InvalidArgument, format!("bad request: {e}")),
-            },
+        let appended = c.append_entries(stale, option()).await;
+        assert!(
+            matches!(appended, Ok(AppendEntriesResponse::HigherVote(_))),
+            "{appended:?}"
+        );
+        cancel.cancel();
+        serving.await.unwrap();
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_reply_to_another_rpc_or_a_failure_is_a_network_error() {
+        let confused = FakePeer::start(|_| PeerReply::Raft {
+            result: RaftRpcReply::Vote(Ok(VoteResponse::new(Vote::new(1, 1), None, false))),
+        })
+        .await;
+        let rpc = AppendEntriesRequest {
+            vote: Vote::new_committed(1, 2),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
         };
-        if let Err(e) = write_json(&mut writer, &reply, MAX_PEER_FRAME_BYTES).await {
-            tracing::debug!(peer = from, error = %e, "cannot answer peer");
-            break;
-        }
+        let out = client(confused.addr).append_entries(rpc, option()).await;
+        assert!(matches!(out, Err(RPCError::Network(_))), "{out:?}");
+        let failing = FakePeer::start(|_| PeerReply::Failed {
+            error: proto::WireError::new(proto::ErrorCode::Io, "nope"),
+        })
+        .await;
+        let req = VoteRequest::new(Vote::new(1, 2), None);
+        let out = client(failing.addr).vote(req, option()).await;
+        assert!(matches!(out, Err(RPCError::Network(_))), "{out:?}");
+        let nobody = testing::unused_addr().await;
+        let req = VoteRequest::new(Vote::new(1, 2), None);
+        let out = client(nobody).vote(req, option()).await;
+        assert!(matches!(out, Err(RPCError::Unreachable(_))), "{out:?}");
     }
-    let _ = writer.shutdown().await;
-}
-
-fn decode<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, PeerReply> {
-    serde_json::from_value(v).map_err(|e| PeerReply::Failed {
-        error: WireError::new(ErrorCode::InvalidArgument, format!("bad payload: {e}")),
-    })
-}
-
-async fn handle(cluster: &Cluster, req: PeerRequest) -> PeerReply {
-    let raft = &cluster.raft;
-    let answer = |v: serde_json::Value| PeerReply::Raft { result: v };
-    match req {
-        PeerRequest::AppendEntries { rpc } => match decode(rpc) {
-            Ok(rpc) => answer(to_value(&raft.append_entries(rpc).await)),
-            Err(r) => r,
-        },
-        PeerRequest::Vote { rpc } => match decode(rpc) {
-            Ok(rpc) => answer(to_value(&raft.vote(rpc).await)),
-            Err(r) => r,
-        },
-        PeerRequest::InstallSnapshot { rpc } => match decode(rpc) {
-            Ok(rpc) => answer(to_value(&raft.install_snapshot(rpc).await)),
-            Err(r) => r,
-        },
-        PeerRequest::Write { command } => match decode(command) {
-            Ok(cmd) => cluster.write_as_leader(cmd).await,
-            Err(r) => r,
-        },
-        PeerRequest::CheckSession { token } => PeerReply::Session {
-            live: cluster.state().user_of(&token).is_ok(),
-        },
-        PeerRequest::Probe => PeerReply::Probed {
-            pristine: !cluster.raft.is_initialized().await.unwrap_or(true),
-        },
-        PeerRequest::Presence { seen } => {
-            cluster.note_presence(seen);
-            PeerReply::Noted
-        }
-    }
-}
-
-/// Refusal for a frame that is neither a daemon's hello nor a peer's.
-pub fn is_peer_hello(bytes: &[u8]) -> Option<PeerHelloBody> {
-    serde_json::from_slice::<PeerHello>(bytes)
-        .ok()
-        .map(|h| h.peer)
 }

@@ -30,140 +30,26 @@
 //!
 //! Every container is a `BTreeMap`/`BTreeSet`/`Vec`, so listings come out in
 //! a stable order and serialised snapshots are byte-for-byte reproducible.
+//!
+//! Files:
+//! - this one: the state's types, and the reads (queries) the handler uses.
+//! - `command`: [`Command`] and [`Applied`].
+//! - `apply`: `apply`, dispatching each command to its own method.
+//! - `dedup`: remembered request ids, for exactly-once retries.
 
+mod apply;
+mod command;
+mod dedup;
+
+pub use command::{Applied, Command};
+
+use dedup::{outcomes_as_list, Outcome};
 use proto::ctl::{FileInfo, GroupInfo};
-use proto::raft::SeenPeer;
-use proto::tracker::{FileMeta, RequestId, SessionToken, DEDUP_WINDOW};
+use proto::tracker::{FileMeta, RequestId, SessionToken};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-
-/// One change to the state, as logged and (later) replicated.
-///
-/// Commands that act on behalf of a logged-in user carry the session token,
-/// not the user: resolving it inside `apply` keeps the check and the change
-/// atomic, even if the session ends between the request and its turn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case")]
-pub enum Command {
-    CreateUser {
-        user: UserId,
-        /// argon2id PHC string; the password itself never reaches the state.
-        password_hash: String,
-    },
-    /// Logs `user` in with a fresh `token`, ending their previous session.
-    StartSession {
-        user: UserId,
-        token: SessionToken,
-    },
-    EndSession {
-        token: SessionToken,
-    },
-    CreateGroup {
-        token: SessionToken,
-        group: GroupId,
-    },
-    JoinGroup {
-        token: SessionToken,
-        group: GroupId,
-    },
-    LeaveGroup {
-        token: SessionToken,
-        group: GroupId,
-    },
-    AcceptRequest {
-        token: SessionToken,
-        group: GroupId,
-        user: UserId,
-    },
-    RegisterFile {
-        token: SessionToken,
-        group: GroupId,
-        meta: FileMeta,
-    },
-    StopShare {
-        token: SessionToken,
-        group: GroupId,
-        name: FileName,
-    },
-    MarkPartial {
-        token: SessionToken,
-        group: GroupId,
-        name: FileName,
-    },
-    /// A batch of heartbeats, each stamped by the tracker that heard it.
-    Presence {
-        seen: Vec<SeenPeer>,
-    },
-    /// Installs the cluster's ticket key, unless one is set already.
-    SetTicketSecret {
-        secret: String,
-    },
-    /// `cmd` on behalf of a daemon's write `request`, which may arrive more
-    /// than once (retried on another tracker): applied the first time, and
-    /// every repeat gets the first outcome. `at_ms` is the wall clock of the
-    /// tracker that built it; ids older than [`DEDUP_WINDOW`] by the stamp
-    /// of a later `Dedup` are forgotten.
-    Dedup {
-        request: RequestId,
-        at_ms: u64,
-        write: Box<Command>,
-    },
-    /// Several writes committed as one log entry (see `raft::batch`): each
-    /// is applied in order exactly as if it were its own entry, and the
-    /// answer lists their results in [`Applied::results`]. One entry costs
-    /// one append (one fsync) on each tracker instead of one per write.
-    Batch {
-        writes: Vec<Command>,
-    },
-}
-
-impl Command {
-    /// A rough upper bound of the command's JSON size in bytes, for cutting
-    /// batches: a registration is dominated by its piece list.
-    pub fn approx_bytes(&self) -> usize {
-        match self {
-            Command::RegisterFile { meta, .. } => 512 + 45 * meta.pieces.len(),
-            Command::Presence { seen } => 256 + 160 * seen.len(),
-            Command::Dedup { write, .. } => 96 + write.approx_bytes(),
-            Command::Batch { writes } => {
-                32 + writes.iter().map(Command::approx_bytes).sum::<usize>()
-            }
-            _ => 512,
-        }
-    }
-}
-
-/// The outcome of one remembered request id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Outcome {
-    at_ms: u64,
-    result: Result<Applied, WireError>,
-}
-
-/// What an accepted command did, for the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    /// A short sentence for people ("group g1 created").
-    pub message: String,
-    /// The user whose session was started or ended by this command, so the
-    /// caller can drop their presence at once.
-    pub session_changed: Option<UserId>,
-    /// For a [`Command::Batch`]: the result of each of its writes, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub results: Vec<Result<Applied, WireError>>,
-}
-
-impl Applied {
-    fn done(message: impl Into<String>) -> Self {
-        Applied {
-            message: message.into(),
-            session_changed: None,
-            results: Vec::new(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Account {
@@ -241,28 +127,6 @@ pub struct TrackerState {
     outcome_order: VecDeque<(u64, RequestId)>,
 }
 
-/// (De)serialise a map with struct keys as a list of pairs.
-mod outcomes_as_list {
-    use super::{Outcome, RequestId};
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::collections::BTreeMap;
-
-    pub fn serialize<S: Serializer>(
-        map: &BTreeMap<RequestId, Outcome>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(map.iter())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<RequestId, Outcome>, D::Error> {
-        Ok(Vec::<(RequestId, Outcome)>::deserialize(d)?
-            .into_iter()
-            .collect())
-    }
-}
-
 fn no_such_group(group: &GroupId) -> WireError {
     WireError::new(
         ErrorCode::NoSuchGroup,
@@ -289,294 +153,6 @@ fn no_such_file(group: &GroupId, name: &FileName) -> WireError {
 pub const BAD_CREDENTIALS: &str = "unknown user or wrong password";
 
 impl TrackerState {
-    /// Drops remembered request ids stamped more than [`DEDUP_WINDOW`]
-    /// before `now_ms` (the stamp of the command being applied, so every
-    /// replica forgets the same ones).
-    fn forget_outcomes(&mut self, now_ms: u64) {
-        let window = u64::try_from(DEDUP_WINDOW.as_millis()).unwrap_or(u64::MAX);
-        let cutoff = now_ms.saturating_sub(window);
-        while let Some(&(at, id)) = self.outcome_order.front() {
-            if at >= cutoff {
-                break;
-            }
-            self.outcome_order.pop_front();
-            self.outcomes.remove(&id);
-        }
-    }
-
-    /// How many request ids are remembered (for tests and logs).
-    pub fn remembered_requests(&self) -> usize {
-        self.outcomes.len()
-    }
-
-    /// Applies one command, or refuses it and changes nothing.
-    ///
-    /// # Errors
-    /// The refusals of ARCHITECTURE.md's table, with SPEC's codes.
-    pub fn apply(&mut self, cmd: Command) -> Result<Applied, WireError> {
-        match cmd {
-            Command::Batch { writes } => {
-                let n = writes.len();
-                let results = writes.into_iter().map(|w| self.apply(w)).collect();
-                Ok(Applied {
-                    message: format!("{n} writes applied"),
-                    session_changed: None,
-                    results,
-                })
-            }
-            Command::Dedup {
-                request,
-                at_ms,
-                write,
-            } => {
-                self.forget_outcomes(at_ms);
-                if let Some(seen) = self.outcomes.get(&request) {
-                    return seen.result.clone();
-                }
-                let result = self.apply(*write);
-                self.outcomes.insert(
-                    request,
-                    Outcome {
-                        at_ms,
-                        result: result.clone(),
-                    },
-                );
-                self.outcome_order.push_back((at_ms, request));
-                result
-            }
-            Command::CreateUser {
-                user,
-                password_hash,
-            } => {
-                if self.users.contains_key(&user) {
-                    return Err(WireError::new(
-                        ErrorCode::UserExists,
-                        format!("user {user} already exists"),
-                    ));
-                }
-                let message = format!("user {user} created");
-                self.users.insert(user, Account { password_hash });
-                Ok(Applied::done(message))
-            }
-            Command::StartSession { user, token } => {
-                if !self.users.contains_key(&user) {
-                    return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
-                }
-                if self.sessions.contains_key(&token) {
-                    // 128 random bits do not collide; a replayed or forged
-                    // token must not hijack someone else's session.
-                    return Err(WireError::new(
-                        ErrorCode::InvalidArgument,
-                        "session token already in use",
-                    ));
-                }
-                if let Some(old) = self.session_of.remove(&user) {
-                    self.sessions.remove(&old);
-                }
-                self.presence.remove(&user);
-                self.sessions.insert(token.clone(), user.clone());
-                let message = format!("logged in as {user}");
-                self.session_of.insert(user.clone(), token);
-                Ok(Applied {
-                    message,
-                    session_changed: Some(user),
-                    results: Vec::new(),
-                })
-            }
-            Command::EndSession { token } => {
-                let user = self.user_of(&token)?.clone();
-                self.sessions.remove(&token);
-                self.session_of.remove(&user);
-                self.presence.remove(&user);
-                Ok(Applied {
-                    message: "logged out".into(),
-                    session_changed: Some(user),
-                    results: Vec::new(),
-                })
-            }
-            Command::CreateGroup { token, group } => {
-                let user = self.user_of(&token)?.clone();
-                if self.groups.contains_key(&group) {
-                    return Err(WireError::new(
-                        ErrorCode::GroupExists,
-                        format!("group {group} already exists"),
-                    ));
-                }
-                let message = format!("group {group} created");
-                self.groups.insert(
-                    group,
-                    Group {
-                        members: vec![user],
-                        requests: Vec::new(),
-                        files: BTreeMap::new(),
-                    },
-                );
-                Ok(Applied::done(message))
-            }
-            Command::JoinGroup { token, group } => {
-                let user = self.user_of(&token)?.clone();
-                let g = self
-                    .groups
-                    .get_mut(&group)
-                    .ok_or_else(|| no_such_group(&group))?;
-                if g.is_member(&user) {
-                    return Err(WireError::new(
-                        ErrorCode::AlreadyMember,
-                        format!("you are already a member of group {group}"),
-                    ));
-                }
-                // A repeated request while one is pending is not an error.
-                if !g.requests.contains(&user) {
-                    g.requests.push(user);
-                }
-                Ok(Applied::done(format!("join request sent to group {group}")))
-            }
-            Command::LeaveGroup { token, group } => {
-                let user = self.user_of(&token)?.clone();
-                let g = self
-                    .groups
-                    .get_mut(&group)
-                    .ok_or_else(|| no_such_group(&group))?;
-                if !g.is_member(&user) {
-                    return Err(not_member(&group));
-                }
-                // `retain` keeps join order, so the new members[0] is the
-                // longest-standing member left: the new owner.
-                g.members.retain(|m| m != &user);
-                g.files.retain(|_, f| {
-                    f.holders.remove(&user);
-                    f.partial.remove(&user);
-                    !f.holders.is_empty()
-                });
-                if g.members.is_empty() {
-                    self.groups.remove(&group);
-                }
-                Ok(Applied::done(format!("left group {group}")))
-            }
-            Command::AcceptRequest { token, group, user } => {
-                let caller = self.user_of(&token)?.clone();
-                let g = self
-                    .groups
-                    .get_mut(&group)
-                    .ok_or_else(|| no_such_group(&group))?;
-                if g.owner() != &caller {
-                    return Err(not_owner(&group));
-                }
-                let Some(pos) = g.requests.iter().position(|r| r == &user) else {
-                    return Err(WireError::new(
-                        ErrorCode::NoSuchRequest,
-                        format!("{user} has no pending request to join group {group}"),
-                    ));
-                };
-                g.requests.remove(pos);
-                g.members.push(user.clone());
-                Ok(Applied::done(format!("{user} is now a member of {group}")))
-            }
-            Command::RegisterFile { token, group, meta } => {
-                let user = self.user_of(&token)?.clone();
-                let g = self.member_group_mut(&user, &group)?;
-                if !meta.is_consistent() {
-                    return Err(WireError::new(
-                        ErrorCode::InvalidArgument,
-                        format!(
-                            "the piece list of {} does not match its size of {} bytes",
-                            meta.name, meta.size
-                        ),
-                    ));
-                }
-                let name = meta.name.clone();
-                match g.files.get_mut(&name) {
-                    Some(f) if f.meta != meta => {
-                        return Err(WireError::new(
-                            ErrorCode::NameTaken,
-                            format!("a different file named {name} is already shared in {group}"),
-                        ));
-                    }
-                    Some(f) => {
-                        f.partial.remove(&user);
-                        f.holders.insert(user);
-                    }
-                    None => {
-                        g.files.insert(
-                            name.clone(),
-                            SharedFile {
-                                meta,
-                                holders: BTreeSet::from([user]),
-                                partial: BTreeSet::new(),
-                            },
-                        );
-                    }
-                }
-                Ok(Applied::done(format!("{name} shared in {group}")))
-            }
-            Command::StopShare { token, group, name } => {
-                let user = self.user_of(&token)?.clone();
-                let g = self.member_group_mut(&user, &group)?;
-                let f = g
-                    .files
-                    .get_mut(&name)
-                    .ok_or_else(|| no_such_file(&group, &name))?;
-                let was_holder = f.holders.remove(&user);
-                let was_partial = f.partial.remove(&user);
-                if !was_holder && !was_partial {
-                    return Err(WireError::new(
-                        ErrorCode::NotHolder,
-                        format!("you are not sharing {name} in {group}"),
-                    ));
-                }
-                if f.holders.is_empty() {
-                    g.files.remove(&name);
-                }
-                Ok(Applied::done(format!("stopped sharing {name} in {group}")))
-            }
-            Command::MarkPartial { token, group, name } => {
-                let user = self.user_of(&token)?.clone();
-                let g = self.member_group_mut(&user, &group)?;
-                let f = g
-                    .files
-                    .get_mut(&name)
-                    .ok_or_else(|| no_such_file(&group, &name))?;
-                // A complete holder already serves every piece.
-                if !f.holders.contains(&user) {
-                    f.partial.insert(user);
-                }
-                Ok(Applied::done(format!(
-                    "serving verified pieces of {name} in {group}"
-                )))
-            }
-            Command::Presence { seen } => {
-                for s in seen {
-                    // A heartbeat of an ended session (it raced with a
-                    // logout or a login elsewhere) is stale: ignore it.
-                    if self.session_of.get(&s.user) != Some(&s.token) {
-                        continue;
-                    }
-                    let newer = self
-                        .presence
-                        .get(&s.user)
-                        .is_none_or(|old| old.token != s.token || old.at_ms <= s.at_ms);
-                    if newer {
-                        self.presence.insert(
-                            s.user,
-                            Seen {
-                                token: s.token,
-                                addr: s.addr,
-                                at_ms: s.at_ms,
-                            },
-                        );
-                    }
-                }
-                Ok(Applied::done("presence noted"))
-            }
-            Command::SetTicketSecret { secret } => {
-                if self.ticket_secret.is_none() {
-                    self.ticket_secret = Some(secret);
-                }
-                Ok(Applied::done("ticket key set"))
-            }
-        }
-    }
-
     /// Where `user` serves peers, if they are online at `now_ms` (the
     /// reader's wall clock): heard from within `timeout`, with the session
     /// that is still theirs.
@@ -777,6 +353,8 @@ fn count(n: usize) -> u32 {
 mod tests {
     use super::*;
     use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
+    use proto::raft::SeenPeer;
+    use proto::tracker::DEDUP_WINDOW;
     use proto::Sha1Hash;
 
     fn u(s: &str) -> UserId {

@@ -1,0 +1,192 @@
+//! Passwords: the limits a password must meet, and argon2id hashing and
+//! verification on a few dedicated threads.
+//!
+//! Why dedicated threads: each hash takes ~19 MiB and tens of ms of CPU; on
+//! tokio's blocking pool (up to 512 threads) a burst of logins ran many at
+//! once, and the allocator kept a 19 MiB block in each thread's arena
+//! afterwards (hundreds of MiB of RSS). `hash_threads()` threads bound both
+//! the memory and the CPU a login burst can take; logins queue.
+//!
+//! Invariant: a password never reaches the replicated state; only its PHC
+//! string does, computed here *before* the command is built.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use proto::{ErrorCode, WireError};
+use rand::rngs::OsRng;
+use std::sync::{Arc, OnceLock};
+
+/// Longest password accepted, in bytes: enough for any passphrase, small
+/// enough that hashing it cannot be used to burn CPU.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// No argon2 thread could be started, or it stopped.
+    #[error("no argon2 thread is running")]
+    NoThread,
+    #[error("argon2 failed: {0}")]
+    Argon2(argon2::password_hash::Error),
+}
+
+/// Refuses an empty password and one over [`MAX_PASSWORD_BYTES`].
+///
+/// # Errors
+/// `invalid_argument`, with a sentence for the user.
+pub fn check_password(password: &str) -> Result<(), WireError> {
+    if password.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            "the password must not be empty",
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "the password is {} bytes long; at most {MAX_PASSWORD_BYTES} are allowed",
+                password.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// argon2id with a fresh random salt, on an argon2 thread; the PHC string.
+///
+/// # Errors
+/// [`PasswordError`]: no argon2 thread runs, or argon2 failed.
+pub async fn hash_password(password: String) -> Result<String, PasswordError> {
+    on_hash_thread(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await?
+    .map_err(PasswordError::Argon2)
+}
+
+/// Checks `password` against `stored`. An unknown user is checked against a
+/// dummy hash, so the answer takes as long as for a wrong password and does
+/// not reveal which accounts exist.
+///
+/// # Errors
+/// [`PasswordError::NoThread`].
+pub async fn verify_password(
+    password: String,
+    stored: Option<String>,
+) -> Result<bool, PasswordError> {
+    on_hash_thread(move || {
+        let known = stored.is_some();
+        let phc = stored.unwrap_or_else(|| dummy_hash().to_owned());
+        let Ok(parsed) = PasswordHash::new(&phc) else {
+            tracing::error!("a stored password hash is unreadable");
+            return false;
+        };
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        known && matches
+    })
+    .await
+}
+
+/// Computes the dummy hash now, in the background, so the first login of an
+/// unknown user is not slower than a wrong password (and does not reveal
+/// itself). Call once at start, from within a tokio runtime.
+pub fn warm_up() {
+    drop(tokio::spawn(on_hash_thread(dummy_hash)));
+}
+
+/// The hash unknown users are checked against; computed once.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(b"no such user", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// How many argon2 threads run (see the module header).
+fn hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+}
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on one of the [`hash_threads`] argon2 threads, started on first
+/// use.
+async fn on_hash_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordError> {
+    static JOBS: OnceLock<std::sync::mpsc::Sender<HashJob>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..hash_threads() {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start an argon2 thread");
+            }
+        }
+        tx
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // If no thread runs, the job is dropped and `rx` reports it.
+    let _ = jobs.send(Box::new(move || {
+        let _ = tx.send(f());
+    }));
+    rx.await.map_err(|_| PasswordError::NoThread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_bounded() {
+        assert_eq!(
+            check_password("").unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        assert!(check_password(&"x".repeat(MAX_PASSWORD_BYTES)).is_ok());
+        let err = check_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn hashing_and_verifying() {
+        let hash = hash_password("s3cret".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("s3cret".into(), Some(hash.clone()))
+            .await
+            .unwrap());
+        assert!(!verify_password("wrong".into(), Some(hash)).await.unwrap());
+        assert!(!verify_password("s3cret".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stored_hash_never_matches() {
+        assert!(
+            !verify_password("x".into(), Some("not a phc string".into()))
+                .await
+                .unwrap()
+        );
+    }
+}

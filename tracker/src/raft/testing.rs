@@ -1,0 +1,133 @@
+//! Test helpers for the parts of `raft/` (compiled for tests only): a node
+//! on a Raft in a temporary directory, and a fake peer tracker that answers
+//! over real TCP on 127.0.0.1. No process is started.
+
+use super::network::{PeerReply, PeerRequest};
+use super::{Cluster, ClusterOptions, NodeId, SNAPSHOT_EVERY_ENTRIES};
+use proto::frame::{read_frame, write_json};
+use proto::raft::{PeerHello, MAX_PEER_FRAME_BYTES};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a helper waits for a node to settle.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A started node and the token that stops its background tasks.
+pub struct Node {
+    pub cluster: Arc<Cluster>,
+    stop: CancellationToken,
+}
+
+impl Node {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.cluster.raft.shutdown().await.expect("raft stops");
+    }
+}
+
+/// Node `node` of `trackers`, its store in `dir`.
+pub async fn start(dir: &Path, node: NodeId, trackers: Vec<SocketAddr>) -> Node {
+    let stop = CancellationToken::new();
+    let options = ClusterOptions {
+        node,
+        trackers,
+        snapshot_every: SNAPSHOT_EVERY_ENTRIES,
+    };
+    let cluster = Cluster::start(options, dir, stop.clone())
+        .await
+        .expect("the node starts");
+    Node { cluster, stop }
+}
+
+/// A single-tracker cluster in `dir`, once it leads and its ticket key is
+/// set (so no background write is pending).
+pub async fn one_node(dir: &Path) -> Node {
+    let node = start(dir, 1, vec![unused_addr().await]).await;
+    wait_until("the single node leads with a ticket key", || {
+        node.cluster.leader() == Some(1) && node.cluster.state().ticket_secret().is_some()
+    })
+    .await;
+    node
+}
+
+/// Polls `done` every 10 ms; panics naming `what` after [`SETTLE_TIMEOUT`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An address nothing listens on (bound, then released).
+pub async fn unused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
+type Answer = dyn Fn(&PeerRequest) -> PeerReply + Send + Sync;
+
+/// A peer tracker that answers every request with `answer` and remembers
+/// the requests it was sent. Stops when dropped.
+pub struct FakePeer {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<PeerRequest>>>,
+    task: JoinHandle<()>,
+}
+
+impl FakePeer {
+    pub async fn start(
+        answer: impl Fn(&PeerRequest) -> PeerReply + Send + Sync + 'static,
+    ) -> FakePeer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let answer: Arc<Answer> = Arc::new(answer);
+        let task = tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::spawn(serve(socket, Arc::clone(&answer), Arc::clone(&seen)));
+                }
+            }
+        });
+        FakePeer { addr, seen, task }
+    }
+
+    /// The requests received so far, in order.
+    pub fn requests(&self) -> MutexGuard<'_, Vec<PeerRequest>> {
+        self.seen.lock().expect("fake peer lock")
+    }
+}
+
+impl Drop for FakePeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut socket: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<PeerRequest>>>) {
+    let Ok(Some(hello)) = read_frame(&mut socket, MAX_PEER_FRAME_BYTES).await else {
+        return;
+    };
+    assert!(
+        serde_json::from_slice::<PeerHello>(&hello).is_ok(),
+        "a peer connection starts with a PeerHello"
+    );
+    while let Ok(Some(frame)) = read_frame(&mut socket, MAX_PEER_FRAME_BYTES).await {
+        let request: PeerRequest = serde_json::from_slice(&frame).expect("a typed request");
+        let reply = answer(&request);
+        seen.lock().expect("fake peer lock").push(request);
+        if write_json(&mut socket, &reply, MAX_PEER_FRAME_BYTES)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

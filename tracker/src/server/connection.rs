@@ -1,0 +1,313 @@
+//! One connection: who is on the other end, its reader and its writer.
+//!
+//! The first frame tells a daemon (a `Hello` call) from a peer tracker (a
+//! `PeerHello`); a peer's connection is handed to
+//! [`crate::raft::serve::serve_peer`]. A daemon's connection is split in
+//! two tasks: the reader decodes [`TrackerCall`] frames and spawns a task per
+//! call (at most [`MAX_CALLS_IN_FLIGHT`] at once), so a slow argon2 login
+//! never holds up a heartbeat; the writer, fed by an `mpsc` channel, writes
+//! the [`TrackerAnswer`]s in whatever order they finish. A bad frame ends
+//! that connection only, after an `invalid_argument` answer where one can
+//! still be written.
+//!
+//! Stop: the connection's token ends the reader; calls already read run to
+//! completion; the writer ends once every sender is gone, after writing
+//! what they sent.
+
+use super::handler::{self, welcome};
+use super::Shared;
+use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
+use proto::tracker::{TrackerAnswer, TrackerCall, TrackerRequest};
+use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Largest first frame: a hello is tiny, and a stranger should not make us
+/// reserve the 64 MiB a registration may need.
+const MAX_HELLO_FRAME_BYTES: u32 = 4096;
+/// Calls of one connection handled at once; the reader waits beyond that,
+/// which pushes back on a client that floods without reading answers.
+const MAX_CALLS_IN_FLIGHT: usize = 64;
+/// Answers queued for one connection's writer.
+const ANSWER_QUEUE: usize = 64;
+/// A client that does not read its answers for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest part of a decode error echoed back, so hostile input is not
+/// mirrored by the megabyte.
+const MAX_ECHOED_ERROR_CHARS: usize = 200;
+
+/// A frame as read: bytes, a clean end of stream, or a framing error.
+type Frame = Result<Option<Vec<u8>>, FrameError>;
+
+pub(super) struct Connection {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// Why a connection's reader stopped.
+enum Ending {
+    /// Clean end of stream, shutdown, or the writer went away.
+    Quiet,
+    /// A protocol violation: answer (where possible) and close.
+    Refused { id: u64, error: WireError },
+    /// The stream cannot be answered any more (i/o error).
+    Broken(FrameError),
+}
+
+impl Connection {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        peer: SocketAddr,
+        cancel: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Connection {
+        Connection {
+            shared,
+            peer,
+            cancel,
+            tasks,
+        }
+    }
+
+    pub(super) async fn serve(self, socket: TcpStream) {
+        tracing::debug!(peer = %self.peer, "connection opened");
+        // Answers are small and latency matters more than packet count.
+        let _ = socket.set_nodelay(true);
+        let (mut reader, writer) = socket.into_split();
+        let first = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            frame = read_frame(&mut reader, MAX_HELLO_FRAME_BYTES) => frame,
+        };
+        if let Some(hello) = first
+            .as_ref()
+            .ok()
+            .and_then(|f| f.as_deref())
+            .and_then(crate::raft::serve::is_peer_hello)
+        {
+            if hello.version != PROTOCOL_VERSION {
+                tracing::warn!(peer = %self.peer, version = hello.version, "peer tracker speaks another protocol version");
+                return;
+            }
+            tracing::debug!(peer = %self.peer, node = hello.from, "peer tracker connected");
+            let cluster = Arc::clone(&self.shared.cluster);
+            crate::raft::serve::serve_peer(
+                cluster,
+                hello.from,
+                reader,
+                writer,
+                self.cancel.clone(),
+            )
+            .await;
+            return;
+        }
+        self.serve_daemon(reader, writer, first).await;
+    }
+
+    /// Reads calls until the stream ends or is refused, then lets the
+    /// writer flush what the calls in flight answer.
+    async fn serve_daemon(self, mut reader: OwnedReadHalf, writer: OwnedWriteHalf, first: Frame) {
+        let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
+        let writer = self.tasks.spawn(write_answers(writer, rx, self.peer));
+        match self.read_calls(&mut reader, &tx, first).await {
+            Ending::Quiet => {}
+            Ending::Refused { id, error } => {
+                tracing::warn!(peer = %self.peer, error = %error.message, "closing connection");
+                let _ = tx
+                    .send(TrackerAnswer {
+                        id,
+                        result: Err(error),
+                    })
+                    .await;
+            }
+            Ending::Broken(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "closing connection");
+            }
+        }
+        // The writer ends once this and every in-flight call's sender are
+        // gone, after writing what they sent.
+        drop(tx);
+        let _ = writer.await;
+        tracing::debug!(peer = %self.peer, "connection closed");
+    }
+
+    async fn read_calls(
+        &self,
+        reader: &mut OwnedReadHalf,
+        tx: &mpsc::Sender<TrackerAnswer>,
+        first: Frame,
+    ) -> Ending {
+        let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
+        let mut first = Some(first);
+        let mut greeted = false;
+        loop {
+            let limit = if greeted {
+                MAX_TRACKER_FRAME_BYTES
+            } else {
+                MAX_HELLO_FRAME_BYTES
+            };
+            let frame = match first.take() {
+                Some(frame) => frame,
+                None => tokio::select! {
+                    () = self.cancel.cancelled() => return Ending::Quiet,
+                    () = tx.closed() => return Ending::Quiet,
+                    frame = read_frame(reader, limit) => frame,
+                },
+            };
+            let call = match decode_call(frame) {
+                Ok(call) => call,
+                Err(ending) => return ending,
+            };
+            if !greeted {
+                if let Err(ending) = self.greet(call, tx).await {
+                    return ending;
+                }
+                greeted = true;
+                continue;
+            }
+            let permit = tokio::select! {
+                () = self.cancel.cancelled() => return Ending::Quiet,
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ending::Quiet, // never closed; be safe
+                },
+            };
+            let (shared, tx) = (Arc::clone(&self.shared), tx.clone());
+            self.tasks.spawn(async move {
+                let answer = handler::answer(&shared, call).await;
+                let _ = tx.send(answer).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// The first call must be a `Hello` of our protocol version.
+    async fn greet(
+        &self,
+        call: TrackerCall,
+        tx: &mpsc::Sender<TrackerAnswer>,
+    ) -> Result<(), Ending> {
+        let TrackerRequest::Hello { version } = call.request else {
+            return Err(Ending::Refused {
+                id: call.id,
+                error: WireError::new(
+                    ErrorCode::InvalidArgument,
+                    "the first call on a connection must be hello",
+                ),
+            });
+        };
+        let reply = welcome(version, self.shared.node)
+            .map_err(|error| Ending::Refused { id: call.id, error })?;
+        let answer = TrackerAnswer {
+            id: call.id,
+            result: Ok(reply),
+        };
+        tx.send(answer).await.map_err(|_| Ending::Quiet)
+    }
+}
+
+/// The call in `frame`, or how the connection ends because of it.
+fn decode_call(frame: Frame) -> Result<TrackerCall, Ending> {
+    let bytes = match frame {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(Ending::Quiet),
+        Err(e @ FrameError::TooLarge { .. }) => {
+            return Err(Ending::Refused {
+                id: 0,
+                error: WireError::new(ErrorCode::InvalidArgument, e.to_string()),
+            })
+        }
+        Err(e) => return Err(Ending::Broken(e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| Ending::Refused {
+        id: call_id(&bytes),
+        error: WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("malformed call: {}", shorten(&e.to_string())),
+        ),
+    })
+}
+
+async fn write_answers(
+    mut writer: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<TrackerAnswer>,
+    peer: SocketAddr,
+) {
+    while let Some(answer) = rx.recv().await {
+        match tokio::time::timeout(
+            WRITE_TIMEOUT,
+            write_json(&mut writer, &answer, MAX_TRACKER_FRAME_BYTES),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "writing an answer failed");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "client has not read its answers for {WRITE_TIMEOUT:?}; dropping it");
+                return;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// The `id` of an undecodable call, if the frame is JSON with one, so the
+/// error answer reaches the right caller.
+fn call_id(bytes: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0)
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(MAX_ECHOED_ERROR_CHARS).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_ids_are_recovered_from_bad_calls() {
+        assert_eq!(call_id(br#"{"id": 7, "request": {"op": "nope"}}"#), 7);
+        assert_eq!(call_id(b"\x00garbage"), 0);
+        assert!(shorten(&"x".repeat(10_000)).chars().count() <= MAX_ECHOED_ERROR_CHARS + 1);
+    }
+
+    #[test]
+    fn frames_that_end_a_connection() {
+        assert!(matches!(decode_call(Ok(None)), Err(Ending::Quiet)));
+        let too_large = Err(FrameError::TooLarge { len: 9, max: 1 });
+        assert!(matches!(
+            decode_call(too_large),
+            Err(Ending::Refused { id: 0, error }) if error.code == ErrorCode::InvalidArgument
+        ));
+        assert!(matches!(
+            decode_call(Err(FrameError::Truncated)),
+            Err(Ending::Broken(_))
+        ));
+        let bad = br#"{"id": 3, "request": {"op": "nope"}}"#.to_vec();
+        assert!(matches!(
+            decode_call(Ok(Some(bad))),
+            Err(Ending::Refused { id: 3, error }) if error.message.starts_with("malformed call")
+        ));
+        let hello = br#"{"id": 1, "request": {"op": "hello", "version": 1}}"#.to_vec();
+        assert!(decode_call(Ok(Some(hello))).is_ok());
+    }
+}

@@ -1,0 +1,510 @@
+//! One call: a [`TrackerRequest`] becomes either a read of the local replica
+//! or a [`Command`] submitted to the cluster, and then an answer.
+//!
+//! Writes are built into a [`Command`] here (password hashed, token drawn,
+//! clock read; never in `apply`) and answered once a majority has them.
+//! Reads lock the local replica briefly, in plain functions over
+//! [`TrackerState`]; no lock is held across an `.await`.
+//!
+//! A write stamped with a request id (`dedup`) is wrapped in
+//! [`Command::Dedup`], so a daemon retrying it on another tracker gets the
+//! first outcome instead of applying it twice.
+
+use super::Shared;
+use crate::clock::{now_ms, now_s};
+use crate::passwords::{self, check_password, PasswordError};
+use crate::raft::Cluster;
+use crate::state::{Applied, Command, TrackerState, BAD_CREDENTIALS};
+use crate::{tickets, tokens};
+use proto::raft::SeenPeer;
+use proto::tracker::{
+    PeerEntry, RequestId, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
+    PRESENCE_TIMEOUT,
+};
+use proto::{ErrorCode, FileName, GroupId, UserId, WireError, PROTOCOL_VERSION};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// Answers one call. A lagging replica must not end a daemon's session:
+/// a `not_logged_in` for a token this replica does not know becomes "try
+/// again" unless the leader confirms the session is gone.
+pub(super) async fn answer(shared: &Shared, call: TrackerCall) -> TrackerAnswer {
+    let token = call.request.token().cloned();
+    let mut result = handle(shared, call.request, call.dedup).await;
+    if let (Err(e), Some(token)) = (&result, token) {
+        let cluster = &shared.cluster;
+        let own_session_unknown = cluster.state().user_of(&token).is_err();
+        if e.code == ErrorCode::NotLoggedIn
+            && own_session_unknown
+            && cluster.session_live_on_leader(&token).await != Some(false)
+        {
+            result = Err(WireError::new(
+                ErrorCode::TrackerUnavailable,
+                "this tracker is catching up with the cluster; try again",
+            ));
+        }
+    }
+    TrackerAnswer {
+        id: call.id,
+        result,
+    }
+}
+
+/// The reply to a `Hello` of protocol `version`, from tracker `node`.
+///
+/// # Errors
+/// `invalid_argument` for another protocol version.
+pub(super) fn welcome(version: u32, node: u32) -> Result<TrackerReply, WireError> {
+    if version != PROTOCOL_VERSION {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "protocol version {version} is not supported: this tracker speaks version {PROTOCOL_VERSION}"
+            ),
+        ));
+    }
+    Ok(TrackerReply::Welcome {
+        version: PROTOCOL_VERSION,
+        node,
+    })
+}
+
+/// Dispatches one request to its function.
+async fn handle(
+    shared: &Shared,
+    request: TrackerRequest,
+    dedup: Option<RequestId>,
+) -> Result<TrackerReply, WireError> {
+    use TrackerRequest as R;
+    let cluster = &*shared.cluster;
+    match request {
+        R::Hello { version } => welcome(version, shared.node),
+        R::CreateUser { user, password } => create_user(cluster, user, password, dedup).await,
+        R::Login { user, password } => login(cluster, user, password).await,
+        R::Heartbeat { token, peer_addr } => heartbeat(cluster, token, peer_addr).await,
+        R::Logout { token } => write(cluster, Command::EndSession { token }, dedup).await,
+        R::CreateGroup { token, group } => {
+            write(cluster, Command::CreateGroup { token, group }, dedup).await
+        }
+        R::JoinGroup { token, group } => {
+            write(cluster, Command::JoinGroup { token, group }, dedup).await
+        }
+        R::LeaveGroup { token, group } => {
+            write(cluster, Command::LeaveGroup { token, group }, dedup).await
+        }
+        R::AcceptRequest { token, group, user } => {
+            let cmd = Command::AcceptRequest { token, group, user };
+            write(cluster, cmd, dedup).await
+        }
+        R::RegisterFile { token, group, meta } => {
+            write(cluster, Command::RegisterFile { token, group, meta }, dedup).await
+        }
+        R::StopShare { token, group, name } => {
+            write(cluster, Command::StopShare { token, group, name }, dedup).await
+        }
+        R::MarkPartial { token, group, name } => {
+            write(cluster, Command::MarkPartial { token, group, name }, dedup).await
+        }
+        R::ListRequests { token, group } => list_requests(&cluster.state(), &token, &group),
+        R::ListGroups { token } => list_groups(&cluster.state(), &token),
+        R::ListFiles { token, group } => {
+            let now = now_ms();
+            list_files(&cluster.state(), &token, &group, now)
+        }
+        R::Locate { token, group, name } => {
+            let now = now_ms();
+            locate(&cluster.state(), &token, &group, &name, now)
+        }
+        R::IssueTicket { token, group, name } => {
+            issue_ticket(&cluster.state(), &token, &group, &name, now_s())
+        }
+        R::CheckTicket {
+            token,
+            ticket,
+            group,
+            name,
+        } => check_ticket(&cluster.state(), &token, &ticket, &group, &name, now_s()),
+    }
+}
+
+// ------------------------------------------------------------------ writes
+
+/// Submits `cmd` (stamped with `dedup`, if any) and answers once durable.
+async fn write(
+    cluster: &Cluster,
+    cmd: Command,
+    dedup: Option<RequestId>,
+) -> Result<TrackerReply, WireError> {
+    let applied = cluster.submit(stamp(cmd, dedup)).await?;
+    Ok(done(applied))
+}
+
+/// `cmd`, wrapped with its request id and this tracker's clock if stamped.
+fn stamp(cmd: Command, dedup: Option<RequestId>) -> Command {
+    match dedup {
+        Some(request) => Command::Dedup {
+            request,
+            at_ms: now_ms(),
+            write: Box::new(cmd),
+        },
+        None => cmd,
+    }
+}
+
+fn done(applied: Applied) -> TrackerReply {
+    TrackerReply::Done {
+        message: applied.message,
+    }
+}
+
+async fn create_user(
+    cluster: &Cluster,
+    user: UserId,
+    password: String,
+    dedup: Option<RequestId>,
+) -> Result<TrackerReply, WireError> {
+    check_password(&password)?;
+    // Cheap early refusal; apply() checks again, atomically. Not for a
+    // stamped call: it may be the retry of our own success.
+    if dedup.is_none() && cluster.state().user_exists(&user) {
+        return Err(WireError::new(
+            ErrorCode::UserExists,
+            format!("user {user} already exists"),
+        ));
+    }
+    let password_hash = passwords::hash_password(password)
+        .await
+        .map_err(|e| password_failed(&e, "hashing the password"))?;
+    let cmd = Command::CreateUser {
+        user,
+        password_hash,
+    };
+    write(cluster, cmd, dedup).await
+}
+
+async fn login(
+    cluster: &Cluster,
+    user: UserId,
+    password: String,
+) -> Result<TrackerReply, WireError> {
+    check_password(&password)?;
+    let stored = cluster.state().password_hash(&user).map(str::to_owned);
+    let matches = passwords::verify_password(password, stored)
+        .await
+        .map_err(|e| password_failed(&e, "checking the password"))?;
+    if !matches {
+        return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
+    }
+    let token = tokens::session_token();
+    let cmd = Command::StartSession {
+        user,
+        token: token.clone(),
+    };
+    cluster.submit(cmd).await?;
+    Ok(TrackerReply::LoggedIn { token })
+}
+
+async fn heartbeat(
+    cluster: &Cluster,
+    token: SessionToken,
+    peer_addr: SocketAddr,
+) -> Result<TrackerReply, WireError> {
+    let user = cluster.state().user_of(&token)?.clone();
+    // A heartbeat racing with a logout may land after it; presence only
+    // counts it while `token` is still the user's session.
+    let seen = SeenPeer {
+        user: user.clone(),
+        token,
+        addr: peer_addr,
+        at_ms: now_ms(),
+    };
+    cluster.heartbeat(seen).await;
+    Ok(TrackerReply::Alive { user })
+}
+
+// ------------------------------------------------------------------- reads
+
+fn list_requests(
+    st: &TrackerState,
+    token: &SessionToken,
+    group: &GroupId,
+) -> Result<TrackerReply, WireError> {
+    let user = st.user_of(token)?;
+    Ok(TrackerReply::Users {
+        users: st.list_requests(user, group)?,
+    })
+}
+
+fn list_groups(st: &TrackerState, token: &SessionToken) -> Result<TrackerReply, WireError> {
+    st.user_of(token)?;
+    Ok(TrackerReply::Groups {
+        groups: st.list_groups(),
+    })
+}
+
+/// `now_ms`: this tracker's clock, against which presence stamps are aged.
+fn list_files(
+    st: &TrackerState,
+    token: &SessionToken,
+    group: &GroupId,
+    now_ms: u64,
+) -> Result<TrackerReply, WireError> {
+    let user = st.user_of(token)?;
+    // The same few members hold most files: look each up once.
+    let mut online: HashMap<&UserId, bool> = HashMap::new();
+    let files = st.list_files(user, group, |holder| {
+        *online
+            .entry(holder)
+            .or_insert_with(|| st.online_addr(holder, now_ms, PRESENCE_TIMEOUT).is_some())
+    })?;
+    Ok(TrackerReply::Files { files })
+}
+
+/// The file and its online holders (complete ones first), as of `now_ms`.
+fn locate(
+    st: &TrackerState,
+    token: &SessionToken,
+    group: &GroupId,
+    name: &FileName,
+    now_ms: u64,
+) -> Result<TrackerReply, WireError> {
+    let user = st.user_of(token)?;
+    let (meta, holders) = st.locate(user, group, name)?;
+    let peers = holders
+        .into_iter()
+        .filter_map(|h| {
+            let addr = st.online_addr(&h.user, now_ms, PRESENCE_TIMEOUT)?;
+            Some(PeerEntry {
+                user: h.user,
+                addr,
+                complete: h.complete,
+            })
+        })
+        .collect();
+    Ok(TrackerReply::Located { meta, peers })
+}
+
+fn issue_ticket(
+    st: &TrackerState,
+    token: &SessionToken,
+    group: &GroupId,
+    name: &FileName,
+    now_s: u64,
+) -> Result<TrackerReply, WireError> {
+    let user = st.user_of(token)?;
+    st.check_file_access(user, group, name)?;
+    let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
+    let ticket = tickets::issue(secret, user, group, name, now_s);
+    Ok(TrackerReply::Ticket { ticket })
+}
+
+/// A seeding peer (`token`) asks whether `ticket` lets its holder fetch
+/// `name`: signed by the cluster, live, and its holder still a logged-in
+/// member of `group`.
+fn check_ticket(
+    st: &TrackerState,
+    token: &SessionToken,
+    ticket: &str,
+    group: &GroupId,
+    name: &FileName,
+    now_s: u64,
+) -> Result<TrackerReply, WireError> {
+    st.user_of(token)?;
+    let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
+    let holder = tickets::check(secret, ticket, group, name, now_s)
+        .ok_or_else(|| WireError::new(ErrorCode::InvalidArgument, "unknown or expired ticket"))?;
+    if st.session_of(&holder).is_none() {
+        return Err(WireError::new(
+            ErrorCode::NotLoggedIn,
+            format!("{holder} is no longer logged in"),
+        ));
+    }
+    if !st.is_member(&holder, group) {
+        return Err(WireError::new(
+            ErrorCode::NotMember,
+            format!("{holder} is not a member of group {group}"),
+        ));
+    }
+    Ok(TrackerReply::TicketValid { user: holder })
+}
+
+// ------------------------------------------------------------------ errors
+
+fn no_ticket_key() -> WireError {
+    WireError::new(
+        ErrorCode::TrackerUnavailable,
+        "the trackers are still starting (no ticket key yet); try again",
+    )
+}
+
+/// An argon2 failure, logged here and answered as the tracker's fault.
+fn password_failed(error: &PasswordError, what: &str) -> WireError {
+    if let PasswordError::Argon2(e) = error {
+        tracing::error!(error = %e, "argon2 failed while {what}");
+    }
+    WireError::new(
+        ErrorCode::Io,
+        format!("the tracker failed while {what}; see its log"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
+    use proto::tracker::FileMeta;
+    use proto::Sha1Hash;
+
+    #[test]
+    fn hello_checks_the_version() {
+        assert!(matches!(
+            welcome(PROTOCOL_VERSION, 2),
+            Ok(TrackerReply::Welcome { node: 2, .. })
+        ));
+        let err = welcome(PROTOCOL_VERSION + 1, 1).unwrap_err();
+        assert!(err.message.contains("not supported"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_stamped_write_is_wrapped_with_its_request_id() {
+        let cmd = Command::SetTicketSecret { secret: "k".into() };
+        assert_eq!(stamp(cmd.clone(), None), cmd);
+        let id = RequestId { client: 1, seq: 2 };
+        match stamp(cmd.clone(), Some(id)) {
+            Command::Dedup {
+                request,
+                at_ms,
+                write,
+            } => {
+                assert_eq!((request, *write), (id, cmd));
+                assert!(at_ms > 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn tok(user: &str) -> SessionToken {
+        SessionToken(format!("tok-{user}"))
+    }
+
+    /// alice owns g with file f; bob is a member holding it; carol is not
+    /// a member. Everyone is logged in; bob was heard at t=1000 ms.
+    fn state() -> TrackerState {
+        let mut st = TrackerState::default();
+        let ok = |st: &mut TrackerState, cmd| st.apply(cmd).unwrap();
+        for user in ["alice", "bob", "carol"] {
+            let user: UserId = user.parse().unwrap();
+            let password_hash = "h".into();
+            ok(
+                &mut st,
+                Command::CreateUser {
+                    user: user.clone(),
+                    password_hash,
+                },
+            );
+            ok(
+                &mut st,
+                Command::StartSession {
+                    token: tok(user.as_str()),
+                    user,
+                },
+            );
+        }
+        let g: GroupId = "g".parse().unwrap();
+        ok(
+            &mut st,
+            Command::CreateGroup {
+                token: tok("alice"),
+                group: g.clone(),
+            },
+        );
+        ok(
+            &mut st,
+            Command::JoinGroup {
+                token: tok("bob"),
+                group: g.clone(),
+            },
+        );
+        let (token, group, user) = (tok("alice"), g.clone(), "bob".parse().unwrap());
+        ok(&mut st, Command::AcceptRequest { token, group, user });
+        let meta = FileMeta {
+            name: "f".parse().unwrap(),
+            size: 10,
+            sha1: Sha1Hash::of(b"x"),
+            piece_size: PIECE_SIZE_BYTES,
+            pieces: vec![Sha1Hash::of(b"x"); piece_count(10) as usize],
+        };
+        ok(
+            &mut st,
+            Command::RegisterFile {
+                token: tok("bob"),
+                group: g,
+                meta,
+            },
+        );
+        let seen = vec![SeenPeer {
+            user: "bob".parse().unwrap(),
+            token: tok("bob"),
+            addr: "127.0.0.1:7000".parse().unwrap(),
+            at_ms: 1000,
+        }];
+        ok(&mut st, Command::Presence { seen });
+        ok(
+            &mut st,
+            Command::SetTicketSecret {
+                secret: "key".into(),
+            },
+        );
+        st
+    }
+
+    #[test]
+    fn reads_age_presence_by_the_given_clock() {
+        let (st, g, f) = (state(), "g".parse().unwrap(), "f".parse().unwrap());
+        let online = |now| match list_files(&st, &tok("alice"), &g, now).unwrap() {
+            TrackerReply::Files { files } => (files[0].holders, files[0].online),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(online(1000), (1, 1));
+        let timeout = u64::try_from(PRESENCE_TIMEOUT.as_millis()).unwrap();
+        assert_eq!(online(1000 + timeout), (1, 0));
+        match locate(&st, &tok("alice"), &g, &f, 1000).unwrap() {
+            TrackerReply::Located { peers, .. } => {
+                assert_eq!(peers.len(), 1);
+                assert_eq!(peers[0].addr, "127.0.0.1:7000".parse().unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = locate(&st, &tok("carol"), &g, &f, 1000).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotMember);
+        let err = list_groups(&st, &tok("nobody")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotLoggedIn);
+        assert!(matches!(
+            list_requests(&st, &tok("alice"), &g),
+            Ok(TrackerReply::Users { users }) if users.is_empty()
+        ));
+    }
+
+    #[test]
+    fn a_ticket_checks_out_only_for_a_logged_in_member() {
+        let (mut st, g, f) = (state(), "g".parse().unwrap(), "f".parse().unwrap());
+        let ticket = match issue_ticket(&st, &tok("alice"), &g, &f, 100).unwrap() {
+            TrackerReply::Ticket { ticket } => ticket,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            check_ticket(&st, &tok("bob"), &ticket, &g, &f, 100),
+            Ok(TrackerReply::TicketValid { user }) if user.as_str() == "alice"
+        ));
+        let err = issue_ticket(&st, &tok("carol"), &g, &f, 100).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotMember);
+        let err = check_ticket(&st, &tok("bob"), "junk", &g, &f, 100).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        st.apply(Command::EndSession {
+            token: tok("alice"),
+        })
+        .unwrap();
+        let err = check_ticket(&st, &tok("bob"), &ticket, &g, &f, 100).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotLoggedIn);
+    }
+}
