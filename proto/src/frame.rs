@@ -4,7 +4,7 @@
 //! The length is checked against the link's maximum *before* any memory is
 //! reserved; a bad length ends the connection, since the stream cannot be
 //! resynchronised. JSON messages ride inside frames via [`read_json`] and
-//! [`write_json`]; piece data uses its own binary payload (see [`crate::peer`]).
+//! [`write_json`]; piece data uses its own binary payload (the `peer` module).
 
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
