@@ -272,7 +272,8 @@ mod tests {
         FileInfo {
             name: "my file.iso".parse().unwrap(),
             size: 123,
-            sha1: Sha1Hash::of(b""),
+            // SHA-1 of the empty file.
+            sha1: "da39a3ee5e6b4b0d3255bfef95601890afd80709".parse().unwrap(),
             holders: 2,
             online: 1,
         }

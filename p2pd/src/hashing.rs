@@ -7,7 +7,7 @@
 //! in parallel and each byte is read from disk exactly once.
 
 use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
-use proto::hash::{digest_many, Sha1Stream};
+use p2p_sha1::{digest_many, Sha1Stream};
 use proto::Sha1Hash;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::sync::mpsc;
 /// of the lane kernel, so the reader goes on while a batch is hashed; 8 MiB
 /// in all (2 MiB on a CPU without lanes).
 fn buffers_in_flight() -> usize {
-    2 * proto::hash::preferred_batch().max(2)
+    2 * p2p_sha1::preferred_batch().max(2)
 }
 
 /// The digests of one file.
@@ -93,7 +93,7 @@ fn hash_reader<R: Read>(
         // Pieces are hashed a batch at a time (eight in the lanes of one
         // vector where the CPU can), in file order.
         let piece_hasher = scope.spawn(move || {
-            let want = proto::hash::preferred_batch();
+            let want = p2p_sha1::preferred_batch();
             let mut pieces = Vec::new();
             let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(want);
             let mut open = true;
@@ -184,10 +184,10 @@ mod tests {
     fn reference(bytes: &[u8]) -> FileHashes {
         FileHashes {
             size: bytes.len() as u64,
-            sha1: Sha1Hash::of(bytes),
+            sha1: p2p_sha1::of(bytes),
             pieces: bytes
                 .chunks(PIECE_SIZE_BYTES as usize)
-                .map(Sha1Hash::of)
+                .map(p2p_sha1::of)
                 .collect(),
         }
     }
@@ -293,7 +293,7 @@ mod throughput {
         let t1 = std::time::Instant::now();
         let mut f = std::fs::File::open(&path).unwrap();
         let mut buf = vec![0u8; 1 << 19];
-        let mut one = proto::hash::Sha1Stream::new();
+        let mut one = p2p_sha1::Sha1Stream::new();
         loop {
             let n = std::io::Read::read(&mut f, &mut buf).unwrap();
             if n == 0 {

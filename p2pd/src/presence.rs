@@ -235,9 +235,9 @@ mod tests {
             meta: FileMeta {
                 name: name.parse().unwrap(),
                 size: stamp.size,
-                sha1: Sha1Hash::of(name.as_bytes()),
+                sha1: p2p_sha1::of(name.as_bytes()),
                 piece_size: proto::geometry::PIECE_SIZE_BYTES,
-                pieces: vec![Sha1Hash::of(name.as_bytes())],
+                pieces: vec![p2p_sha1::of(name.as_bytes())],
             },
         }
     }

@@ -250,9 +250,9 @@ mod tests {
             meta: FileMeta {
                 name: name.parse().unwrap(),
                 size: stamp.size,
-                sha1: Sha1Hash::of(b"x"),
+                sha1: p2p_sha1::of(b"x"),
                 piece_size: proto::geometry::PIECE_SIZE_BYTES,
-                pieces: vec![Sha1Hash::of(b"x")],
+                pieces: vec![p2p_sha1::of(b"x")],
             },
         }
     }

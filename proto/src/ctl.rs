@@ -229,7 +229,7 @@ mod tests {
         let f = FileInfo {
             name: "f.iso".parse().unwrap(),
             size: 123,
-            sha1: Sha1Hash::of(b""),
+            sha1: Sha1Hash([0; 20]),
             holders: 2,
             online: 1,
         };

@@ -12,9 +12,8 @@
 //! - [`peer`]: p2pd <-> p2pd (handshake, bitfield, piece requests, piece data).
 //! - [`geometry`]: every piece/offset computation.
 //! - [`hash`]: the SHA-1 digest type as it travels (40 lowercase hex
-//!   digits); with feature `hash` (p2pd; tests and benches elsewhere) also
-//!   the SHA-1 code itself: AWS-LC streams and the AVX2/AVX-512VL lanes.
-//!   p2pctl leaves it off and links no crypto.
+//!   digits). Computing digests is the `p2p-sha1` crate's (`proto/sha1/`),
+//!   which p2pctl does not depend on.
 //! - [`tracker_info`]: the one parser of `tracker_info.txt`.
 //! - [`dirs`]: default state directories and the control socket's name.
 //! - `service` (feature `service`): what `tracker` and `p2pd` share beyond

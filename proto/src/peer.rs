@@ -568,7 +568,7 @@ mod tests {
             version: PEER_PROTOCOL_VERSION,
             group: "g1".parse().unwrap(),
             name: "my file.iso".parse().unwrap(),
-            sha1: Sha1Hash::of(b"x"),
+            sha1: Sha1Hash([7; 20]),
             ticket: "0123456789abcdef0123456789abcdef".into(),
             user: "bob".parse().unwrap(),
         }

@@ -354,9 +354,9 @@ mod tests {
         let mut m = FileMeta {
             name: "f".parse().unwrap(),
             size: crate::geometry::PIECE_SIZE_BYTES + 1,
-            sha1: Sha1Hash::of(b""),
+            sha1: Sha1Hash([0; 20]),
             piece_size: crate::geometry::PIECE_SIZE_BYTES,
-            pieces: vec![Sha1Hash::of(b""); 2],
+            pieces: vec![Sha1Hash([0; 20]); 2],
         };
         assert!(m.is_consistent());
         m.pieces.pop();

@@ -1,17 +1,12 @@
-//! p2pctl never hashes, so it must not link the hashing code: AWS-LC sits
-//! behind proto's `hash` feature, which p2pctl leaves off (see
-//! `proto/src/hash/mod.rs`). Two checks:
+//! p2pctl never hashes, so it must not link the hashing code: that lives
+//! in the `p2p-sha1` crate (`proto/sha1/`), the only user of AWS-LC next to
+//! the tracker's ticket HMAC, and p2pctl depends on `proto` alone. Two
+//! checks:
 //!
-//! - the dependency graph: `cargo tree -p p2pctl -e normal` has no `aws-lc`
-//!   package and no proto `hash` feature. This is what `cargo build -p
-//!   p2pctl` and `cargo install` link, whatever the rest of the workspace
-//!   asks for.
+//! - the dependency graph: `cargo tree -p p2pctl -e normal` has neither
+//!   `p2p-sha1` nor any `aws-lc` package.
 //! - the binary itself, as last built (`target/<profile>/p2pctl`): no
-//!   `aws_lc` symbol. A workspace build compiles proto once with the union
-//!   of its users' features, so p2pctl then links a proto that has the
-//!   digest code; only the way that code is written (`#[inline]`, see
-//!   `proto/src/hash/digest.rs`) keeps AWS-LC out. Skipped, saying so, if
-//!   the binary has not been built.
+//!   `aws_lc` symbol. Skipped, saying so, if the binary has not been built.
 
 use blackbox::wait_until;
 use std::io::Write;
@@ -67,21 +62,17 @@ fn p2pctl_depends_on_no_crypto() {
         read(&stderr)
     );
 
-    let crypto: Vec<&str> = tree.lines().filter(|l| l.starts_with("aws-lc")).collect();
+    let crypto: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.starts_with("aws-lc") || l.starts_with("p2p-sha1"))
+        .collect();
     assert!(
         crypto.is_empty(),
-        "p2pctl depends on AWS-LC: {crypto:?}\n{tree}"
+        "p2pctl depends on hashing code: {crypto:?}\n{tree}"
     );
-    let proto = tree
-        .lines()
-        .find(|l| l.starts_with("proto "))
-        .unwrap_or_else(|| panic!("p2pctl should depend on proto:\n{tree}"));
-    let features = proto
-        .rsplit_once('[')
-        .map_or("", |(_, f)| f.trim_end_matches(']'));
     assert!(
-        !features.split(',').any(|f| f == "hash"),
-        "p2pctl enables proto's `hash` feature: {proto}"
+        tree.lines().any(|l| l.starts_with("proto ")),
+        "p2pctl should depend on proto:\n{tree}"
     );
 }
 
@@ -132,10 +123,7 @@ fn built_p2pctl_has_no_aws_lc_symbols() {
     assert!(
         hits == 0,
         "{} links AWS-LC ({} hits, e.g. {:?}); p2pctl never hashes. \
-         See `nm -C {} | grep -i aws_lc`. Likely causes: a function of \
-         proto/src/hash/digest.rs lost its #[inline], p2pctl enabled proto's \
-         `hash` feature, or p2pctl now reuses a generic instance compiled \
-         in aws-lc-rs (see proto/src/hash/mod.rs)",
+         See `nm -C {} | grep -i aws_lc` and `cargo tree -p p2pctl -i aws-lc-rs`",
         path.display(),
         hits,
         examples,

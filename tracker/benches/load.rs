@@ -453,10 +453,10 @@ fn file_meta(name: FileName, seed: u64) -> FileMeta {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let size = rng.gen_range(PIECE_SIZE_BYTES * 2..=PIECE_SIZE_BYTES * 128);
     let pieces = (0..piece_count(size))
-        .map(|p| Sha1Hash::of(format!("{seed}/{p}").as_bytes()))
+        .map(|p| p2p_sha1::of(format!("{seed}/{p}").as_bytes()))
         .collect();
     FileMeta {
-        sha1: Sha1Hash::of(format!("{seed}").as_bytes()),
+        sha1: p2p_sha1::of(format!("{seed}").as_bytes()),
         name,
         size,
         piece_size: PIECE_SIZE_BYTES,

@@ -161,9 +161,9 @@ fn meta(name: &str, content: &[u8]) -> FileMeta {
     FileMeta {
         name: name.parse().unwrap(),
         size: content.len() as u64,
-        sha1: Sha1Hash::of(content),
+        sha1: p2p_sha1::of(content),
         piece_size: PIECE_SIZE_BYTES,
-        pieces: vec![Sha1Hash::of(content)],
+        pieces: vec![p2p_sha1::of(content)],
     }
 }
 

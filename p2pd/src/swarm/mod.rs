@@ -53,7 +53,7 @@
 //! it arrived (`verifier::Assembly`, data at `proto::peer::PIECE_DATA_START`:
 //! no copy in user space) until every block of its piece is in. The complete
 //! piece goes to the download's `verifier::Verifier` thread, which hashes
-//! the pieces queued together (`proto::hash::digest_many`: eight pieces in
+//! the pieces queued together (`p2p_sha1::digest_many`: eight pieces in
 //! the lanes of one vector), writes the matching ones into `DEST.part` and
 //! reports each verdict. A match is `mark_verified`, then servable at once
 //! (the serve index's `watch` of verified pieces; connected servers send

@@ -21,7 +21,7 @@
 
 use super::storage::{PartFile, StorageError};
 use proto::geometry;
-use proto::hash::Sha1Stream;
+use p2p_sha1::Sha1Stream;
 use proto::peer::Bitfield;
 use proto::Sha1Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -283,7 +283,7 @@ mod tests {
         }
         assert_eq!(hasher.reported(), size);
         assert!(hasher.hashed() <= size);
-        assert_eq!(hasher.finish().await.unwrap(), Sha1Hash::of(&data));
+        assert_eq!(hasher.finish().await.unwrap(), p2p_sha1::of(&data));
     }
 
     #[tokio::test]
@@ -301,7 +301,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         write_piece(&part, &data, 1);
         write_piece(&part, &data, 2);
-        assert_eq!(hasher.finish().await.unwrap(), Sha1Hash::of(&data));
+        assert_eq!(hasher.finish().await.unwrap(), p2p_sha1::of(&data));
     }
 
     #[tokio::test]
@@ -333,7 +333,7 @@ mod tests {
         have.set(3).unwrap();
         let (_, bytes) = verified_prefix(&have, size, prefix);
         hasher.advance(bytes);
-        assert_eq!(hasher.finish().await.unwrap(), Sha1Hash::of(&data));
+        assert_eq!(hasher.finish().await.unwrap(), p2p_sha1::of(&data));
     }
 
     #[tokio::test]
@@ -341,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let part = part_with(dir.path(), &[]);
         let hasher = PrefixHasher::start(part).unwrap();
-        assert_eq!(hasher.finish().await.unwrap(), Sha1Hash::of(&[]));
+        assert_eq!(hasher.finish().await.unwrap(), p2p_sha1::of(&[]));
 
         let dir = tempfile::tempdir().unwrap();
         let data = content(7);
@@ -349,7 +349,7 @@ mod tests {
         write_piece(&part, &data, 0);
         let mut hasher = PrefixHasher::start(part).unwrap();
         hasher.advance(u64::MAX); // clamped
-        assert_eq!(hasher.finish().await.unwrap(), Sha1Hash::of(&data));
+        assert_eq!(hasher.finish().await.unwrap(), p2p_sha1::of(&data));
     }
 
     #[tokio::test]
@@ -363,7 +363,7 @@ mod tests {
         let hasher = PrefixHasher::start(part).unwrap();
         let got = hasher.finish().await.unwrap();
         data[5] ^= 1;
-        assert_ne!(got, Sha1Hash::of(&data));
+        assert_ne!(got, p2p_sha1::of(&data));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! The functions here are blocking (`std::fs`); call them from
 //! `spawn_blocking`.
 
-use proto::hash::Sha1Stream;
+use p2p_sha1::Sha1Stream;
 use proto::peer::{Bitfield, BitfieldError};
 use proto::service::write_atomic;
 use proto::{geometry, FileName, GroupId, Sha1Hash, UserId};
@@ -263,7 +263,7 @@ mod tests {
             "alice".parse().unwrap(),
             "g1".parse().unwrap(),
             "my file.iso".parse().unwrap(),
-            Sha1Hash::of(b"content"),
+            p2p_sha1::of(b"content"),
             size,
             "/downloads/my file.iso".into(),
         )
@@ -370,8 +370,8 @@ mod tests {
     #[test]
     fn matches_checks_content() {
         let r = record(10);
-        assert!(r.matches(&Sha1Hash::of(b"content"), 10));
-        assert!(!r.matches(&Sha1Hash::of(b"content"), 11));
-        assert!(!r.matches(&Sha1Hash::of(b"other"), 10));
+        assert!(r.matches(&p2p_sha1::of(b"content"), 10));
+        assert!(!r.matches(&p2p_sha1::of(b"content"), 11));
+        assert!(!r.matches(&p2p_sha1::of(b"other"), 10));
     }
 }

@@ -4,7 +4,7 @@
 //! The download task keeps the blocks of each in-flight piece in memory
 //! ([`Assembly`]) as the frames they arrived in, and hands a complete piece
 //! to the [`Verifier`]. Its thread takes the pieces queued (up to
-//! `proto::hash::preferred_batch()`, waiting at most [`BATCH_WAIT`] for a
+//! `p2p_sha1::preferred_batch()`, waiting at most [`BATCH_WAIT`] for a
 //! batch to fill), hashes them together (the lane kernel does eight for
 //! about the price of two), writes the good ones into the `.part` file and
 //! reports every piece back. So:
@@ -20,7 +20,7 @@
 use super::pool::BufPool;
 use super::storage::{PartFile, StorageError};
 use proto::geometry;
-use proto::hash::digest_many;
+use p2p_sha1::digest_many;
 use proto::peer::PIECE_DATA_START;
 use proto::Sha1Hash;
 use std::collections::HashMap;
@@ -127,7 +127,7 @@ impl Verifier {
 }
 
 fn run(part: &PartFile, pool: &BufPool, rx: &mpsc::Receiver<Job>, report: &dyn Fn(u32, Verdict)) {
-    let want = proto::hash::preferred_batch();
+    let want = p2p_sha1::preferred_batch();
     let mut batch = Vec::with_capacity(want);
     let mut stats = Stats::default();
     while let Ok(first) = rx.recv() {
@@ -262,7 +262,7 @@ mod tests {
             &content[at..at + len]
         };
         for i in 0..4u32 {
-            let want = Sha1Hash::of(piece(i));
+            let want = p2p_sha1::of(piece(i));
             let mut data = piece(i).to_vec();
             if i == 2 {
                 data[10] ^= 1; // corrupt: must be refused and not written

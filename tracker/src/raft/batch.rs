@@ -211,9 +211,9 @@ mod tests {
             meta: FileMeta {
                 name: "f".parse().unwrap(),
                 size,
-                sha1: Sha1Hash::of(b""),
+                sha1: p2p_sha1::of(b""),
                 piece_size: PIECE_SIZE_BYTES,
-                pieces: vec![Sha1Hash::of(b""); piece_count(size) as usize],
+                pieces: vec![p2p_sha1::of(b""); piece_count(size) as usize],
             },
         }
     }

@@ -430,9 +430,9 @@ mod tests {
         let meta = FileMeta {
             name: "f".parse().unwrap(),
             size: 10,
-            sha1: Sha1Hash::of(b"x"),
+            sha1: p2p_sha1::of(b"x"),
             piece_size: PIECE_SIZE_BYTES,
-            pieces: vec![Sha1Hash::of(b"x"); piece_count(10) as usize],
+            pieces: vec![p2p_sha1::of(b"x"); piece_count(10) as usize],
         };
         ok(
             &mut st,

@@ -374,9 +374,9 @@ mod tests {
         FileMeta {
             name: n(name),
             size,
-            sha1: Sha1Hash::of(content),
+            sha1: p2p_sha1::of(content),
             piece_size: PIECE_SIZE_BYTES,
-            pieces: vec![Sha1Hash::of(content); piece_count(size) as usize],
+            pieces: vec![p2p_sha1::of(content); piece_count(size) as usize],
         }
     }
 

@@ -254,7 +254,7 @@ async fn locate_first(job: &Job, patient: bool) -> Result<Option<Located>, Downl
 /// A zero-byte file: created through its `.part` like any other, checked
 /// against the registered SHA-1, then linked to its final name.
 async fn create_empty(job: &Job, meta: &FileMeta) -> Result<(), DownloadError> {
-    if meta.sha1 != Sha1Hash::of(b"") {
+    if meta.sha1 != p2p_sha1::of(b"") {
         return Err(DownloadError::EmptyFile(meta.name.clone()));
     }
     let final_path = job.target.path.clone();

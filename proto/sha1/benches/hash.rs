@@ -1,25 +1,25 @@
 //! Piece verification: SHA-1 of 512 KiB pieces, each given as the four
 //! 128 KiB blocks it arrived in.
 //!
-//! - `sha1_stream/one_piece`: one piece through `proto::hash::Sha1Stream`
+//! - `sha1_stream/one_piece`: one piece through `p2p_sha1::Sha1Stream`
 //!   (AWS-LC's single-stream assembly), block by block.
 //! - `sha1_stream/eight_pieces`: eight pieces, one stream each (what
 //!   `digest_many` falls back to without a lane kernel).
-//! - `digest_many/eight_pieces`: `proto::hash::digest_many` on the same eight
+//! - `digest_many/eight_pieces`: `p2p_sha1::digest_many` on the same eight
 //!   pieces (the lane kernel `lanes::kernel()` chose, if any; set
 //!   `P2P_NO_SHA1_LANES=1` to see the fallback).
-//! - `lanes_<kernel>/<n>`: `proto::hash::lanes::digest` on `n` = 1, 2, 4, 8
+//! - `lanes_<kernel>/<n>`: `p2p_sha1::lanes::digest` on `n` = 1, 2, 4, 8
 //!   pieces, for each kernel this CPU can run (AVX2, AVX-512VL). A kernel
 //!   costs the same for 1 lane as for 8, so throughput grows with `n`.
 //!
 //! Throughput is the bytes hashed per iteration.
 //!
-//! Run: `cargo bench -p proto --bench hash` (add `-- --quick` for a fast
+//! Run: `cargo bench -p p2p-sha1 --bench hash` (add `-- --quick` for a fast
 //! pass, or a name filter such as `-- lanes`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use proto::geometry::{BLOCK_SIZE_BYTES, PIECE_SIZE_BYTES};
-use proto::hash::{digest_many, lanes, Sha1Hash, Sha1Stream};
+use p2p_sha1::{digest_many, lanes, Sha1Hash, Sha1Stream};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ fn bench_hash(c: &mut Criterion) {
     let data = pieces(lanes::LANES);
     let msgs = as_blocks(&data);
     let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
-    let want: Vec<Sha1Hash> = data.iter().map(|p| Sha1Hash::of(p)).collect();
+    let want: Vec<Sha1Hash> = data.iter().map(|p| p2p_sha1::of(p)).collect();
     eprintln!(
         "hash bench: lanes::kernel() = {:?}, runnable kernels = {:?}",
         lanes::kernel().map(lanes::Kernel::name),

@@ -30,7 +30,7 @@
 //! into a kernel (justified by the `Kernel`) and the unaligned vector loads
 //! and stores inside it (justified by a length check at its entry).
 
-use super::Sha1Hash;
+use crate::Sha1Hash;
 
 /// Messages hashed in lockstep.
 pub const LANES: usize = 8;
@@ -51,7 +51,7 @@ const K: [u32; 4] = [0x5A82_7999, 0x6ED9_EBA1, 0x8F1B_BCDC, 0xCA62_C1D6];
 /// CPU lacks:
 ///
 /// ```compile_fail,E0603
-/// let k = proto::hash::lanes::Kernel(todo!());
+/// let k = p2p_sha1::lanes::Kernel(todo!());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernel(Isa);
@@ -91,7 +91,7 @@ impl Kernel {
     }
 }
 
-/// The kernel [`digest_many`](super::digest_many) uses: the fastest one
+/// The kernel [`digest_many`](crate::digest_many) uses: the fastest one
 /// this CPU runs, detected once per process. `None` without one, or when
 /// the environment sets `P2P_NO_SHA1_LANES` (to measure the fallback).
 pub fn kernel() -> Option<Kernel> {
@@ -495,7 +495,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::Sha1Stream;
+    use crate::Sha1Stream;
 
     fn reference(chunks: &[&[u8]]) -> Sha1Hash {
         let mut h = Sha1Stream::new();

@@ -1,29 +1,31 @@
-//! The digest code (feature `hash`, see the [parent](super)):
-//! [`Sha1Stream`], the AWS-LC SHA-1 that every digest of the project goes
-//! through, and [`digest_many`], which hands pieces of one shape to the
-//! [lane kernels](super::lanes) when that is faster than one stream each.
+//! SHA-1 of pieces and files: the one implementation every digest of
+//! p2pshare goes through (upload hashing, piece checks, whole-file checks),
+//! so a faster backend is a change here only.
 //!
-//! **Every function here that reaches AWS-LC is `#[inline]`**, and must
-//! stay so. A workspace build compiles proto once, with the union of the
-//! features its users ask for, so p2pctl links the very proto p2pd uses.
-//! A non-generic `#[inline]` function is compiled into the crates that call
-//! it, not into proto's own object files; so no object of proto refers to
-//! AWS-LC, and p2pctl, which calls none of these, extracts no AWS-LC object
-//! from its archive. (Were one extracted, the linker's section garbage
-//! collection would not save us: AWS-LC's constructors keep part of it
-//! alive.) `tests/tests/p2pctl_links_no_crypto.rs` checks the outcome.
+//! - [`Sha1Stream`]: incremental SHA-1 on AWS-LC's assembly (SHA-NI, AVX2
+//!   or SSSE3, chosen at run time); [`of`] for one slice.
+//! - [`digest_many`] with [`preferred_batch`]: many pieces at once, through
+//!   the [`lanes`] where that pays.
+//! - [`lanes`]: SHA-1 of up to eight equal-shape messages in lockstep on an
+//!   AVX-512VL or AVX2 kernel. A kernel exists only once run-time detection
+//!   has vouched for it, so the safe API cannot run instructions the CPU
+//!   lacks.
+//!
+//! A crate of its own so that what does not hash does not link AWS-LC:
+//! p2pctl depends on `proto` (for the [`Sha1Hash`] type it renders) and not
+//! on this crate, whatever else a workspace build compiles
+//! (`tests/tests/p2pctl_links_no_crypto.rs` checks it).
 
-use super::{lanes, Sha1Hash};
+pub mod lanes;
+
 use aws_lc_rs::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY};
+pub use proto::Sha1Hash;
 
-impl Sha1Hash {
-    /// SHA-1 of a byte slice (a piece, a test vector).
-    #[inline]
-    pub fn of(bytes: &[u8]) -> Self {
-        let mut h = Sha1Stream::new();
-        h.update(bytes);
-        h.finish()
-    }
+/// SHA-1 of a byte slice (a piece, a test vector).
+pub fn of(bytes: &[u8]) -> Sha1Hash {
+    let mut h = Sha1Stream::new();
+    h.update(bytes);
+    h.finish()
 }
 
 /// An incremental SHA-1: `update` with the bytes in order, then `finish`.
@@ -34,24 +36,20 @@ impl Sha1Hash {
 pub struct Sha1Stream(Context);
 
 impl Default for Sha1Stream {
-    #[inline]
     fn default() -> Self {
         Self::new()
     }
 }
 
 impl Sha1Stream {
-    #[inline]
     pub fn new() -> Self {
         Sha1Stream(Context::new(&SHA1_FOR_LEGACY_USE_ONLY))
     }
 
-    #[inline]
     pub fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
-    #[inline]
     pub fn finish(self) -> Sha1Hash {
         let d = self.0.finish();
         let mut out = [0u8; 20];
@@ -75,7 +73,6 @@ pub fn preferred_batch() -> usize {
 /// it arrived in). Messages of the same chunk lengths go through the lane
 /// kernel together, the rest one stream each; the digests come back in
 /// the order of `msgs`.
-#[inline]
 pub fn digest_many(msgs: &[&[&[u8]]]) -> Vec<Sha1Hash> {
     let mut out = vec![Sha1Hash([0; 20]); msgs.len()];
     let mut done = vec![false; msgs.len()];
@@ -120,7 +117,7 @@ mod tests {
     #[test]
     fn known_vector() {
         assert_eq!(
-            Sha1Hash::of(b"abc").to_hex(),
+            of(b"abc").to_hex(),
             "a9993e364706816aba3e25717850c26c9cd0d89d"
         );
     }
@@ -136,14 +133,14 @@ mod tests {
         let refs: Vec<&[&[u8]]> = msgs.iter().map(|m| &m[..]).collect();
         let got = digest_many(&refs);
         for (m, d) in msgs.iter().zip(&got) {
-            assert_eq!(*d, Sha1Hash::of(&m.concat()));
+            assert_eq!(*d, of(&m.concat()));
         }
     }
 
     #[test]
     fn streaming_equals_one_shot() {
         assert_eq!(
-            Sha1Hash::of(b"").to_hex(),
+            of(b"").to_hex(),
             "da39a3ee5e6b4b0d3255bfef95601890afd80709"
         );
         let mut h = Sha1Stream::new();
@@ -160,6 +157,6 @@ mod tests {
         for c in data.chunks(777) {
             h.update(c);
         }
-        assert_eq!(h.finish(), Sha1Hash::of(&data));
+        assert_eq!(h.finish(), of(&data));
     }
 }
