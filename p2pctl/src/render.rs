@@ -257,7 +257,7 @@ pub fn eta(remaining: u64, bytes_per_sec: u64) -> Option<String> {
 mod tests {
     use super::*;
     use proto::ctl::PeerBytes;
-    use proto::{ErrorCode, Sha1Hash};
+    use proto::ErrorCode;
     use serde_json::{json, Value};
 
     fn group_info() -> GroupInfo {

@@ -6,8 +6,8 @@
 //! whole-file hasher) and a second thread hashing pieces, so both digests run
 //! in parallel and each byte is read from disk exactly once.
 
-use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
 use p2p_sha1::{digest_many, Sha1Stream};
+use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
 use proto::Sha1Hash;
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -218,7 +218,6 @@ mod tests {
     use crate::shares::{FileStamp, ShareEntry};
     use crate::tracker_link::{fake, TrackerLink};
     use proto::tracker::{FileMeta, TrackerReply, TrackerRequest};
-    use proto::Sha1Hash;
     use std::time::Duration;
     use tokio_util::task::TaskTracker;
 

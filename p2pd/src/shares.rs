@@ -237,7 +237,6 @@ pub fn forget_stale(shares: &ShareSet, client: &SessionClient, entry: &ShareEntr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::Sha1Hash;
 
     fn entry(group: &str, name: &str, path: &Path) -> ShareEntry {
         let stamp = FileStamp::read(path).unwrap();

@@ -49,7 +49,7 @@ use proto::tracker::{
     FileMeta, RequestId, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
     HEARTBEAT_INTERVAL,
 };
-use proto::{ErrorCode, FileName, GroupId, Sha1Hash, UserId, WireError, PROTOCOL_VERSION};
+use proto::{ErrorCode, FileName, GroupId, UserId, WireError, PROTOCOL_VERSION};
 use rand::{Rng, SeedableRng};
 use serde::de::IgnoredAny;
 use serde::Deserialize;

@@ -6,7 +6,7 @@ use proto::geometry::PIECE_SIZE_BYTES;
 use proto::tracker::{
     FileMeta, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
 };
-use proto::{ErrorCode, Sha1Hash, WireError, PROTOCOL_VERSION};
+use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

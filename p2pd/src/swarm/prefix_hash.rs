@@ -20,8 +20,8 @@
 //!   from byte 0 (its verified prefix is re-read from the `.part`).
 
 use super::storage::{PartFile, StorageError};
-use proto::geometry;
 use p2p_sha1::Sha1Stream;
+use proto::geometry;
 use proto::peer::Bitfield;
 use proto::Sha1Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -19,8 +19,8 @@
 
 use super::pool::BufPool;
 use super::storage::{PartFile, StorageError};
-use proto::geometry;
 use p2p_sha1::digest_many;
+use proto::geometry;
 use proto::peer::PIECE_DATA_START;
 use proto::Sha1Hash;
 use std::collections::HashMap;

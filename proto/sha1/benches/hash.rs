@@ -18,8 +18,8 @@
 //! pass, or a name filter such as `-- lanes`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use proto::geometry::{BLOCK_SIZE_BYTES, PIECE_SIZE_BYTES};
 use p2p_sha1::{digest_many, lanes, Sha1Hash, Sha1Stream};
+use proto::geometry::{BLOCK_SIZE_BYTES, PIECE_SIZE_BYTES};
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -139,10 +139,7 @@ mod tests {
 
     #[test]
     fn streaming_equals_one_shot() {
-        assert_eq!(
-            of(b"").to_hex(),
-            "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-        );
+        assert_eq!(of(b"").to_hex(), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
         let mut h = Sha1Stream::new();
         for _ in 0..10_000 {
             h.update(&[b'a'; 100]);

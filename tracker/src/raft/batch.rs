@@ -182,7 +182,6 @@ mod tests {
     use crate::state::TrackerState;
     use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
     use proto::tracker::{FileMeta, SessionToken};
-    use proto::Sha1Hash;
     use std::time::Duration;
 
     fn group(token: &str, g: &str) -> Command {

@@ -353,7 +353,6 @@ mod tests {
     use super::*;
     use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
     use proto::tracker::FileMeta;
-    use proto::Sha1Hash;
 
     #[test]
     fn hello_checks_the_version() {

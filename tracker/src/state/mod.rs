@@ -355,7 +355,6 @@ mod tests {
     use proto::geometry::{piece_count, PIECE_SIZE_BYTES};
     use proto::raft::SeenPeer;
     use proto::tracker::DEDUP_WINDOW;
-    use proto::Sha1Hash;
 
     fn u(s: &str) -> UserId {
         s.parse().unwrap()

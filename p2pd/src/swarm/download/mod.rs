@@ -41,7 +41,7 @@ use error::DownloadError;
 use proto::geometry;
 use proto::peer::Bitfield;
 use proto::tracker::FileMeta;
-use proto::{FileName, GroupId, Sha1Hash};
+use proto::{FileName, GroupId};
 use saver::{record_path, RecordKey};
 use status::StatusHandle;
 use std::path::PathBuf;
