@@ -229,7 +229,8 @@ mod tests {
         let f = FileInfo {
             name: "f.iso".parse().unwrap(),
             size: 123,
-            sha1: Sha1Hash([0; 20]),
+            // SHA-1 of the empty file.
+            sha1: "da39a3ee5e6b4b0d3255bfef95601890afd80709".parse().unwrap(),
             holders: 2,
             online: 1,
         };
