@@ -268,11 +268,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
 #[cfg(test)]
 mod tests {
-    use super::super::serve::{is_peer_hello, serve_peer};
     use super::super::testing::{self, FakePeer};
     use super::*;
     use openraft::Vote;
-    use proto::frame::read_frame;
     use std::sync::Arc;
     use tokio::net::TcpListener;
     use tokio_util::sync::CancellationToken;
@@ -299,19 +297,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cancel = CancellationToken::new();
-        let serving = tokio::spawn({
-            let (cluster, cancel) = (Arc::clone(&node.cluster), cancel.clone());
-            async move {
-                let (socket, _) = listener.accept().await.unwrap();
-                let (mut reader, writer) = socket.into_split();
-                let hello = read_frame(&mut reader, MAX_PEER_FRAME_BYTES)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                let from = is_peer_hello(&hello).expect("a peer hello").from;
-                serve_peer(cluster, from, reader, writer, cancel).await;
-            }
-        });
+        let serving = testing::serve_one_peer(Arc::clone(&node.cluster), listener, cancel.clone());
         let mut c = client(addr);
         // A stale candidate: answered (not granted) with the node's newer vote.
         let vote = c

@@ -167,19 +167,11 @@ mod tests {
         let node = testing::one_node(dir.path()).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let serving = tokio::spawn({
-            let (cluster, cancel) = (Arc::clone(&node.cluster), CancellationToken::new());
-            async move {
-                let (socket, _) = listener.accept().await.unwrap();
-                let (mut reader, writer) = socket.into_split();
-                let hello = read_frame(&mut reader, MAX_PEER_FRAME_BYTES)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                let from = is_peer_hello(&hello).expect("a peer hello").from;
-                serve_peer(cluster, from, reader, writer, cancel).await;
-            }
-        });
+        let serving = testing::serve_one_peer(
+            Arc::clone(&node.cluster),
+            listener,
+            CancellationToken::new(),
+        );
         // A one-shot request opens its own connection: the one served.
         let ttl = Duration::from_secs(2);
         let reply = network::send_once(addr, 2, &PeerRequest::Probe, ttl)

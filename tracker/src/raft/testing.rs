@@ -65,6 +65,27 @@ pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// An address nothing listens on (bound, then released).
+/// Serves the first peer connection `listener` accepts with the real
+/// serving side (`serve::serve_peer`) of `cluster`, until `cancel`.
+pub fn serve_one_peer(
+    cluster: Arc<Cluster>,
+    listener: TcpListener,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (mut reader, writer) = socket.into_split();
+        let hello = read_frame(&mut reader, MAX_PEER_FRAME_BYTES)
+            .await
+            .unwrap()
+            .unwrap();
+        let from = super::serve::is_peer_hello(&hello)
+            .expect("a peer hello")
+            .from;
+        super::serve::serve_peer(cluster, from, reader, writer, cancel).await;
+    })
+}
+
 pub async fn unused_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("local addr")
