@@ -73,10 +73,12 @@ struct Client {
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
-        let mut c = Client {
-            stream: TcpStream::connect(addr).await.unwrap(),
-            next_id: 1,
-        };
+        let stream = TcpStream::connect(addr).await.unwrap();
+        // As p2pd's link does: without it, Nagle holds a second call back
+        // until the first is acknowledged, which the tracker's delayed ACK
+        // ties to the first answer, and calls look serialised.
+        stream.set_nodelay(true).unwrap();
+        let mut c = Client { stream, next_id: 1 };
         let hello = c
             .call(TrackerRequest::Hello {
                 version: PROTOCOL_VERSION,
