@@ -22,11 +22,6 @@ impl ProgressSink {
         let _ = self.0.try_send(tick);
     }
 
-    /// A sink whose ticks go nowhere (detached commands, tests).
-    pub fn detached() -> ProgressSink {
-        ProgressSink(mpsc::channel(1).0)
-    }
-
     /// True once the client is gone (it stopped waiting).
     pub fn is_closed(&self) -> bool {
         self.0.is_closed()

@@ -59,14 +59,6 @@ impl Connection {
     pub fn generation(&self) -> u64 {
         self.generation
     }
-    pub fn tracker(&self) -> SocketAddr {
-        self.tracker
-    }
-    /// Local address of the connection: the IP peers can reach us at when
-    /// no `--advertise` is given.
-    pub fn local_ip(&self) -> IpAddr {
-        self.local_ip
-    }
 }
 
 struct Inner {

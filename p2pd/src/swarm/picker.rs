@@ -25,14 +25,13 @@
 //!
 //! Cost: rules 2 and 4 scan the in-flight pieces (bounded by peers times
 //! pipeline depth); rule 3 scans the wanted pieces once per new piece, i.e.
-//! once per [`geometry::MAX_BLOCKS_PER_PIECE`] blocks.
+//! once per [`proto::geometry::MAX_BLOCKS_PER_PIECE`] blocks.
 //! At 2,048 pieces (1 GiB) a top-up costs ~40 µs mid-download (`cargo
 //! bench -p p2pd --bench picker`), a few tenths of a CPU second per GiB.
 //! TODO(#14): rarest-first across the whole file comes with a bucketed
 //! wanted list.
 
 use super::pieces::{BlockStatus, PeerId, PieceTracker};
-use proto::geometry;
 use proto::peer::Bitfield;
 use rand::Rng;
 
@@ -300,13 +299,10 @@ impl Availability {
     }
 }
 
-/// [`PIPELINE_DEPTH_BLOCKS`] in bytes (at most; short last blocks are less).
-pub const PIPELINE_DEPTH_BYTES: u64 =
-    PIPELINE_DEPTH_BLOCKS as u64 * geometry::BLOCK_SIZE_BYTES as u64;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::geometry;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use std::collections::{HashMap, HashSet};

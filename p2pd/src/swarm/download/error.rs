@@ -17,8 +17,6 @@ pub enum DownloadError {
     AlreadyDownloading { name: FileName, group: GroupId },
     #[error("another download already writes {0}")]
     SamePath(PathBuf),
-    #[error("{0} already exists; download_file never overwrites")]
-    PartExists(PathBuf),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("saving progress: {0}")]
@@ -57,8 +55,7 @@ impl DownloadError {
             }
             DownloadError::Storage(StorageError::NotAbsolute(_)) => ErrorCode::InvalidArgument,
             DownloadError::WholeFile { .. } | DownloadError::EmptyFile(_) => ErrorCode::Integrity,
-            DownloadError::PartExists(_)
-            | DownloadError::Storage(_)
+            DownloadError::Storage(_)
             | DownloadError::Resume(_)
             | DownloadError::Finished { .. }
             | DownloadError::SaveShare(_)
@@ -110,7 +107,8 @@ mod tests {
         };
         assert_eq!(e.to_wire().code, ErrorCode::Integrity);
         assert!(e.to_string().contains(&"01".repeat(20)), "{e}");
-        let e = DownloadError::PartExists("/x/f.part".into());
+        let e = DownloadError::Storage(StorageError::Exists("/x/f.part".into()));
         assert_eq!(e.to_wire().code, ErrorCode::Io);
+        assert!(e.to_string().contains("never overwrites"), "{e}");
     }
 }

@@ -104,11 +104,6 @@ impl<H: PrefixProgress> HashGate<H> {
         self.throttled
     }
 
-    /// Bytes hashed so far (0 once taken).
-    pub fn hashed(&self) -> u64 {
-        self.hasher.as_ref().map_or(0, |h| h.hashed())
-    }
-
     /// The hasher, for the final digest. Once.
     pub fn take(&mut self) -> Option<H> {
         self.hasher.take()
@@ -189,6 +184,5 @@ mod tests {
         assert!(!g.lags(), "5 MiB past the saved prefix");
         assert!(g.take().is_some());
         assert!(!g.lags(), "nothing to wait for once taken");
-        assert_eq!(g.hashed(), 0);
     }
 }
