@@ -19,7 +19,9 @@ use crate::swarm::context::SwarmContext;
 use crate::swarm::rate::RateLimiter;
 use crate::swarm::serve_index::ServeIndex;
 use crate::tracker_client::TrackerClient;
-use crate::tracker_link::TrackerLink;
+use crate::tracker_link::{Setup, TrackerLink};
+use crate::trust::Trust;
+use p2p_link::{Endpoint, KeyPairDoc};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub enum DaemonError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot make this run's link key: {0}")]
+    LinkKey(p2p_link::KeyError),
     #[error("some tasks were still running {0:?} after the stop began")]
     StopTimedOut(Duration),
 }
@@ -70,7 +74,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let peer_local = peer_listener.local_addr().map_err(bind_err)?;
     tracing::info!(addr = %peer_local, "peer listener bound");
 
-    let link = TrackerLink::start(options.trackers.clone(), &tasks, shutdown.child_token());
+    // One key per run: it authenticates every link of this daemon, and
+    // tickets name it.
+    let link_key = KeyPairDoc::generate().map_err(DaemonError::LinkKey)?;
+    let endpoint = Endpoint::new(&link_key);
+    let setup = Setup {
+        trackers: options.trackers.clone(),
+        endpoint: endpoint.clone(),
+        trust: Trust::new(options.fingerprint, home.known_cluster_path()),
+    };
+    let link = TrackerLink::start(setup, &tasks, shutdown.child_token());
     let sessions = Arc::new(SessionStore::load(home.session_path()));
     let client = TrackerClient::new(link, sessions);
     let shares = Arc::new(ShareSet::load(home.shares_path())?);
@@ -94,6 +107,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         download_limit: RateLimiter::new(options.max_download_rate),
         uploaded: uploaded.clone(),
         records_dir: home.downloads_dir(),
+        endpoint,
         tasks: tasks.clone(),
     });
     let presence = Arc::new(Presence::new(

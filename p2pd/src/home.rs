@@ -126,6 +126,12 @@ impl Home {
         self.dir.join("session.json")
     }
 
+    /// The cluster identity trusted on first use (when tracker_info.txt
+    /// names no fingerprint).
+    pub fn known_cluster_path(&self) -> PathBuf {
+        self.dir.join("known_cluster")
+    }
+
     pub fn shares_path(&self) -> PathBuf {
         self.dir.join("shares.json")
     }

@@ -37,6 +37,7 @@ pub mod shares;
 pub mod swarm;
 pub mod tracker_client;
 pub mod tracker_link;
+pub mod trust;
 
 pub use daemon::{run, DaemonError};
 pub use options::{Cli, Options};

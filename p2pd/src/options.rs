@@ -5,6 +5,7 @@
 //! swarm engine reads its rate limits from [`Options`].
 
 use clap::Parser;
+use p2p_link::Fingerprint;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -46,6 +47,8 @@ pub struct Options {
     pub advertise: Option<SocketAddr>,
     /// Trackers in the order they are tried (failover).
     pub trackers: Vec<SocketAddr>,
+    /// The cluster identity named in tracker_info.txt, if any.
+    pub fingerprint: Option<Fingerprint>,
     /// Bytes per second; `None` = unlimited.
     pub max_upload_rate: Option<u64>,
     /// Bytes per second; `None` = unlimited.
@@ -59,6 +62,7 @@ impl Default for Options {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
             advertise: None,
             trackers: Vec::new(),
+            fingerprint: None,
             max_upload_rate: None,
             max_download_rate: None,
         }
@@ -95,12 +99,15 @@ impl Cli {
                 }
             }
         };
-        let trackers = proto::tracker_info::read(&info)?;
+        let info = proto::tracker_info::read(&info)?;
+        // tracker_info checked its form already.
+        let fingerprint = info.fingerprint.and_then(|f| f.parse().ok());
         Ok(Options {
             home,
             listen: self.listen,
             advertise: self.advertise,
-            trackers,
+            trackers: info.trackers,
+            fingerprint,
             max_upload_rate: self.max_upload_rate,
             max_download_rate: self.max_download_rate,
         })

@@ -266,7 +266,11 @@ mod tests {
         )
         .await;
         let dir = tempfile::tempdir().unwrap();
-        let link = TrackerLink::start(vec![addr], &TaskTracker::new(), stop.clone());
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![addr]),
+            &TaskTracker::new(),
+            stop.clone(),
+        );
         let sessions = Arc::new(SessionStore::load(dir.path().join("session.json")));
         let client = TrackerClient::new(link, sessions);
         let shares = Arc::new(ShareSet::load(dir.path().join("shares.json")).unwrap());

@@ -418,7 +418,11 @@ mod tests {
     ) -> (TrackerClient, tempfile::TempDir, CancellationToken) {
         let stop = CancellationToken::new();
         let addr = fake::spawn(answer, stop.clone()).await;
-        let link = TrackerLink::start(vec![addr], &TaskTracker::new(), stop.clone());
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![addr]),
+            &TaskTracker::new(),
+            stop.clone(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let sessions = Arc::new(SessionStore::load(dir.path().join("session.json")));
         (TrackerClient::new(link, sessions), dir, stop)

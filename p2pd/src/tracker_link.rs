@@ -1,7 +1,8 @@
 //! The daemon's one long-lived connection to a tracker.
 //!
-//! Owns: connecting (trying every tracker of the info file in order),
-//! the `Hello` handshake, reconnecting in the background with backoff
+//! Owns: connecting (trying every tracker of the info file in order), the
+//! TLS handshake and the check of the tracker's identity against
+//! [`Trust`] (before anything of ours is sent), the `Hello` handshake, reconnecting in the background with backoff
 //! (200 ms doubling to 2 s), and multiplexing calls. Each connection is a
 //! reader task routing [`TrackerAnswer`]s to the waiting caller by `id` and a
 //! writer task fed by an mpsc channel; whichever ends first ends the
@@ -12,6 +13,8 @@
 //! disconnected. Its `generation` grows with each new connection, which is
 //! how the session code knows to heartbeat and re-announce after a reconnect.
 
+use crate::trust::Trust;
+use p2p_link::{Endpoint, Link};
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
 use proto::tracker::{RequestId, Retry, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
@@ -61,8 +64,24 @@ impl Connection {
     }
 }
 
+/// Whom the link talks to, and how identities are proven and checked.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// In the order they are tried.
+    pub trackers: Vec<SocketAddr>,
+    /// This daemon's link key.
+    pub endpoint: Endpoint,
+    pub trust: Trust,
+}
+
 struct Inner {
     trackers: Vec<SocketAddr>,
+    endpoint: Endpoint,
+    trust: Trust,
+    /// The refusal of the last tracker met whose identity is not trusted,
+    /// until a trusted one answers: what callers are told instead of
+    /// `tracker_unavailable`.
+    untrusted: Mutex<Option<WireError>>,
     next_id: AtomicU64,
     /// Random per process: with `next_seq`, names each write (its
     /// [`RequestId`]) so the trackers apply a retried write only once.
@@ -90,14 +109,17 @@ impl TrackerLink {
     /// Create the link and start its background connection task on
     /// `tasks`; it stops when `shutdown` is cancelled.
     pub fn start(
-        trackers: Vec<SocketAddr>,
+        setup: Setup,
         tasks: &tokio_util::task::TaskTracker,
         shutdown: CancellationToken,
     ) -> TrackerLink {
         let (current, _) = watch::channel(None);
         let link = TrackerLink {
             inner: Arc::new(Inner {
-                trackers,
+                trackers: setup.trackers,
+                endpoint: setup.endpoint,
+                trust: setup.trust,
+                untrusted: Mutex::new(None),
                 next_id: AtomicU64::new(1),
                 client: rand::random(),
                 next_seq: AtomicU64::new(1),
@@ -215,6 +237,9 @@ impl TrackerLink {
     }
 
     fn unavailable(&self) -> WireError {
+        if let Some(refusal) = lock(&self.inner.untrusted).clone() {
+            return refusal;
+        }
         let addrs = self
             .inner
             .trackers
@@ -237,15 +262,21 @@ impl TrackerLink {
             for &addr in &self.inner.trackers {
                 let attempt = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    r = connect(addr) => r,
+                    r = connect(&self.inner, addr) => r,
                 };
                 let (stream, local_ip) = match attempt {
                     Ok(s) => s,
-                    Err(e) => {
+                    Err(ConnectError::Untrusted(refusal)) => {
+                        tracing::error!(tracker = %addr, "{}", refusal.message);
+                        *lock(&self.inner.untrusted) = Some(refusal);
+                        continue;
+                    }
+                    Err(ConnectError::Failed(e)) => {
                         tracing::debug!(tracker = %addr, "cannot connect: {e}");
                         continue;
                     }
                 };
+                *lock(&self.inner.untrusted) = None;
                 connected = true;
                 backoff = BACKOFF_START;
                 generation += 1;
@@ -274,13 +305,13 @@ impl TrackerLink {
     /// Run one connection's reader and writer until either ends.
     async fn serve(
         &self,
-        stream: TcpStream,
+        stream: Link,
         tracker: SocketAddr,
         local_ip: IpAddr,
         generation: u64,
         shutdown: &CancellationToken,
     ) {
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = p2p_link::tls::split(stream);
         let (outgoing, mut queue) = mpsc::channel::<TrackerCall>(OUTGOING_QUEUE);
         let pending: Pending = Arc::default();
         self.inner.current.send_replace(Some(Arc::new(Connection {
@@ -343,14 +374,38 @@ enum Attempt {
     Lost,
 }
 
-/// TCP connect plus the `Hello` exchange, each under a timeout.
-async fn connect(addr: SocketAddr) -> Result<(TcpStream, IpAddr), String> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// Why a tracker could not be used.
+enum ConnectError {
+    /// Its identity is not the trusted one: nothing was sent to it.
+    Untrusted(WireError),
+    Failed(String),
+}
+
+impl From<String> for ConnectError {
+    fn from(e: String) -> Self {
+        ConnectError::Failed(e)
+    }
+}
+
+/// TCP connect, the TLS handshake, the identity check, then the `Hello`
+/// exchange, each under a timeout.
+async fn connect(inner: &Inner, addr: SocketAddr) -> Result<(Link, IpAddr), ConnectError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let local_ip = stream.local_addr().map_err(|e| e.to_string())?.ip();
+    let _ = tcp.set_nodelay(true);
+    let local_ip = tcp.local_addr().map_err(|e| e.to_string())?.ip();
+    let secured = inner
+        .endpoint
+        .connect(tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    inner
+        .trust
+        .check(addr, &secured.peer)
+        .map_err(ConnectError::Untrusted)?;
+    let mut stream = secured.link;
     let hello = TrackerCall {
         dedup: None,
         id: 0,
@@ -372,11 +427,11 @@ async fn connect(addr: SocketAddr) -> Result<(TcpStream, IpAddr), String> {
         .map_err(|_| "no welcome in time".to_string())??;
     match answer.result {
         Ok(TrackerReply::Welcome { .. }) => Ok((stream, local_ip)),
-        Ok(other) => Err(format!("unexpected answer to hello: {other:?}")),
+        Ok(other) => Err(format!("unexpected answer to hello: {other:?}").into()),
         Err(e) => {
             // A version mismatch is worth more than a debug line.
             tracing::error!(tracker = %addr, "tracker refused hello: {}", e.message);
-            Err(e.message)
+            Err(e.message.into())
         }
     }
 }
@@ -392,7 +447,27 @@ pub(crate) mod fake {
     //! a caller-supplied function.
 
     use super::*;
+    use p2p_link::{ClusterKey, KeyPairDoc};
+    use std::sync::OnceLock;
     use tokio::net::TcpListener;
+
+    /// The fake cluster's key (one per test process).
+    fn cluster_key() -> &'static ClusterKey {
+        static KEY: OnceLock<ClusterKey> = OnceLock::new();
+        KEY.get_or_init(|| ClusterKey::generate().unwrap())
+    }
+
+    /// A link set-up for `trackers` that trusts the fake cluster.
+    pub fn setup(trackers: Vec<SocketAddr>) -> Setup {
+        Setup {
+            trackers,
+            endpoint: Endpoint::new(&KeyPairDoc::generate().unwrap()),
+            trust: Trust::new(
+                Some(cluster_key().fingerprint()),
+                std::path::PathBuf::from("/nonexistent/known_cluster"),
+            ),
+        }
+    }
 
     pub type Answerer =
         Arc<dyn Fn(&TrackerRequest) -> Result<TrackerReply, WireError> + Send + Sync>;
@@ -416,7 +491,11 @@ pub(crate) mod fake {
                 let answer = answer.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    let (mut rd, wr) = s.into_split();
+                    let identity = Endpoint::new(&cluster_key().identity());
+                    let Ok(secured) = identity.accept(s).await else {
+                        return;
+                    };
+                    let (mut rd, wr) = p2p_link::tls::split(secured.link);
                     let wr = Arc::new(tokio::sync::Mutex::new(wr));
                     loop {
                         let call = tokio::select! {
@@ -478,7 +557,11 @@ mod tests {
         .await;
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        let link = TrackerLink::start(vec![addr], &tasks, stop.clone());
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![addr]),
+            &tasks,
+            stop.clone(),
+        );
         let mut calls = Vec::new();
         for i in 0..20 {
             let link = link.clone();
@@ -519,7 +602,11 @@ mod tests {
         };
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        let link = TrackerLink::start(vec![dead], &tasks, stop.clone());
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![dead]),
+            &tasks,
+            stop.clone(),
+        );
         let t0 = std::time::Instant::now();
         let err = link
             .call(TrackerRequest::ListGroups {
@@ -535,7 +622,11 @@ mod tests {
 
         let live = fake::spawn(Arc::new(|_| done("ok")), CancellationToken::new()).await;
         let stop = CancellationToken::new();
-        let link = TrackerLink::start(vec![dead, live], &tasks, stop.clone());
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![dead, live]),
+            &tasks,
+            stop.clone(),
+        );
         assert_eq!(
             link.call(TrackerRequest::ListGroups {
                 token: SessionToken("t".into()),
@@ -553,7 +644,11 @@ mod tests {
         let addr = fake::spawn(Arc::new(|_| done("one")), first.clone()).await;
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
-        let link = TrackerLink::start(vec![addr], &tasks, stop.clone());
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![addr]),
+            &tasks,
+            stop.clone(),
+        );
         let mut conn = link.subscribe();
         let req = || TrackerRequest::ListGroups {
             token: SessionToken("t".into()),

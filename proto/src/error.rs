@@ -28,10 +28,12 @@ pub enum ErrorCode {
     Io,
     InvalidArgument,
     TrackerUnavailable,
+    /// The tracker's identity is not the one this daemon trusts.
+    UntrustedTracker,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::NotLoggedIn,
         ErrorCode::AlreadyLoggedIn,
         ErrorCode::UserExists,
@@ -50,6 +52,7 @@ impl ErrorCode {
         ErrorCode::Io,
         ErrorCode::InvalidArgument,
         ErrorCode::TrackerUnavailable,
+        ErrorCode::UntrustedTracker,
     ];
 
     /// The code as SPEC.md spells it.
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Io => "io",
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::TrackerUnavailable => "tracker_unavailable",
+            ErrorCode::UntrustedTracker => "untrusted_tracker",
         }
     }
 }

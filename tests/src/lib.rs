@@ -399,6 +399,20 @@ pub struct Net {
     dir: Arc<tempfile::TempDir>,
 }
 
+/// `tracker keygen PATH`: a new cluster key; its fingerprint.
+pub fn keygen(path: &Path) -> String {
+    let out = Command::new(bin("tracker"))
+        .arg("keygen")
+        .arg(path)
+        .output()
+        .expect("run tracker keygen");
+    assert!(out.status.success(), "tracker keygen failed: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8 fingerprint")
+        .trim()
+        .to_string()
+}
+
 impl Net {
     /// Start as many trackers as `P2P_TEST_TRACKERS` says (default 1).
     pub fn start() -> Net {
@@ -441,6 +455,13 @@ impl Net {
             .collect();
         let info = root.join("tracker_info.txt");
         std::fs::write(&info, render(&addrs)).expect("write tracker_info.txt");
+        let mut tracker_args: Vec<OsString> = tracker_args.iter().map(OsString::from).collect();
+        // A cluster needs its key (a single tracker makes its own).
+        if n > 1 {
+            let key = root.join("cluster.key");
+            keygen(&key);
+            tracker_args.extend([OsString::from("--cluster-key"), key.into_os_string()]);
+        }
         let mut trackers: Vec<Tracker> = addrs
             .iter()
             .enumerate()
@@ -449,7 +470,7 @@ impl Net {
                 addr,
                 data_dir: root.join(format!("t{}", i + 1)),
                 log: root.join(format!("t{}.log", i + 1)),
-                extra_args: tracker_args.iter().map(OsString::from).collect(),
+                extra_args: tracker_args.clone(),
                 info: info.clone(),
                 proc: None,
             })

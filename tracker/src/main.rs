@@ -1,12 +1,16 @@
-//! `tracker <tracker_info.txt> <n> [--data-dir DIR]`: arguments, logging and
-//! signals; the work is in the library.
+//! `tracker <tracker_info.txt> <n> [--data-dir DIR] [--cluster-key FILE]`,
+//! `tracker keygen FILE` and `tracker fingerprint`: arguments, the cluster
+//! key, logging and signals; the work is in the library.
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use p2p_link::ClusterKey;
 use proto::tracker_info;
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,13 +29,27 @@ const RAFT_STOP_DEADLINE: Duration = Duration::from_secs(5);
 ///
 /// Stops cleanly on SIGTERM, SIGINT, or `quit` typed on stdin.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Args {
-    /// File listing the trackers, one `IP:PORT` (or `IP PORT`) per line.
-    tracker_info: PathBuf,
+    #[command(subcommand)]
+    command: Option<KeyCommand>,
+    /// File listing the trackers, one `IP:PORT` (or `IP PORT`) per line,
+    /// optionally followed by the cluster's fingerprint.
+    #[arg(required = true)]
+    tracker_info: Option<PathBuf>,
     /// Which tracker of the file this is (1-based line, not counting blank
     /// lines and comments).
-    n: u32,
+    #[arg(required = true)]
+    n: Option<u32>,
+    /// The cluster key (from `tracker keygen FILE`), the same file on every
+    /// tracker of the cluster. Required when tracker_info.txt lists more
+    /// than one tracker; a single tracker makes `DATA_DIR/cluster.key`.
+    #[arg(long, value_name = "FILE")]
+    cluster_key: Option<PathBuf>,
     /// Directory of the durable state [default: the platform data directory,
     /// `tracker-<n>`].
     #[arg(long, value_name = "DIR")]
@@ -42,11 +60,32 @@ struct Args {
     snapshot_every: u64,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Writes a new cluster key to FILE (mode 0600, never overwrites) and
+    /// prints its fingerprint.
+    Keygen { file: PathBuf },
+    /// Prints the fingerprint of a cluster key, for tracker_info.txt.
+    Fingerprint {
+        /// The key file.
+        #[arg(long, value_name = "FILE", required_unless_present = "data_dir")]
+        cluster_key: Option<PathBuf>,
+        /// A single tracker's data directory (its `cluster.key`).
+        #[arg(long, value_name = "DIR", conflicts_with = "cluster_key")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Where a single tracker keeps the key it made.
+const CLUSTER_KEY_FILE: &str = "cluster.key";
+
+fn main() -> ExitCode {
     let args = Args::parse();
-    proto::service::init_logging("info");
-    match serve(args).await {
+    let result = match args.command {
+        Some(command) => key_command(command),
+        None => run(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -55,10 +94,49 @@ async fn main() -> ExitCode {
     }
 }
 
+fn key_command(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Keygen { file } => {
+            let key = ClusterKey::generate()?;
+            key.save_new(&file)?;
+            println!("{}", key.fingerprint());
+            eprintln!(
+                "cluster key written to {} (mode 0600). Copy it to every tracker host, start \
+                 each tracker with --cluster-key FILE, and put the fingerprint above after \
+                 each address of tracker_info.txt.",
+                file.display()
+            );
+        }
+        KeyCommand::Fingerprint {
+            cluster_key,
+            data_dir,
+        } => {
+            let path = match (cluster_key, data_dir) {
+                (Some(file), _) => file,
+                (None, Some(dir)) => dir.join(CLUSTER_KEY_FILE),
+                (None, None) => bail!("pass --cluster-key FILE or --data-dir DIR"),
+            };
+            println!("{}", ClusterKey::load(&path)?.fingerprint());
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn run(args: Args) -> anyhow::Result<()> {
+    proto::service::init_logging("info");
+    serve(args).await
+}
+
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let addrs = tracker_info::read(&args.tracker_info).context("bad tracker info file")?;
-    let addr = tracker_info::nth(&addrs, args.n)
-        .with_context(|| format!("in {}", args.tracker_info.display()))?;
+    // clap makes both present when there is no subcommand.
+    let (Some(info_path), Some(n)) = (args.tracker_info, args.n) else {
+        bail!("usage: tracker <tracker_info.txt> <n>");
+    };
+    let info = tracker_info::read(&info_path).context("bad tracker info file")?;
+    let addrs = info.trackers.clone();
+    let addr =
+        tracker_info::nth(&addrs, n).with_context(|| format!("in {}", info_path.display()))?;
     match addrs.len() {
         1 => tracing::info!("single tracker (one line in tracker_info.txt): no replication"),
         2 => tracing::warn!(
@@ -72,26 +150,34 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let data_dir = match args.data_dir {
         Some(dir) => dir,
-        None => match proto::dirs::default_tracker_dir(args.n) {
+        None => match proto::dirs::default_tracker_dir(n) {
             Some(dir) => dir,
             None => bail!("cannot find a home directory for the data; pass --data-dir DIR"),
         },
     };
+    let cluster_key = Arc::new(cluster_key(
+        args.cluster_key.as_deref(),
+        &info,
+        &info_path,
+        &data_dir,
+    )?);
+    tracing::info!("cluster identity {}", cluster_key.fingerprint());
 
     // Bind first: a port in use is the likelier mistake, and failing on it
     // must not touch the data directory.
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!(
             "cannot listen on {addr} (tracker {} of {})",
-            args.n,
-            args.tracker_info.display()
+            n,
+            info_path.display()
         )
     })?;
     let stop = CancellationToken::new();
     let options = ClusterOptions {
-        node: u64::from(args.n),
+        node: u64::from(n),
         trackers: addrs,
         snapshot_every: args.snapshot_every,
+        cluster_key,
     };
     let cluster = Cluster::start(options, &data_dir, stop.child_token())
         .await
@@ -102,11 +188,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
 
     tracing::info!(
         "tracker {} listening on {addr}, data in {}",
-        args.n,
+        n,
         data_dir.display()
     );
     let options = ServerOptions {
-        node: args.n,
+        node: n,
         ..ServerOptions::default()
     };
     let served = server::run(listener, cluster.clone(), options, stop.cancelled_owned()).await;
@@ -115,8 +201,48 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .await
         .context("Raft did not stop in time")?
         .context("Raft stopped with an error")?;
-    tracing::info!("tracker {} stopped", args.n);
+    tracing::info!("tracker {} stopped", n);
     Ok(())
+}
+
+/// The key this tracker runs with: `--cluster-key FILE`, or a single
+/// tracker's own `DATA_DIR/cluster.key` (made on first start). It must match
+/// the fingerprint of tracker_info.txt, if the file has one.
+fn cluster_key(
+    file: Option<&Path>,
+    info: &tracker_info::TrackerInfo,
+    info_path: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<ClusterKey> {
+    let key = match file {
+        Some(file) => ClusterKey::load(file)?,
+        None if info.trackers.len() > 1 => bail!(
+            "{} lists {} trackers: a cluster needs one shared key. Make it with \
+             `tracker keygen cluster.key`, copy the file to every tracker host, and start \
+             each tracker with --cluster-key cluster.key",
+            info_path.display(),
+            info.trackers.len()
+        ),
+        None => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            ClusterKey::load_or_create(&data_dir.join(CLUSTER_KEY_FILE))?
+        }
+    };
+    if let Some(pinned) = &info.fingerprint {
+        let fingerprint = key.fingerprint().to_string();
+        if *pinned != fingerprint {
+            bail!(
+                "this cluster key's fingerprint is {fingerprint}, but {} names {pinned}: \
+                 wrong key file, or an outdated tracker_info.txt",
+                info_path.display()
+            );
+        }
+    }
+    Ok(key)
 }
 
 /// `quit` on stdin stops the tracker; end of input does not (tests run it

@@ -1,6 +1,7 @@
-//! The tracker server in-process, over real TCP on 127.0.0.1: a few calls,
-//! hostile bytes, durability across a restart, and graceful shutdown.
+//! The tracker server in-process, over real TLS links on 127.0.0.1: a few
+//! calls, hostile bytes, durability across a restart, and graceful shutdown.
 
+use p2p_link::{ClusterKey, Endpoint, KeyPairDoc, Link};
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
 use proto::geometry::PIECE_SIZE_BYTES;
 use proto::tracker::{
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncRead;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -37,6 +39,7 @@ impl Running {
             node: 1,
             trackers: vec![addr],
             snapshot_every: tracker::raft::SNAPSHOT_EVERY_ENTRIES,
+            cluster_key: Arc::new(ClusterKey::generate().unwrap()),
         };
         let cluster = Cluster::start(options, dir, cancel.clone()).await.unwrap();
         let handle = Arc::clone(&cluster);
@@ -66,18 +69,25 @@ impl Running {
     }
 }
 
+/// A TLS link to `addr` as a daemon opens one (its own random key).
+async fn secure(addr: SocketAddr) -> Link {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    // As p2pd's link does: without it, Nagle holds a second call back
+    // until the first is acknowledged, which the tracker's delayed ACK
+    // ties to the first answer, and calls look serialised.
+    tcp.set_nodelay(true).unwrap();
+    let me = Endpoint::new(&KeyPairDoc::generate().unwrap());
+    me.connect(tcp).await.expect("a TLS link").link
+}
+
 struct Client {
-    stream: TcpStream,
+    stream: Link,
     next_id: u64,
 }
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        // As p2pd's link does: without it, Nagle holds a second call back
-        // until the first is acknowledged, which the tracker's delayed ACK
-        // ties to the first answer, and calls look serialised.
-        stream.set_nodelay(true).unwrap();
+        let stream = secure(addr).await;
         let mut c = Client { stream, next_id: 1 };
         let hello = c
             .call(TrackerRequest::Hello {
@@ -147,7 +157,7 @@ impl Client {
 }
 
 /// Reads until the server closes; the bytes read are returned.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -381,7 +391,7 @@ async fn hostile_bytes_close_only_their_connection() {
         let token = good.signup("alice").await;
 
         // A length prefix far over the limit.
-        let mut huge = TcpStream::connect(server.addr).await.unwrap();
+        let mut huge = secure(server.addr).await;
         huge.write_all(&[0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3])
             .await
             .unwrap();
@@ -401,14 +411,15 @@ async fn hostile_bytes_close_only_their_connection() {
         assert_eq!(err.code, ErrorCode::InvalidArgument);
         read_until_closed(&mut garbage.stream).await;
 
-        // Random bytes straight away, and a first call that is not hello.
+        // Random bytes straight away (no TLS handshake), and a first call
+        // that is not hello.
         let mut noise = TcpStream::connect(server.addr).await.unwrap();
         noise
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         read_until_closed(&mut noise).await;
-        let mut rude = TcpStream::connect(server.addr).await.unwrap();
+        let mut rude = secure(server.addr).await;
         let call = TrackerCall {
             dedup: None,
             id: 9,
@@ -428,7 +439,7 @@ async fn hostile_bytes_close_only_their_connection() {
         read_until_closed(&mut rude).await;
 
         // A version mismatch is a clear refusal.
-        let mut old = TcpStream::connect(server.addr).await.unwrap();
+        let mut old = secure(server.addr).await;
         let hello = TrackerCall {
             dedup: None,
             id: 1,

@@ -5,6 +5,7 @@ use super::rate::RateLimiter;
 use super::serve_index::ServeIndex;
 use crate::shares::ShareSet;
 use crate::tracker_client::TrackerClient;
+use p2p_link::Endpoint;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -29,4 +30,6 @@ pub struct SwarmContext {
     pub records_dir: PathBuf,
     /// Every background task of the swarm, so the daemon's stop waits.
     pub tasks: TaskTracker,
+    /// This daemon's link key: peer links are TLS with it on both sides.
+    pub endpoint: Endpoint,
 }

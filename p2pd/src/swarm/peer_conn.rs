@@ -1,6 +1,7 @@
 //! One outgoing connection of a download: we connect, we download.
 //!
-//! The task owns its socket. After the handshake it runs a reader future
+//! The task owns its link: TLS over TCP, our link key on our side (the
+//! seeder checks our ticket names it). After the handshake it runs a reader future
 //! (frames → [`PeerEvent`]s on the download's channel, the download rate
 //! limit applied per block) and a writer future (the download's [`Out`]
 //! messages → frames, batched; keep-alives when idle) under `select!`;
@@ -14,10 +15,10 @@ use super::wire::{
     read_payload, read_payload_into, with_timeout, write_bytes, write_msg, ConnError,
     CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
 };
+use p2p_link::{Endpoint, LinkReader, LinkWriter};
 use proto::peer::{decode, encode_frame, BlockRef, Handshake, Message, PIECE_DATA_START};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,8 @@ pub struct PeerMsg {
 /// Everything one connection needs.
 pub struct Dial {
     pub addr: SocketAddr,
+    /// Our link key, presented to the seeder.
+    pub endpoint: Endpoint,
     pub handshake: Handshake,
     pub peer: PeerId,
     pub conn: u64,
@@ -74,6 +77,7 @@ pub struct Dial {
 pub async fn run(dial: Dial) {
     let Dial {
         addr,
+        endpoint,
         handshake,
         peer,
         conn,
@@ -85,7 +89,7 @@ pub async fn run(dial: Dial) {
     } = dial;
     let end = tokio::select! {
         _ = stop.cancelled() => return,
-        r = session(addr, handshake, peer, conn, &events, out, Intake { limiter: &limiter, pool: &pool }) => match r {
+        r = session((addr, &endpoint), handshake, peer, conn, &events, out, Intake { limiter: &limiter, pool: &pool }) => match r {
             Ok(()) => return, // the download dropped our channel: it is done with us
             Err(e) => e,
         },
@@ -108,7 +112,7 @@ struct Intake<'a> {
 }
 
 async fn session(
-    addr: SocketAddr,
+    to: (SocketAddr, &Endpoint),
     handshake: Handshake,
     peer: PeerId,
     conn: u64,
@@ -116,7 +120,7 @@ async fn session(
     out: mpsc::UnboundedReceiver<Out>,
     intake: Intake<'_>,
 ) -> Result<(), ConnError> {
-    let (mut rd, mut wr, bits) = open(addr, handshake).await?;
+    let (mut rd, mut wr, bits) = open(to, handshake).await?;
     let tx = Events { peer, conn, events };
     if tx.send(PeerEvent::Ready(bits)).await.is_err() {
         return Ok(());
@@ -130,9 +134,9 @@ async fn session(
 /// Connects, sends the handshake, and reads its answer and the peer's
 /// bitfield (bytes not validated yet).
 async fn open(
-    addr: SocketAddr,
+    (addr, endpoint): (SocketAddr, &Endpoint),
     handshake: Handshake,
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, Vec<u8>), ConnError> {
+) -> Result<(LinkReader, LinkWriter, Vec<u8>), ConnError> {
     let stream = with_timeout("connecting", CONNECT_TIMEOUT, async {
         TcpStream::connect(addr)
             .await
@@ -143,7 +147,11 @@ async fn open(
     })
     .await?;
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let secured = endpoint
+        .connect(stream)
+        .await
+        .map_err(|e| ConnError::Protocol(format!("securing the link: {e}")))?;
+    let (mut rd, mut wr) = p2p_link::tls::split(secured.link);
     let mut buf = Vec::with_capacity(256);
     let hello = Message::Handshake(handshake);
     write_msg(&mut wr, &hello, &mut buf, "sending the handshake").await?;
@@ -185,7 +193,7 @@ impl Events<'_> {
 /// download rate limit, into recycled buffers. `Ok` once the download is
 /// gone.
 async fn read_messages(
-    rd: &mut OwnedReadHalf,
+    rd: &mut LinkReader,
     tx: &Events<'_>,
     intake: Intake<'_>,
 ) -> Result<(), ConnError> {
@@ -232,7 +240,7 @@ async fn read_messages(
 /// The download's messages → frames, what is queued batched into one
 /// write; keep-alives when idle. `Ok` once the download is done with us.
 async fn write_messages(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut LinkWriter,
     mut out: mpsc::UnboundedReceiver<Out>,
 ) -> Result<(), ConnError> {
     let step = "writing to the peer";

@@ -1,6 +1,7 @@
 //! Serving pieces to a peer that connected to us (it downloads, we serve).
 //!
-//! Sequence: read the `Handshake` (under [`HANDSHAKE_TIMEOUT`]) → [`admit`]:
+//! Sequence: the TLS handshake (the peer proves its link key; see
+//! [`p2p_link::tls`]) → read the `Handshake` (under [`HANDSHAKE_TIMEOUT`]) → [`admit`]:
 //! find what we can serve in the [`ServeIndex`] (a share of the logged-in
 //! user: every piece; a download in progress: its verified pieces), then
 //! ask the tracker whether the ticket is the handshake user's, a logged-in
@@ -21,6 +22,7 @@ use super::wire::{
 };
 use crate::session::SessionStore;
 use crate::tracker_client::TicketError;
+use p2p_link::{LinkReader, LinkWriter};
 use proto::peer::{
     decode, Bitfield, BlockRef, Handshake, Message, Refusal, RefusalReason, PEER_PROTOCOL_VERSION,
 };
@@ -29,7 +31,6 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
@@ -43,7 +44,12 @@ pub const MAX_QUEUED_REQUESTS: usize = 64;
 /// Why the connection ended (refused, closed, timed out, misbehaved).
 pub async fn serve(stream: TcpStream, ctx: Arc<SwarmContext>) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let secured = ctx
+        .endpoint
+        .accept(stream)
+        .await
+        .map_err(|e| ConnError::Protocol(format!("securing the link: {e}")))?;
+    let (mut rd, mut wr) = p2p_link::tls::split(secured.link);
     let mut buf = Vec::with_capacity(256);
     let hs = read_handshake(&mut rd).await?;
     let step = "answering the handshake";
@@ -79,7 +85,7 @@ pub async fn serve(stream: TcpStream, ctx: Arc<SwarmContext>) -> Result<(), Conn
     }
 }
 
-async fn read_handshake(rd: &mut OwnedReadHalf) -> Result<Handshake, ConnError> {
+async fn read_handshake(rd: &mut LinkReader) -> Result<Handshake, ConnError> {
     let step = "reading the handshake";
     let p = read_payload(rd, step, HANDSHAKE_TIMEOUT).await?;
     match decode(&p).map_err(|source| ConnError::Decode { step, source })? {
@@ -188,7 +194,7 @@ impl Requests {
 /// Queues the peer's requests (each checked against the file's size) and
 /// forgets cancelled ones; ends on the first bad or unexpected message.
 async fn read_requests(
-    rd: &mut OwnedReadHalf,
+    rd: &mut LinkReader,
     requests: &Requests,
     size: u64,
 ) -> Result<(), ConnError> {
@@ -228,11 +234,7 @@ struct Writer<'a> {
 impl Writer<'_> {
     /// Answers requests in order, announces newly verified pieces, and
     /// keeps the connection alive when idle.
-    async fn run(
-        &self,
-        wr: &mut OwnedWriteHalf,
-        announced: &mut Announced,
-    ) -> Result<(), ConnError> {
+    async fn run(&self, wr: &mut LinkWriter, announced: &mut Announced) -> Result<(), ConnError> {
         let step = "sending pieces";
         let mut buf = Vec::with_capacity(256);
         let mut frame: Vec<u8> = Vec::new();
@@ -266,7 +268,7 @@ impl Writer<'_> {
     /// `Reject` for what we do not (or cannot read).
     async fn answer_queued(
         &self,
-        wr: &mut OwnedWriteHalf,
+        wr: &mut LinkWriter,
         have: &Bitfield,
         frame: &mut Vec<u8>,
         buf: &mut Vec<u8>,
@@ -300,7 +302,7 @@ impl Writer<'_> {
 
 /// `Have` for every piece verified since the last announcement.
 async fn announce_new(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut LinkWriter,
     announced: &mut Announced,
     buf: &mut Vec<u8>,
 ) -> Result<(), ConnError> {

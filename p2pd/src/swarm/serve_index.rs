@@ -190,7 +190,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stop = CancellationToken::new();
         stop.cancel(); // no tracker: the stop_share of a stale share fails quietly
-        let link = TrackerLink::start(vec![], &TaskTracker::new(), stop);
+        let link = TrackerLink::start(
+            crate::tracker_link::fake::setup(vec![]),
+            &TaskTracker::new(),
+            stop,
+        );
         let sessions = Arc::new(SessionStore::load(dir.path().join("session.json")));
         let client = TrackerClient::new(link, sessions);
         let alice = client.acting_as(Session {

@@ -72,7 +72,7 @@ pub(super) async fn is_pristine(raft: &Raft) -> bool {
 /// be replicated to), or this node got state from a leader.
 pub(super) async fn form_cluster(
     raft: Raft,
-    node: NodeId,
+    dialer: network::Dialer,
     members: BTreeMap<NodeId, BasicNode>,
     stop: CancellationToken,
 ) {
@@ -80,7 +80,7 @@ pub(super) async fn form_cluster(
         if !is_pristine(&raft).await {
             return;
         }
-        let answers = probe_peers(node, &members).await;
+        let answers = probe_peers(&dialer, &members).await;
         match tally(&answers, members.len()) {
             Verdict::Join => {
                 tracing::info!(
@@ -128,19 +128,23 @@ fn tally(answers: &[Option<bool>], members: usize) -> Verdict {
 }
 
 /// Asks every other member, one after the other, whether it is pristine.
-async fn probe_peers(me: NodeId, members: &BTreeMap<NodeId, BasicNode>) -> Vec<Option<bool>> {
+async fn probe_peers(
+    dialer: &network::Dialer,
+    members: &BTreeMap<NodeId, BasicNode>,
+) -> Vec<Option<bool>> {
     let mut answers = Vec::with_capacity(members.len());
     for (&id, node) in members {
         let Ok(addr) = node.addr.parse::<SocketAddr>() else {
             continue;
         };
-        if id == me {
+        if id == dialer.from {
             continue;
         }
-        let answer = match network::send_once(addr, me, &PeerRequest::Probe, PROBE_TIMEOUT).await {
-            Ok(PeerReply::Probed { pristine }) => Some(pristine),
-            _ => None,
-        };
+        let answer =
+            match network::send_once(dialer, addr, &PeerRequest::Probe, PROBE_TIMEOUT).await {
+                Ok(PeerReply::Probed { pristine }) => Some(pristine),
+                _ => None,
+            };
         answers.push(answer);
     }
     answers
@@ -200,9 +204,15 @@ mod tests {
         let silent = testing::unused_addr().await;
         let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let m = members(&[me, pristine.addr, formed.addr, silent]);
-        assert_eq!(probe_peers(1, &m).await, [Some(true), Some(false), None]);
+        assert_eq!(
+            probe_peers(&testing::dialer(1), &m).await,
+            [Some(true), Some(false), None]
+        );
         assert!(matches!(pristine.requests()[..], [PeerRequest::Probe]));
-        assert_eq!(tally(&probe_peers(1, &m).await, m.len()), Verdict::Join);
+        assert_eq!(
+            tally(&probe_peers(&testing::dialer(1), &m).await, m.len()),
+            Verdict::Join
+        );
     }
 
     #[tokio::test]

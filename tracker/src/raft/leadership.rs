@@ -38,7 +38,7 @@ impl Cluster {
         let req = PeerRequest::CheckSession {
             token: token.clone(),
         };
-        match network::send_once(addr, self.node, &req, ASK_LEADER_TIMEOUT).await {
+        match network::send_once(&self.dialer, addr, &req, ASK_LEADER_TIMEOUT).await {
             Ok(PeerReply::Session { live }) => Some(live),
             _ => None,
         }

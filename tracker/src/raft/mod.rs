@@ -49,6 +49,7 @@ pub use write::WRITE_TIMEOUT;
 
 use crate::state::{Applied, Command, TrackerState};
 use openraft::{BasicNode, Config, SnapshotPolicy};
+use p2p_link::{ClusterKey, Endpoint};
 use proto::WireError;
 use serde::{Deserialize, Serialize};
 use state_machine::StateMachine;
@@ -101,6 +102,8 @@ pub struct ClusterOptions {
     pub trackers: Vec<SocketAddr>,
     /// Log entries between snapshots ([`SNAPSHOT_EVERY_ENTRIES`] by default).
     pub snapshot_every: u64,
+    /// The cluster's one secret: its identity and ticket keys derive from it.
+    pub cluster_key: Arc<ClusterKey>,
 }
 
 /// One node: the Raft handle, the local replica, the write queue and the
@@ -110,6 +113,8 @@ pub struct Cluster {
     pub raft: Raft,
     sm: StateMachine,
     trackers: Vec<SocketAddr>,
+    /// Links to peer trackers, presenting the cluster identity.
+    dialer: network::Dialer,
     /// Heartbeats heard (here or forwarded here) since the last flush.
     presence: presence::Collected,
     /// Writes waiting for the next batch.
@@ -143,7 +148,13 @@ impl Cluster {
         let pristine = logs.is_pristine()?;
         let sm = StateMachine::open(Arc::clone(&db))?;
         let config = raft_config(options.snapshot_every)?;
-        let network = network::NetworkFactory { from: options.node };
+        let dialer = network::Dialer {
+            from: options.node,
+            endpoint: Endpoint::new(&options.cluster_key.identity()),
+        };
+        let network = network::NetworkFactory {
+            dialer: dialer.clone(),
+        };
         let raft = Raft::new(options.node, Arc::new(config), network, logs, sm.clone()).await?;
         let members = formation::members(&options.trackers);
         let must_probe = formation::begin(&raft, &members, pristine, options.node).await?;
@@ -153,6 +164,7 @@ impl Cluster {
             raft,
             sm,
             trackers: options.trackers,
+            dialer,
             presence: presence::Collected::default(),
             writes,
         });
@@ -162,12 +174,22 @@ impl Cluster {
             stop.clone(),
         ));
         if must_probe {
-            let (raft, node) = (cluster.raft.clone(), cluster.node);
-            tokio::spawn(formation::form_cluster(raft, node, members, stop.clone()));
+            let (raft, dialer) = (cluster.raft.clone(), cluster.dialer.clone());
+            tokio::spawn(formation::form_cluster(raft, dialer, members, stop.clone()));
         }
         tokio::spawn(leadership::watch(Arc::clone(&cluster), stop.clone()));
         tokio::spawn(presence::flush_every_interval(Arc::clone(&cluster), stop));
         Ok(cluster)
+    }
+
+    /// The cluster identity, as presented on every link of this tracker.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.dialer.endpoint
+    }
+
+    /// Whether `node` is another tracker of tracker_info.txt.
+    pub fn is_peer_node(&self, node: NodeId) -> bool {
+        node != self.node && self.addr_of(node).is_some()
     }
 
     /// The local replica's state, for reads.

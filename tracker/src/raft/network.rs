@@ -1,9 +1,11 @@
-//! Tracker → tracker requests: openraft's `RaftNetwork` over TCP, and
+//! Tracker → tracker requests: openraft's `RaftNetwork` over TLS, and
 //! one-shot requests (forwarded writes, presence batches, probes, session
 //! checks). The serving side is in `serve.rs`.
 //!
-//! A peer connection starts with a [`PeerHello`] frame on the target's
-//! ordinary address; then one [`PeerRequest`] and one [`PeerReply`]
+//! A peer connection is a TLS link on the target's ordinary address in
+//! which both ends present the cluster identity (derived from the cluster
+//! key): the [`Dialer`] goes on only if the target proved it holds it. Then
+//! a [`PeerHello`] frame, and one [`PeerRequest`] and one [`PeerReply`]
 //! alternate (framing from `proto::frame`, max [`MAX_PEER_FRAME_BYTES`]).
 //!
 //! - Raft RPCs: each openraft client (one per target and purpose) keeps one
@@ -30,6 +32,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use p2p_link::{Endpoint, Link};
 use proto::frame::{read_json, write_frame, write_json};
 use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
 use proto::PROTOCOL_VERSION;
@@ -81,24 +84,45 @@ pub enum PeerError {
     Lost { addr: SocketAddr, reason: String },
 }
 
-/// Connects to `addr` and introduces this tracker as node `from`.
-async fn connect(addr: SocketAddr, from: NodeId) -> Result<TcpStream, PeerError> {
-    let fail = |reason: String| PeerError::Connect { addr, reason };
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
-    let hello = PeerHello {
-        peer: PeerHelloBody {
-            version: PROTOCOL_VERSION,
-            from,
-        },
-    };
-    write_json(&mut stream, &hello, MAX_PEER_FRAME_BYTES)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(stream)
+/// How this tracker opens links to its peers: as node `from`, presenting
+/// the cluster identity.
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    pub from: NodeId,
+    pub endpoint: Endpoint,
+}
+
+impl Dialer {
+    /// Connects to `addr`, checks it holds the cluster key, and introduces
+    /// this tracker as node `from`.
+    async fn connect(&self, addr: SocketAddr) -> Result<Link, PeerError> {
+        let fail = |reason: String| PeerError::Connect { addr, reason };
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| fail("timed out".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let secured = self
+            .endpoint
+            .connect(tcp)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if secured.peer != self.endpoint.key() {
+            tracing::warn!(%addr, "a tracker address answered without the cluster key; not sending");
+            return Err(fail("it does not hold the cluster key".into()));
+        }
+        let mut stream = secured.link;
+        let hello = PeerHello {
+            peer: PeerHelloBody {
+                version: PROTOCOL_VERSION,
+                from: self.from,
+            },
+        };
+        write_json(&mut stream, &hello, MAX_PEER_FRAME_BYTES)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(stream)
+    }
 }
 
 /// `request` as one frame's payload, before anything is sent.
@@ -117,7 +141,7 @@ fn encode<W: Serialize>(
 
 /// One request (already encoded), one reply, under `ttl`.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Link,
     addr: SocketAddr,
     request: &[u8],
     ttl: Duration,
@@ -143,20 +167,20 @@ async fn exchange(
 /// [`PeerError::Encode`] or [`PeerError::Connect`] if nothing was sent,
 /// [`PeerError::Lost`] if the outcome is unknown.
 pub async fn send_once<W: Serialize>(
+    dialer: &Dialer,
     addr: SocketAddr,
-    from: NodeId,
     request: &proto::raft::PeerRequest<RaftRpc, W>,
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
     let request = encode(addr, request)?;
-    let mut stream = connect(addr, from).await?;
+    let mut stream = dialer.connect(addr).await?;
     exchange(&mut stream, addr, &request, ttl).await
 }
 
 /// Builds openraft clients from the addresses of tracker_info.txt.
 #[derive(Clone)]
 pub struct NetworkFactory {
-    pub from: NodeId,
+    pub dialer: Dialer,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -164,7 +188,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
-            from: self.from,
+            dialer: self.dialer.clone(),
             target,
             addr: node.addr.parse().ok(),
             stream: None,
@@ -174,10 +198,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// One openraft client: a lazily (re)opened connection to one target.
 pub struct PeerClient {
-    from: NodeId,
+    dialer: Dialer,
     target: NodeId,
     addr: Option<SocketAddr>,
-    stream: Option<TcpStream>,
+    stream: Option<Link>,
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
@@ -203,7 +227,9 @@ impl PeerClient {
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut stream = match self.stream.take() {
             Some(s) => s,
-            None => connect(addr, self.from)
+            None => self
+                .dialer
+                .connect(addr)
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?,
         };
@@ -277,7 +303,7 @@ mod tests {
 
     fn client(addr: SocketAddr) -> PeerClient {
         PeerClient {
-            from: 2,
+            dialer: testing::dialer(2),
             target: 1,
             addr: Some(addr),
             stream: None,

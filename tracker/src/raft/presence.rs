@@ -106,7 +106,7 @@ impl Cluster {
                 };
                 let req = PeerRequest::Presence { seen };
                 if let Err(e) =
-                    network::send_once(addr, self.node, &req, PRESENCE_FLUSH_INTERVAL).await
+                    network::send_once(&self.dialer, addr, &req, PRESENCE_FLUSH_INTERVAL).await
                 {
                     tracing::debug!(error = %e, "presence not sent to the leader");
                 }

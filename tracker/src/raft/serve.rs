@@ -10,13 +10,13 @@
 use super::formation;
 use super::network::{PeerReply, PeerRequest, RaftRpc, RaftRpcReply};
 use super::{Cluster, NodeId, Raft};
+use p2p_link::{LinkReader, LinkWriter};
 use proto::frame::{read_frame, write_frame};
 use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
 use proto::{ErrorCode, WireError};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
 /// Serves one peer tracker's connection (its hello already read) until it
@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub async fn serve_peer(
     cluster: Arc<Cluster>,
     from: NodeId,
-    reader: OwnedReadHalf,
-    mut writer: OwnedWriteHalf,
+    reader: LinkReader,
+    mut writer: LinkWriter,
     cancel: CancellationToken,
 ) {
     let mut reader = BufReader::new(reader);
@@ -174,7 +174,7 @@ mod tests {
         );
         // A one-shot request opens its own connection: the one served.
         let ttl = Duration::from_secs(2);
-        let reply = network::send_once(addr, 2, &PeerRequest::Probe, ttl)
+        let reply = network::send_once(&testing::dialer(2), addr, &PeerRequest::Probe, ttl)
             .await
             .unwrap();
         assert!(matches!(reply, PeerReply::Probed { pristine: false }));
@@ -202,7 +202,7 @@ mod tests {
             PeerReply::Written { index, .. } if index > 0
         ));
         let nobody = testing::unused_addr().await;
-        let out = network::send_once(nobody, 2, &PeerRequest::Probe, ttl).await;
+        let out = network::send_once(&testing::dialer(2), nobody, &PeerRequest::Probe, ttl).await;
         assert!(matches!(out, Err(PeerError::Connect { .. })));
         node.stop().await;
     }

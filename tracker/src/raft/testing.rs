@@ -1,14 +1,16 @@
 //! Test helpers for the parts of `raft/` (compiled for tests only): a node
 //! on a Raft in a temporary directory, and a fake peer tracker that answers
-//! over real TCP on 127.0.0.1. No process is started.
+//! over real TLS links on 127.0.0.1. No process is started. Every node and
+//! fake peer holds the same [`cluster_key`].
 
-use super::network::{PeerReply, PeerRequest};
+use super::network::{Dialer, PeerReply, PeerRequest};
 use super::{Cluster, ClusterOptions, NodeId, SNAPSHOT_EVERY_ENTRIES};
+use p2p_link::{ClusterKey, Endpoint, Link};
 use proto::frame::{read_frame, write_json};
 use proto::raft::{PeerHello, MAX_PEER_FRAME_BYTES};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -16,6 +18,30 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a helper waits for a node to settle.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The cluster key of every test node (made once per test process).
+pub fn cluster_key() -> Arc<ClusterKey> {
+    static KEY: OnceLock<Arc<ClusterKey>> = OnceLock::new();
+    Arc::clone(KEY.get_or_init(|| Arc::new(ClusterKey::generate().expect("a random key"))))
+}
+
+/// The test cluster's identity, ready for links.
+pub fn endpoint() -> Endpoint {
+    Endpoint::new(&cluster_key().identity())
+}
+
+/// Links out of node `from` of the test cluster.
+pub fn dialer(from: NodeId) -> Dialer {
+    Dialer {
+        from,
+        endpoint: endpoint(),
+    }
+}
+
+/// Accepts a TLS link as a tracker of the test cluster would.
+async fn accept(socket: TcpStream) -> Option<Link> {
+    endpoint().accept(socket).await.ok().map(|s| s.link)
+}
 
 /// A started node and the token that stops its background tasks.
 pub struct Node {
@@ -37,6 +63,7 @@ pub async fn start(dir: &Path, node: NodeId, trackers: Vec<SocketAddr>) -> Node 
         node,
         trackers,
         snapshot_every: SNAPSHOT_EVERY_ENTRIES,
+        cluster_key: cluster_key(),
     };
     let cluster = Cluster::start(options, dir, stop.clone())
         .await
@@ -74,7 +101,8 @@ pub fn serve_one_peer(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
-        let (mut reader, writer) = socket.into_split();
+        let link = accept(socket).await.expect("a TLS link");
+        let (mut reader, writer) = p2p_link::tls::split(link);
         let hello = read_frame(&mut reader, MAX_PEER_FRAME_BYTES)
             .await
             .unwrap()
@@ -132,7 +160,10 @@ impl Drop for FakePeer {
     }
 }
 
-async fn serve(mut socket: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<PeerRequest>>>) {
+async fn serve(socket: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<PeerRequest>>>) {
+    let Some(mut socket) = accept(socket).await else {
+        return;
+    };
     let Ok(Some(hello)) = read_frame(&mut socket, MAX_PEER_FRAME_BYTES).await else {
         return;
     };

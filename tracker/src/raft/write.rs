@@ -180,7 +180,7 @@ impl Cluster {
         let Some(addr) = self.addr_of(leader) else {
             return Attempt::Retry;
         };
-        match forward(addr, self.node, cmd, left).await {
+        match forward(&self.dialer, addr, cmd, left).await {
             Ok(Forwarded::Written { result, index }) => {
                 if !self.wait_applied(index, APPLY_WAIT).await {
                     tracing::warn!(index, "forwarded write committed but not yet applied here");
@@ -283,13 +283,13 @@ pub(super) enum Forwarded {
 /// [`PeerError::Encode`] or [`PeerError::Connect`]: certainly not sent;
 /// [`PeerError::Lost`]: the outcome is unknown.
 pub(super) async fn forward(
+    dialer: &network::Dialer,
     addr: SocketAddr,
-    from: NodeId,
     cmd: &Command,
     ttl: Duration,
 ) -> Result<Forwarded, PeerError> {
     let request = OutgoingRequest::Write { command: cmd };
-    match network::send_once(addr, from, &request, ttl).await? {
+    match network::send_once(dialer, addr, &request, ttl).await? {
         PeerReply::Written { result, index } => Ok(Forwarded::Written {
             result: result.0,
             index,
@@ -460,7 +460,10 @@ mod tests {
         .await;
         let cmd = create_user("a");
         let ttl = Duration::from_secs(2);
-        match forward(leader.addr, 2, &cmd, ttl).await.unwrap() {
+        match forward(&testing::dialer(2), leader.addr, &cmd, ttl)
+            .await
+            .unwrap()
+        {
             Forwarded::Written {
                 result: Ok(a),
                 index: 42,
@@ -472,7 +475,9 @@ mod tests {
         );
 
         let moved = FakePeer::start(|_| PeerReply::NotLeader { leader: Some(3) }).await;
-        let out = forward(moved.addr, 2, &cmd, ttl).await.unwrap();
+        let out = forward(&testing::dialer(2), moved.addr, &cmd, ttl)
+            .await
+            .unwrap();
         assert!(matches!(out, Forwarded::NotLeader));
         let refused = WireError::new(ErrorCode::TrackerUnavailable, "stopping");
         let failing = {
@@ -482,13 +487,15 @@ mod tests {
             })
             .await
         };
-        let out = forward(failing.addr, 2, &cmd, ttl).await.unwrap();
+        let out = forward(&testing::dialer(2), failing.addr, &cmd, ttl)
+            .await
+            .unwrap();
         assert!(matches!(out, Forwarded::Failed(e) if e == refused));
         let confused = FakePeer::start(|_| PeerReply::Noted).await;
-        let out = forward(confused.addr, 2, &cmd, ttl).await;
+        let out = forward(&testing::dialer(2), confused.addr, &cmd, ttl).await;
         assert!(matches!(out, Err(PeerError::Lost { .. })), "{out:?}");
         let nobody = testing::unused_addr().await;
-        let out = forward(nobody, 2, &cmd, ttl).await;
+        let out = forward(&testing::dialer(2), nobody, &cmd, ttl).await;
         assert!(matches!(out, Err(PeerError::Connect { .. })), "{out:?}");
     }
 

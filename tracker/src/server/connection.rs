@@ -1,8 +1,14 @@
 //! One connection: who is on the other end, its reader and its writer.
 //!
-//! The first frame tells a daemon (a `Hello` call) from a peer tracker (a
-//! `PeerHello`); a peer's connection is handed to
-//! [`crate::raft::serve::serve_peer`]. A daemon's connection is split in
+//! Every connection is first a TLS handshake (at most
+//! [`p2p_link::tls::HANDSHAKE_DEADLINE`]) in which the other end proves the
+//! key it presents. Then the first frame (at most [`MAX_HELLO_FRAME_BYTES`],
+//! within [`HELLO_DEADLINE`]) tells a daemon (a `Hello` call) from a peer
+//! tracker (a `PeerHello`). A peer's connection is handed to
+//! [`crate::raft::serve::serve_peer`] only if its key is the cluster
+//! identity — proof that it holds the cluster key — and it names another
+//! tracker of tracker_info.txt; anything else claiming to be a tracker is
+//! dropped before it can reach Raft or the state. A daemon's connection is split in
 //! two tasks: the reader decodes [`TrackerCall`] frames and spawns a task per
 //! call (at most [`MAX_CALLS_IN_FLIGHT`] at once), so a slow argon2 login
 //! never holds up a heartbeat; the writer, fed by an `mpsc` channel, writes
@@ -16,6 +22,7 @@
 
 use super::handler::{self, welcome};
 use super::Shared;
+use p2p_link::{LinkReader, LinkWriter, PublicKey};
 use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
 use proto::tracker::{TrackerAnswer, TrackerCall, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
@@ -23,7 +30,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +38,8 @@ use tokio_util::task::TaskTracker;
 /// Largest first frame: a hello is tiny, and a stranger should not make us
 /// reserve the 64 MiB a registration may need.
 const MAX_HELLO_FRAME_BYTES: u32 = 4096;
+/// How long a new link may take to say who it is.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 /// Calls of one connection handled at once; the reader waits beyond that,
 /// which pushes back on a client that floods without reading answers.
 const MAX_CALLS_IN_FLIGHT: usize = 64;
@@ -82,10 +90,31 @@ impl Connection {
         tracing::debug!(peer = %self.peer, "connection opened");
         // Answers are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
-        let (mut reader, writer) = socket.into_split();
+        let secured = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            s = self.shared.cluster.endpoint().accept(socket) => s,
+        };
+        let secured = match secured {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "no TLS link");
+                return;
+            }
+        };
+        let key = secured.peer;
+        let (mut reader, writer) = p2p_link::tls::split(secured.link);
         let first = tokio::select! {
             () = self.cancel.cancelled() => return,
-            frame = read_frame(&mut reader, MAX_HELLO_FRAME_BYTES) => frame,
+            frame = tokio::time::timeout(
+                HELLO_DEADLINE,
+                read_frame(&mut reader, MAX_HELLO_FRAME_BYTES),
+            ) => match frame {
+                Ok(f) => f,
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "no hello in time");
+                    return;
+                }
+            },
         };
         if let Some(hello) = first
             .as_ref()
@@ -93,6 +122,9 @@ impl Connection {
             .and_then(|f| f.as_deref())
             .and_then(crate::raft::serve::is_peer_hello)
         {
+            if !self.is_cluster_peer(&key, hello.from) {
+                return;
+            }
             if hello.version != PROTOCOL_VERSION {
                 tracing::warn!(peer = %self.peer, version = hello.version, "peer tracker speaks another protocol version");
                 return;
@@ -114,7 +146,25 @@ impl Connection {
 
     /// Reads calls until the stream ends or is refused, then lets the
     /// writer flush what the calls in flight answer.
-    async fn serve_daemon(self, mut reader: OwnedReadHalf, writer: OwnedWriteHalf, first: Frame) {
+    /// Whether a connection whose hello claims to be tracker `from` may
+    /// reach Raft: it proved the cluster key, and `from` is another line of
+    /// tracker_info.txt.
+    fn is_cluster_peer(&self, key: &PublicKey, from: u64) -> bool {
+        let cluster = &self.shared.cluster;
+        if *key != cluster.endpoint().key() {
+            tracing::warn!(peer = %self.peer, claimed = from,
+                "refused a tracker-to-tracker connection: it does not hold the cluster key");
+            return false;
+        }
+        if !cluster.is_peer_node(from) {
+            tracing::warn!(peer = %self.peer, claimed = from,
+                "refused a tracker-to-tracker connection: no such other tracker in tracker_info.txt");
+            return false;
+        }
+        true
+    }
+
+    async fn serve_daemon(self, mut reader: LinkReader, writer: LinkWriter, first: Frame) {
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
         let writer = self.tasks.spawn(write_answers(writer, rx, self.peer));
         match self.read_calls(&mut reader, &tx, first).await {
@@ -141,7 +191,7 @@ impl Connection {
 
     async fn read_calls(
         &self,
-        reader: &mut OwnedReadHalf,
+        reader: &mut LinkReader,
         tx: &mpsc::Sender<TrackerAnswer>,
         first: Frame,
     ) -> Ending {
@@ -237,7 +287,7 @@ fn decode_call(frame: Frame) -> Result<TrackerCall, Ending> {
 }
 
 async fn write_answers(
-    mut writer: OwnedWriteHalf,
+    mut writer: LinkWriter,
     mut rx: mpsc::Receiver<TrackerAnswer>,
     peer: SocketAddr,
 ) {

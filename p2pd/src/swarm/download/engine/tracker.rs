@@ -114,6 +114,7 @@ impl Swarm<'_> {
         let t = &self.job.target;
         let dial = Dial {
             addr,
+            endpoint: self.job.ctx.endpoint.clone(),
             handshake: Handshake {
                 version: PEER_PROTOCOL_VERSION,
                 group: t.group.clone(),
