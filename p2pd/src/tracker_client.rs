@@ -336,57 +336,6 @@ impl SessionClient {
             other => Err(unexpected(other)),
         }
     }
-
-    /// Whom `ticket` was issued to, if it is good for this file and its
-    /// holder is still a logged-in member of the group.
-    ///
-    /// The one call that does not apply the session rule: its
-    /// `not_logged_in` usually means the ticket's *holder* is no longer
-    /// logged in, not us (our own session's end is noticed by the next
-    /// heartbeat, within seconds).
-    ///
-    /// # Errors
-    /// [`TicketError`]: why the tracker does not vouch for the ticket, or
-    /// that it could not say.
-    pub async fn check_ticket(
-        &self,
-        ticket: String,
-        group: GroupId,
-        name: FileName,
-    ) -> Result<UserId, TicketError> {
-        let request = TrackerRequest::CheckTicket {
-            token: self.token(),
-            ticket,
-            group,
-            name,
-        };
-        match self.client.link.call(request).await {
-            Ok(TrackerReply::TicketValid { user }) => Ok(user),
-            Ok(other) => Err(TicketError::Unavailable(unexpected(other))),
-            // The ticket is CheckTicket's only free-form argument: the
-            // tracker answers `invalid_argument` for an unknown, expired or
-            // another file's ticket.
-            Err(e) if e.code == ErrorCode::InvalidArgument => Err(TicketError::Invalid(e)),
-            Err(e) if matches!(e.code, ErrorCode::NotLoggedIn | ErrorCode::NotMember) => {
-                Err(TicketError::Denied(e))
-            }
-            Err(e) => Err(TicketError::Unavailable(e)),
-        }
-    }
-}
-
-/// Why the tracker did not vouch for a ticket.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TicketError {
-    /// Unknown, expired, or for another file: a new ticket may do.
-    #[error("{0}")]
-    Invalid(WireError),
-    /// Its holder may not fetch: no longer logged in or not a member.
-    #[error("{0}")]
-    Denied(WireError),
-    /// The tracker could not say.
-    #[error("{0}")]
-    Unavailable(WireError),
 }
 
 /// A tracker `Done` as its sentence.
@@ -502,42 +451,5 @@ mod tests {
         assert_eq!(s.create_group("g".parse().unwrap()).await.unwrap(), "done");
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-
-    #[tokio::test]
-    async fn ticket_refusals_are_typed() {
-        let (client, _dir, stop) = client_with(Arc::new(|req| match req {
-            TrackerRequest::CheckTicket { ticket, .. } if ticket == "good" => {
-                Ok(TrackerReply::TicketValid {
-                    user: "bob".parse().unwrap(),
-                })
-            }
-            TrackerRequest::CheckTicket { ticket, .. } if ticket == "down" => {
-                Err(WireError::new(ErrorCode::TrackerUnavailable, "no majority"))
-            }
-            TrackerRequest::CheckTicket { ticket, .. } if ticket == "gone" => Err(WireError::new(
-                ErrorCode::NotLoggedIn,
-                "bob is no longer logged in",
-            )),
-            _ => Err(WireError::new(
-                ErrorCode::InvalidArgument,
-                "unknown or expired ticket",
-            )),
-        }))
-        .await;
-        let s = client.acting_as(session("t"));
-        let (g, f): (GroupId, FileName) = ("g".parse().unwrap(), "f".parse().unwrap());
-        let user = s.check_ticket("good".into(), g.clone(), f.clone()).await;
-        assert_eq!(user.unwrap().as_str(), "bob");
-        client.sessions().begin(session("t")).unwrap();
-        let r = s.check_ticket("stale".into(), g.clone(), f.clone()).await;
-        assert!(matches!(r, Err(TicketError::Invalid(_))), "{r:?}");
-        let r = s.check_ticket("down".into(), g.clone(), f.clone()).await;
-        assert!(matches!(r, Err(TicketError::Unavailable(_))), "{r:?}");
-        // The holder's session is gone, not ours: ours stays.
-        let r = s.check_ticket("gone".into(), g, f).await;
-        assert!(matches!(r, Err(TicketError::Denied(_))), "{r:?}");
-        assert_eq!(client.sessions().current(), Some(session("t")));
-        stop.cancel();
     }
 }

@@ -14,7 +14,7 @@
 //! how the session code knows to heartbeat and re-announce after a reconnect.
 
 use crate::trust::Trust;
-use p2p_link::{Endpoint, Link};
+use p2p_link::{Endpoint, Link, PublicKey};
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
 use proto::tracker::{RequestId, Retry, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
@@ -82,6 +82,9 @@ struct Inner {
     /// until a trusted one answers: what callers are told instead of
     /// `tracker_unavailable`.
     untrusted: Mutex<Option<WireError>>,
+    /// The key the cluster signs tickets with, from the last `Welcome` of
+    /// a trusted tracker.
+    ticket_key: Mutex<Option<PublicKey>>,
     next_id: AtomicU64,
     /// Random per process: with `next_seq`, names each write (its
     /// [`RequestId`]) so the trackers apply a retried write only once.
@@ -120,6 +123,7 @@ impl TrackerLink {
                 endpoint: setup.endpoint,
                 trust: setup.trust,
                 untrusted: Mutex::new(None),
+                ticket_key: Mutex::new(None),
                 next_id: AtomicU64::new(1),
                 client: rand::random(),
                 next_seq: AtomicU64::new(1),
@@ -231,6 +235,11 @@ impl TrackerLink {
         self.inner.current.borrow().as_ref().map(|c| c.local_ip)
     }
 
+    /// The key tickets are signed with, once a trusted tracker said it.
+    pub fn ticket_key(&self) -> Option<PublicKey> {
+        *lock(&self.inner.ticket_key)
+    }
+
     /// Follow the connection: `None` while disconnected.
     pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Connection>>> {
         self.inner.current.subscribe()
@@ -264,7 +273,7 @@ impl TrackerLink {
                     _ = shutdown.cancelled() => return,
                     r = connect(&self.inner, addr) => r,
                 };
-                let (stream, local_ip) = match attempt {
+                let (stream, local_ip, ticket_key) = match attempt {
                     Ok(s) => s,
                     Err(ConnectError::Untrusted(refusal)) => {
                         tracing::error!(tracker = %addr, "{}", refusal.message);
@@ -277,6 +286,7 @@ impl TrackerLink {
                     }
                 };
                 *lock(&self.inner.untrusted) = None;
+                *lock(&self.inner.ticket_key) = Some(ticket_key);
                 connected = true;
                 backoff = BACKOFF_START;
                 generation += 1;
@@ -389,7 +399,10 @@ impl From<String> for ConnectError {
 
 /// TCP connect, the TLS handshake, the identity check, then the `Hello`
 /// exchange, each under a timeout.
-async fn connect(inner: &Inner, addr: SocketAddr) -> Result<(Link, IpAddr), ConnectError> {
+async fn connect(
+    inner: &Inner,
+    addr: SocketAddr,
+) -> Result<(Link, IpAddr, PublicKey), ConnectError> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| "connect timed out".to_string())?
@@ -426,7 +439,12 @@ async fn connect(inner: &Inner, addr: SocketAddr) -> Result<(Link, IpAddr), Conn
         .await
         .map_err(|_| "no welcome in time".to_string())??;
     match answer.result {
-        Ok(TrackerReply::Welcome { .. }) => Ok((stream, local_ip)),
+        Ok(TrackerReply::Welcome { ticket_key, .. }) => {
+            let key = ticket_key
+                .parse()
+                .map_err(|_| format!("the tracker's ticket key {ticket_key:?} is not a key"))?;
+            Ok((stream, local_ip, key))
+        }
         Ok(other) => Err(format!("unexpected answer to hello: {other:?}").into()),
         Err(e) => {
             // A version mismatch is worth more than a debug line.
@@ -509,6 +527,7 @@ pub(crate) mod fake {
                             TrackerRequest::Hello { version } => Ok(TrackerReply::Welcome {
                                 version: *version,
                                 node: 1,
+                                ticket_key: cluster_key().ticket_key().public().to_string(),
                             }),
                             other => answer(other),
                         };

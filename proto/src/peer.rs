@@ -16,15 +16,18 @@
 //! | 7 | [`Message::Cancel`] | piece u32, offset u32, len u32 |
 //! | 8 | [`Message::Reject`] | piece u32, offset u32, len u32 |
 //! | 9 | [`Message::KeepAlive`] | empty |
+//! | 10 | [`Message::Ticket`] | the ticket, UTF-8 |
 //!
+//! Frames travel inside a TLS link on which both ends proved a key.
 //! The connection is one-way in purpose: the side that connects downloads,
 //! the side that accepts serves. The downloader sends `Handshake` (naming the
-//! file and showing a tracker ticket); the server asks the tracker whether
-//! the ticket is good (`CheckTicket`, the one place access is decided) and
-//! answers `HandshakeOk` then its `Bitfield`, or `HandshakeReject` and closes.
-//! Then the downloader sends `Request`/`Cancel`; the server answers each
-//! request with `Piece` or `Reject` and announces new pieces with `Have`.
-//! Either side may send `KeepAlive` when idle.
+//! file and showing a tracker-signed ticket bound to its link key); the
+//! server checks the ticket on its own and answers `HandshakeOk` then its
+//! `Bitfield`, or `HandshakeReject` and closes. Then the downloader sends
+//! `Request`/`Cancel`, and a fresh `Ticket` before the last one expires; the
+//! server answers each request with `Piece` or `Reject` while the ticket is
+//! live, and announces new pieces with `Have`. Either side may send
+//! `KeepAlive` when idle.
 //!
 //! Decoding never panics: every length is checked, a body must be exactly as
 //! long as its tag says, and piece data borrows from the frame buffer
@@ -44,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the peer protocol, first field of the handshake.
 pub const PEER_PROTOCOL_VERSION: u32 = 1;
-/// Longest ticket accepted in a handshake (the tracker issues 32 hex digits).
+/// Longest ticket accepted (a signed ticket is about 140 characters).
 pub const MAX_TICKET_BYTES: usize = 256;
 /// Longest handshake JSON accepted (names are bounded; this leaves room).
 pub const MAX_HANDSHAKE_BYTES: usize = 4 * 1024;
@@ -73,6 +76,7 @@ mod tag {
     pub const CANCEL: u8 = 7;
     pub const REJECT: u8 = 8;
     pub const KEEP_ALIVE: u8 = 9;
+    pub const TICKET: u8 = 10;
 }
 
 /// What a downloader says first: which file, and the proof it may fetch it.
@@ -172,6 +176,10 @@ pub enum Message<'a> {
     /// The server will not send this block (choked, not held, busy).
     Reject(BlockRef),
     KeepAlive,
+    /// A fresh ticket from the downloader, for the same file on the same
+    /// link: the server serves only while the latest ticket is live, so a
+    /// member who leaves stops receiving bytes once it expires.
+    Ticket(&'a str),
 }
 
 /// Why a payload is not a peer message.
@@ -202,6 +210,8 @@ pub enum PeerError {
     },
     #[error("ticket of {0} bytes is too long")]
     TicketTooLong(usize),
+    #[error("a ticket is text")]
+    BadTicket,
     #[error("message does not fit in a peer frame ({0} bytes)")]
     FrameTooLarge(usize),
 }
@@ -295,6 +305,12 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, PeerError> {
             exact("keep-alive", body, 0)?;
             Message::KeepAlive
         }
+        tag::TICKET => {
+            if body.len() > MAX_TICKET_BYTES {
+                return Err(PeerError::TicketTooLong(body.len()));
+            }
+            Message::Ticket(std::str::from_utf8(body).map_err(|_| PeerError::BadTicket)?)
+        }
         other => return Err(PeerError::UnknownTag(other)),
     })
 }
@@ -349,6 +365,10 @@ pub fn encode_payload(msg: &Message<'_>, out: &mut Vec<u8>) -> Result<(), PeerEr
         Message::Cancel(b) => push_block_ref(out, tag::CANCEL, b),
         Message::Reject(b) => push_block_ref(out, tag::REJECT, b),
         Message::KeepAlive => out.push(tag::KEEP_ALIVE),
+        Message::Ticket(t) => {
+            out.push(tag::TICKET);
+            out.extend_from_slice(t.as_bytes());
+        }
     }
     Ok(())
 }
@@ -621,6 +641,8 @@ mod tests {
             Message::Cancel(b),
             Message::Reject(b),
             Message::KeepAlive,
+            Message::Ticket("1045.abcd"),
+            Message::Ticket(""),
         ]
     }
 
@@ -703,12 +725,14 @@ mod tests {
             encode_payload(&msg, &mut payload).unwrap();
             for cut in 0..payload.len() {
                 let short = &payload[..cut];
-                // A bitfield or piece body has no fixed length: a cut one is a
-                // different (shorter) message, which the caller's range and
-                // bitfield checks refuse. Everything else must fail here.
+                // A bitfield, piece or ticket body has no fixed length: a cut
+                // one is a different (shorter) message, which the caller's
+                // range, bitfield and ticket checks refuse. Everything else
+                // must fail here.
                 match (decode(short), &msg) {
                     (Err(_), _) => {}
                     (Ok(Message::Bitfield(_)), Message::Bitfield(_)) => {}
+                    (Ok(Message::Ticket(_)), Message::Ticket(_)) => {}
                     (Ok(Message::Piece { data: d, .. }), Message::Piece { data: full, .. })
                         if cut >= PIECE_HEADER_BYTES && d.len() < full.len() => {}
                     (Ok(other), _) => panic!("{msg:?} cut at {cut} decoded as {other:?}"),

@@ -172,18 +172,11 @@ pub enum TrackerRequest {
         name: FileName,
     },
     /// A short-lived ticket the caller shows a peer to prove it may fetch
-    /// the file. Answered with [`TrackerReply::Ticket`].
+    /// the file: signed by the cluster, naming the caller's user, the file,
+    /// and the link key the caller proved on this connection, so that it is
+    /// worth nothing on any other link. Answered with [`TrackerReply::Ticket`].
     IssueTicket {
         token: SessionToken,
-        group: GroupId,
-        name: FileName,
-    },
-    /// A serving daemon asks who a ticket belongs to, and whether that user
-    /// is still a logged-in member of the group. Answered with
-    /// [`TrackerReply::TicketValid`]; `not_member` or `not_logged_in` if not.
-    CheckTicket {
-        token: SessionToken,
-        ticket: String,
         group: GroupId,
         name: FileName,
     },
@@ -223,8 +216,7 @@ impl TrackerRequest {
             | R::StopShare { token, .. }
             | R::Locate { token, .. }
             | R::MarkPartial { token, .. }
-            | R::IssueTicket { token, .. }
-            | R::CheckTicket { token, .. } => Some(token),
+            | R::IssueTicket { token, .. } => Some(token),
         }
     }
 
@@ -246,8 +238,7 @@ impl TrackerRequest {
             | R::ListGroups { .. }
             | R::ListFiles { .. }
             | R::Locate { .. }
-            | R::IssueTicket { .. }
-            | R::CheckTicket { .. } => Retry::Read,
+            | R::IssueTicket { .. } => Retry::Read,
         }
     }
 }
@@ -258,6 +249,9 @@ pub enum TrackerReply {
     Welcome {
         version: u32,
         node: u32,
+        /// The public key tickets are signed with (64 hex digits): seeders
+        /// check tickets with it, without asking a tracker.
+        ticket_key: String,
     },
     /// An action succeeded.
     Done {
@@ -284,9 +278,6 @@ pub enum TrackerReply {
     },
     Ticket {
         ticket: String,
-    },
-    TicketValid {
-        user: UserId,
     },
 }
 

@@ -11,18 +11,18 @@
 //!   (`connection`) and per call (`handler`: a request becomes a read or a
 //!   command).
 //! - [`passwords`]: password limits; argon2 on a few dedicated threads.
-//! - [`tokens`]: session tokens and the ticket key, minted outside `apply`.
+//! - [`tokens`]: session tokens, minted outside `apply`.
 //! - [`clock`]: the wall clock, read before a command is built.
-//! - [`tickets`]: short-lived signed download tickets (any tracker checks them).
+//!
+//! Download tickets are signed with a key derived from the cluster key
+//! (`p2p_link::ticket`); seeding daemons check them on their own.
 //!
 //! Dependencies point one way: `server` → `raft` → `state`; the small
-//! modules (`passwords`, `tokens`, `clock`, `tickets`) depend on none of
-//! the three.
+//! modules (`passwords`, `tokens`, `clock`) depend on none of the three.
 
 pub mod clock;
 pub mod passwords;
 pub mod raft;
 pub mod server;
 pub mod state;
-pub mod tickets;
 pub mod tokens;

@@ -1,13 +1,14 @@
 //! The tracker server in-process, over real TLS links on 127.0.0.1: a few
 //! calls, hostile bytes, durability across a restart, and graceful shutdown.
 
-use p2p_link::{ClusterKey, Endpoint, KeyPairDoc, Link};
+use p2p_link::ticket::{self, Claim};
+use p2p_link::{ClusterKey, Endpoint, KeyPairDoc, Link, PublicKey};
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
 use proto::geometry::PIECE_SIZE_BYTES;
 use proto::tracker::{
     FileMeta, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
 };
-use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
+use proto::{ErrorCode, FileName, GroupId, UserId, WireError, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,39 +72,51 @@ impl Running {
 
 /// A TLS link to `addr` as a daemon opens one (its own random key).
 async fn secure(addr: SocketAddr) -> Link {
+    secure_as(addr, &KeyPairDoc::generate().unwrap()).await
+}
+
+async fn secure_as(addr: SocketAddr, key: &KeyPairDoc) -> Link {
     let tcp = TcpStream::connect(addr).await.unwrap();
     // As p2pd's link does: without it, Nagle holds a second call back
     // until the first is acknowledged, which the tracker's delayed ACK
     // ties to the first answer, and calls look serialised.
     tcp.set_nodelay(true).unwrap();
-    let me = Endpoint::new(&KeyPairDoc::generate().unwrap());
+    let me = Endpoint::new(key);
     me.connect(tcp).await.expect("a TLS link").link
 }
 
 struct Client {
     stream: Link,
     next_id: u64,
+    /// The link key this client proved.
+    key: PublicKey,
+    /// The key tickets are signed with, from `Welcome`.
+    ticket_key: PublicKey,
 }
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
-        let stream = secure(addr).await;
-        let mut c = Client { stream, next_id: 1 };
+        let key = KeyPairDoc::generate().unwrap();
+        let stream = secure_as(addr, &key).await;
+        let mut c = Client {
+            stream,
+            next_id: 1,
+            key: key.public(),
+            ticket_key: PublicKey([0; 32]),
+        };
         let hello = c
             .call(TrackerRequest::Hello {
                 version: PROTOCOL_VERSION,
             })
             .await;
-        assert!(
-            matches!(
-                hello,
-                Ok(TrackerReply::Welcome {
-                    version: PROTOCOL_VERSION,
-                    node: 1
-                })
-            ),
-            "{hello:?}"
-        );
+        match hello {
+            Ok(TrackerReply::Welcome {
+                version: PROTOCOL_VERSION,
+                node: 1,
+                ticket_key,
+            }) => c.ticket_key = ticket_key.parse().expect("a ticket key"),
+            other => panic!("{other:?}"),
+        }
         c
     }
 
@@ -288,7 +301,8 @@ async fn accounts_groups_files_and_presence() {
             other => panic!("{other:?}"),
         }
 
-        // Tickets: bob's ticket, checked by alice's daemon.
+        // Tickets: bob's ticket, checked by alice's daemon on its own; it
+        // names bob's link key and no other.
         let name = || "f.iso".parse().unwrap();
         let ticket = match bob
             .call(TrackerRequest::IssueTicket {
@@ -301,30 +315,25 @@ async fn accounts_groups_files_and_presence() {
             Ok(TrackerReply::Ticket { ticket }) => ticket,
             other => panic!("{other:?}"),
         };
-        let check = TrackerRequest::CheckTicket {
-            token: ta.clone(),
-            ticket: ticket.clone(),
-            group: g1(),
-            name: name(),
+        let (bob_user, group, file): (UserId, GroupId, FileName) =
+            ("bob".parse().unwrap(), g1(), name());
+        let claim = Claim {
+            user: &bob_user,
+            group: &group,
+            file: &file,
+            requester: &bob.key,
         };
-        assert_eq!(
-            alice.call(check.clone()).await,
-            Ok(TrackerReply::TicketValid {
-                user: "bob".parse().unwrap()
-            })
-        );
-        let forged = TrackerRequest::CheckTicket {
-            token: ta.clone(),
-            ticket: "00".into(),
-            group: g1(),
-            name: name(),
+        let now = tracker::clock::now_s();
+        assert_eq!(alice.ticket_key, bob.ticket_key, "one cluster, one key");
+        assert!(ticket::check(&alice.ticket_key, &ticket, &claim, now).is_ok());
+        let on_alices_link = Claim {
+            requester: &alice.key,
+            ..claim
         };
-        assert_eq!(
-            alice.call(forged).await.unwrap_err().code,
-            ErrorCode::InvalidArgument
-        );
+        assert!(ticket::check(&alice.ticket_key, &ticket, &on_alices_link, now).is_err());
+        assert!(ticket::check(&alice.ticket_key, "00", &claim, now).is_err());
 
-        // Logging out takes effect at once: offline, ticket refused, token dead.
+        // Logging out takes effect at once: offline, no new ticket, token dead.
         bob.call(TrackerRequest::Heartbeat {
             token: tb.clone(),
             peer_addr: bob_addr,
@@ -335,8 +344,13 @@ async fn accounts_groups_files_and_presence() {
             bob.done(TrackerRequest::Logout { token: tb.clone() }).await,
             "logged out"
         );
+        let again = TrackerRequest::IssueTicket {
+            token: tb.clone(),
+            group: g1(),
+            name: name(),
+        };
         assert_eq!(
-            alice.call(check).await.unwrap_err().code,
+            bob.call(again).await.unwrap_err().code,
             ErrorCode::NotLoggedIn
         );
         let err = bob

@@ -94,6 +94,7 @@
 
 pub mod context;
 pub mod download;
+pub mod lease;
 pub mod peer_conn;
 pub mod picker;
 pub mod pieces;

@@ -24,10 +24,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// What the download tells a connection to send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
     Request(BlockRef),
     Cancel(BlockRef),
+    /// A fresh ticket, so the seeder goes on serving.
+    Ticket(Arc<str>),
 }
 
 /// What a connection reports to its download.
@@ -260,9 +262,10 @@ async fn write_messages(
         batch.clear();
         let mut next = Some(first);
         while let Some(m) = next {
-            let msg = match m {
-                Out::Request(b) => Message::Request(b),
-                Out::Cancel(b) => Message::Cancel(b),
+            let msg = match &m {
+                Out::Request(b) => Message::Request(*b),
+                Out::Cancel(b) => Message::Cancel(*b),
+                Out::Ticket(t) => Message::Ticket(t),
             };
             encode_frame(&msg, &mut batch).map_err(|source| ConnError::Decode { step, source })?;
             next = if batch.len() < 64 * 1024 {

@@ -4,16 +4,19 @@
 //! [`p2p_link::tls`]) → read the `Handshake` (under [`HANDSHAKE_TIMEOUT`]) → [`admit`]:
 //! find what we can serve in the [`ServeIndex`] (a share of the logged-in
 //! user: every piece; a download in progress: its verified pieces), then
-//! ask the tracker whether the ticket is the handshake user's, a logged-in
-//! member of the file's group → `HandshakeOk` + `Bitfield`, or
+//! check the ticket on our own: signed by the cluster, for the handshake's
+//! user, group and file, on the link key the peer just proved ([`Lease`];
+//! no tracker round trip) → `HandshakeOk` + `Bitfield`, or
 //! `HandshakeReject` with a typed [`Refusal`] and close. Then a reader
-//! future queues `Request`s (and drops `Cancel`led ones from the queue) and
-//! a writer future answers them in order, one `Piece` frame read from disk
-//! straight into a reused buffer, under the shared upload rate limit, plus
-//! `Have` for pieces a running download verifies meanwhile. Whichever
-//! future ends first ends the connection; so does the end of our session.
+//! future queues `Request`s (drops `Cancel`led ones from the queue, renews
+//! the lease with fresh `Ticket`s) and a writer future answers them in
+//! order, one `Piece` frame read from disk straight into a reused buffer,
+//! under the shared upload rate limit, plus `Have` for pieces a running
+//! download verifies meanwhile. Whichever future ends first ends the
+//! connection; so do the end of our session and the end of the lease.
 
 use super::context::SwarmContext;
+use super::lease::{now_s, Lease};
 use super::serve_index::{ServeIndex, Source};
 use super::storage::{fill_piece_frame, fill_piece_frame_cached, PartFile, ServeError};
 use super::wire::{
@@ -21,7 +24,7 @@ use super::wire::{
     KEEPALIVE_INTERVAL,
 };
 use crate::session::SessionStore;
-use crate::tracker_client::TicketError;
+use p2p_link::PublicKey;
 use p2p_link::{LinkReader, LinkWriter};
 use proto::peer::{
     decode, Bitfield, BlockRef, Handshake, Message, Refusal, RefusalReason, PEER_PROTOCOL_VERSION,
@@ -53,7 +56,7 @@ pub async fn serve(stream: TcpStream, ctx: Arc<SwarmContext>) -> Result<(), Conn
     let mut buf = Vec::with_capacity(256);
     let hs = read_handshake(&mut rd).await?;
     let step = "answering the handshake";
-    let (source, serving_user) = match admit(&ctx, &hs).await {
+    let (source, serving_user, lease) = match admit(&ctx, &hs, secured.peer) {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(user = %hs.user, group = %hs.group, name = %hs.name,
@@ -77,10 +80,15 @@ pub async fn serve(stream: TcpStream, ctx: Arc<SwarmContext>) -> Result<(), Conn
         name: &hs.name,
     };
     tokio::select! {
-        r = read_requests(&mut rd, &requests, source.size()) => r,
+        r = read_requests(&mut rd, &requests, source.size(), &lease) => r,
         r = writer.run(&mut wr, &mut announced) => r,
         _ = session_over(ctx.client.sessions(), serving_user) => {
             Err(ConnError::Protocol("our session ended; no longer serving".into()))
+        }
+        () = lease.ended() => {
+            tracing::info!(user = %hs.user, name = %hs.name,
+                "a peer's ticket ran out without a fresh one; no longer serving it");
+            Err(ConnError::Protocol("the ticket expired and no fresh one came".into()))
         }
     }
 }
@@ -94,13 +102,18 @@ async fn read_handshake(rd: &mut LinkReader) -> Result<Handshake, ConnError> {
     }
 }
 
-/// Decides whether to serve `hs`: the file must be served here and the
-/// tracker must vouch that the ticket is the handshake user's, a logged-in
-/// member of the file's group. Returns what to serve and as whom.
+/// Decides whether to serve `hs`, shown on a link keyed by `requester`:
+/// the file must be served here and the ticket must be the cluster's word
+/// that the handshake user, on this link, may fetch it. Returns what to
+/// serve, as whom, and the lease the ticket grants.
 ///
 /// # Errors
 /// The typed refusal to send back.
-async fn admit(ctx: &SwarmContext, hs: &Handshake) -> Result<(Source, UserId), Refusal> {
+fn admit(
+    ctx: &SwarmContext,
+    hs: &Handshake,
+    requester: PublicKey,
+) -> Result<(Source, UserId, Lease), Refusal> {
     if hs.version != PEER_PROTOCOL_VERSION {
         return Err(Refusal::new(
             RefusalReason::Version,
@@ -118,22 +131,23 @@ async fn admit(ctx: &SwarmContext, hs: &Handshake) -> Result<(Source, UserId), R
         .current()
         .map_err(|e| Refusal::new(RefusalReason::Unavailable, e))?;
     let source = find(&ctx.serving, &client, hs)?;
-    let ticket = client
-        .check_ticket(hs.ticket.clone(), hs.group.clone(), hs.name.clone())
-        .await;
-    match ticket {
-        Ok(user) if user == hs.user => Ok((source, client.user().clone())),
-        Ok(user) => Err(Refusal::new(
-            RefusalReason::Denied,
+    let Some(key) = ctx.client.link().ticket_key() else {
+        return Err(Refusal::new(
+            RefusalReason::Unavailable,
             WireError::new(
-                ErrorCode::InvalidArgument,
-                format!("the ticket belongs to {user}, not {}", hs.user),
+                ErrorCode::TrackerUnavailable,
+                "this daemon has not reached a tracker yet, so it cannot check tickets",
             ),
-        )),
-        Err(TicketError::Invalid(e)) => Err(Refusal::new(RefusalReason::Ticket, e)),
-        Err(TicketError::Denied(e)) => Err(Refusal::new(RefusalReason::Denied, e)),
-        Err(TicketError::Unavailable(e)) => Err(Refusal::new(RefusalReason::Unavailable, e)),
-    }
+        ));
+    };
+    let claim = (hs.user.clone(), hs.group.clone(), hs.name.clone());
+    let lease = Lease::grant(key, &hs.ticket, claim, requester, now_s()).map_err(|e| {
+        Refusal::new(
+            RefusalReason::Ticket,
+            WireError::new(ErrorCode::InvalidArgument, e.to_string()),
+        )
+    })?;
+    Ok((source, client.user().clone(), lease))
 }
 
 fn find(
@@ -191,12 +205,14 @@ impl Requests {
     }
 }
 
-/// Queues the peer's requests (each checked against the file's size) and
-/// forgets cancelled ones; ends on the first bad or unexpected message.
+/// Queues the peer's requests (each checked against the file's size),
+/// forgets cancelled ones and renews the lease with fresh tickets; ends on
+/// the first bad or unexpected message.
 async fn read_requests(
     rd: &mut LinkReader,
     requests: &Requests,
     size: u64,
+    lease: &Lease,
 ) -> Result<(), ConnError> {
     let step = "reading requests";
     loop {
@@ -216,6 +232,9 @@ async fn read_requests(
                 requests.wake.notify_one();
             }
             Message::Cancel(b) => requests.lock().retain(|&q| q != b),
+            Message::Ticket(t) => lease
+                .renew(t, now_s())
+                .map_err(|e| ConnError::Protocol(format!("a fresh ticket was refused: {e}")))?,
             // Harmless from a peer that also serves: nothing to do.
             Message::KeepAlive | Message::Have(_) => {}
             _ => return Err(ConnError::Unexpected(step)),

@@ -10,9 +10,6 @@
 
 use super::network::{self, PeerReply, PeerRequest};
 use super::{Cluster, NodeId};
-use crate::state::Command;
-use crate::tokens;
-use openraft::ServerState;
 use proto::tracker::SessionToken;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +42,7 @@ impl Cluster {
     }
 }
 
-/// Logs leader and membership changes, and has the leader install the
-/// ticket key, until `stop`.
+/// Logs leader and membership changes until `stop`.
 pub(super) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
     let mut metrics = cluster.raft.metrics();
     let mut watch = Watch::default();
@@ -56,9 +52,7 @@ pub(super) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
             Observed {
                 leader: m.current_leader,
                 term: m.current_term,
-                leading: m.state == ServerState::Leader,
                 voters: m.membership_config.membership().voter_ids().collect(),
-                has_ticket_key: cluster.state().ticket_secret().is_some(),
             }
         };
         for noticed in watch.observe(&observed) {
@@ -68,9 +62,6 @@ pub(super) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
                 }
                 Noticed::Leader(None, term) => tracing::info!("no leader known (term {term})"),
                 Noticed::Voters(voters) => tracing::info!("membership: voters {voters:?}"),
-                Noticed::TicketKeyMissing => {
-                    tokio::spawn(install_ticket_key(Arc::clone(&cluster)));
-                }
             }
         }
         tokio::select! {
@@ -80,21 +71,11 @@ pub(super) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
     }
 }
 
-async fn install_ticket_key(cluster: Arc<Cluster>) {
-    let secret = tokens::random_hex();
-    if let Err(e) = cluster.submit(Command::SetTicketSecret { secret }).await {
-        tracing::warn!(error = %e.message, "cannot set the ticket key yet");
-    }
-}
-
 /// What the metrics say, as far as [`Watch`] cares.
 struct Observed {
     leader: Option<NodeId>,
     term: u64,
-    /// This node is the leader.
-    leading: bool,
     voters: Vec<NodeId>,
-    has_ticket_key: bool,
 }
 
 /// Something worth acting on in a new [`Observed`].
@@ -104,8 +85,6 @@ enum Noticed {
     Leader(Option<NodeId>, u64),
     /// A new, non-empty set of voters.
     Voters(Vec<NodeId>),
-    /// This node just became leader and the cluster has no ticket key.
-    TicketKeyMissing,
 }
 
 /// What [`watch`] has seen so far: changes are reported once.
@@ -113,8 +92,6 @@ enum Noticed {
 struct Watch {
     last_leader: Option<(Option<NodeId>, u64)>,
     last_voters: Vec<NodeId>,
-    /// The ticket key was asked for during this leadership.
-    key_asked: bool,
 }
 
 impl Watch {
@@ -128,13 +105,6 @@ impl Watch {
             noticed.push(Noticed::Voters(o.voters.clone()));
             self.last_voters.clone_from(&o.voters);
         }
-        if o.leading && !self.key_asked && !o.has_ticket_key {
-            self.key_asked = true;
-            noticed.push(Noticed::TicketKeyMissing);
-        }
-        if !o.leading {
-            self.key_asked = false;
-        }
         noticed
     }
 }
@@ -144,13 +114,11 @@ mod tests {
     use super::super::testing::{self, FakePeer};
     use super::*;
 
-    fn observed(leader: Option<NodeId>, term: u64, leading: bool, key: bool) -> Observed {
+    fn observed(leader: Option<NodeId>, term: u64) -> Observed {
         Observed {
             leader,
             term,
-            leading,
             voters: vec![1, 2, 3],
-            has_ticket_key: key,
         }
     }
 
@@ -158,41 +126,22 @@ mod tests {
     fn each_change_is_noticed_once() {
         let mut w = Watch::default();
         assert_eq!(
-            w.observe(&observed(None, 1, false, false)),
+            w.observe(&observed(None, 1)),
             [Noticed::Leader(None, 1), Noticed::Voters(vec![1, 2, 3])]
         );
-        assert_eq!(w.observe(&observed(None, 1, false, false)), []);
+        assert_eq!(w.observe(&observed(None, 1)), []);
         assert_eq!(
-            w.observe(&observed(Some(2), 2, false, false)),
+            w.observe(&observed(Some(2), 2)),
             [Noticed::Leader(Some(2), 2)]
         );
-        let mut empty = observed(Some(2), 2, false, false);
+        let mut empty = observed(Some(2), 2);
         empty.voters.clear();
         assert_eq!(w.observe(&empty), [], "an empty membership is not news");
-    }
-
-    #[test]
-    fn a_new_leader_asks_for_the_ticket_key_once_per_leadership() {
-        let mut w = Watch::default();
-        let mine = |term, key| observed(Some(1), term, true, key);
-        assert!(w
-            .observe(&mine(1, false))
-            .contains(&Noticed::TicketKeyMissing));
-        assert_eq!(w.observe(&mine(1, false)), [], "asked once");
-        w.observe(&observed(Some(2), 2, false, false));
-        assert!(w
-            .observe(&mine(3, false))
-            .contains(&Noticed::TicketKeyMissing));
-        let mut w = Watch::default();
-        assert!(!w
-            .observe(&mine(1, true))
-            .contains(&Noticed::TicketKeyMissing));
     }
 
     #[tokio::test]
     async fn the_leader_answers_about_sessions_itself_a_follower_asks_it() {
         let dir = tempfile::tempdir().unwrap();
-        // one_node waits for the ticket key: the watch installed it.
         let node = testing::one_node(dir.path()).await;
         let token = SessionToken("nobody".into());
         assert_eq!(

@@ -49,7 +49,7 @@ pub use write::WRITE_TIMEOUT;
 
 use crate::state::{Applied, Command, TrackerState};
 use openraft::{BasicNode, Config, SnapshotPolicy};
-use p2p_link::{ClusterKey, Endpoint};
+use p2p_link::{ClusterKey, Endpoint, KeyPairDoc};
 use proto::WireError;
 use serde::{Deserialize, Serialize};
 use state_machine::StateMachine;
@@ -115,6 +115,8 @@ pub struct Cluster {
     trackers: Vec<SocketAddr>,
     /// Links to peer trackers, presenting the cluster identity.
     dialer: network::Dialer,
+    /// Signs download tickets (derived from the cluster key).
+    ticket_key: KeyPairDoc,
     /// Heartbeats heard (here or forwarded here) since the last flush.
     presence: presence::Collected,
     /// Writes waiting for the next batch.
@@ -165,6 +167,7 @@ impl Cluster {
             sm,
             trackers: options.trackers,
             dialer,
+            ticket_key: options.cluster_key.ticket_key(),
             presence: presence::Collected::default(),
             writes,
         });
@@ -185,6 +188,11 @@ impl Cluster {
     /// The cluster identity, as presented on every link of this tracker.
     pub fn endpoint(&self) -> &Endpoint {
         &self.dialer.endpoint
+    }
+
+    /// The key download tickets are signed with.
+    pub fn ticket_key(&self) -> &KeyPairDoc {
+        &self.ticket_key
     }
 
     /// Whether `node` is another tracker of tracker_info.txt.

@@ -141,11 +141,9 @@ impl Connection {
             .await;
             return;
         }
-        self.serve_daemon(reader, writer, first).await;
+        self.serve_daemon(reader, writer, first, key).await;
     }
 
-    /// Reads calls until the stream ends or is refused, then lets the
-    /// writer flush what the calls in flight answer.
     /// Whether a connection whose hello claims to be tracker `from` may
     /// reach Raft: it proved the cluster key, and `from` is another line of
     /// tracker_info.txt.
@@ -164,10 +162,19 @@ impl Connection {
         true
     }
 
-    async fn serve_daemon(self, mut reader: LinkReader, writer: LinkWriter, first: Frame) {
+    /// Reads calls until the stream ends or is refused, then lets the
+    /// writer flush what the calls in flight answer. `key` is the link key
+    /// the daemon proved: the tickets it asks for name it.
+    async fn serve_daemon(
+        self,
+        mut reader: LinkReader,
+        writer: LinkWriter,
+        first: Frame,
+        key: PublicKey,
+    ) {
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
         let writer = self.tasks.spawn(write_answers(writer, rx, self.peer));
-        match self.read_calls(&mut reader, &tx, first).await {
+        match self.read_calls(&mut reader, &tx, first, key).await {
             Ending::Quiet => {}
             Ending::Refused { id, error } => {
                 tracing::warn!(peer = %self.peer, error = %error.message, "closing connection");
@@ -194,6 +201,7 @@ impl Connection {
         reader: &mut LinkReader,
         tx: &mpsc::Sender<TrackerAnswer>,
         first: Frame,
+        key: PublicKey,
     ) -> Ending {
         let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
         let mut first = Some(first);
@@ -232,7 +240,7 @@ impl Connection {
             };
             let (shared, tx) = (Arc::clone(&self.shared), tx.clone());
             self.tasks.spawn(async move {
-                let answer = handler::answer(&shared, call).await;
+                let answer = handler::answer(&shared, call, &key).await;
                 let _ = tx.send(answer).await;
                 drop(permit);
             });
@@ -254,8 +262,12 @@ impl Connection {
                 ),
             });
         };
-        let reply = welcome(version, self.shared.node)
-            .map_err(|error| Ending::Refused { id: call.id, error })?;
+        let reply = welcome(
+            version,
+            self.shared.node,
+            &self.shared.cluster.ticket_key().public(),
+        )
+        .map_err(|error| Ending::Refused { id: call.id, error })?;
         let answer = TrackerAnswer {
             id: call.id,
             result: Ok(reply),

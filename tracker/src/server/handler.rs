@@ -15,7 +15,9 @@ use crate::clock::{now_ms, now_s};
 use crate::passwords::{self, check_password, PasswordError};
 use crate::raft::Cluster;
 use crate::state::{Applied, Command, TrackerState, BAD_CREDENTIALS};
-use crate::{tickets, tokens};
+use crate::tokens;
+use p2p_link::ticket::{self, Claim};
+use p2p_link::PublicKey;
 use proto::raft::SeenPeer;
 use proto::tracker::{
     PeerEntry, RequestId, SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest,
@@ -28,9 +30,13 @@ use std::net::SocketAddr;
 /// Answers one call. A lagging replica must not end a daemon's session:
 /// a `not_logged_in` for a token this replica does not know becomes "try
 /// again" unless the leader confirms the session is gone.
-pub(super) async fn answer(shared: &Shared, call: TrackerCall) -> TrackerAnswer {
+pub(super) async fn answer(
+    shared: &Shared,
+    call: TrackerCall,
+    caller: &PublicKey,
+) -> TrackerAnswer {
     let token = call.request.token().cloned();
-    let mut result = handle(shared, call.request, call.dedup).await;
+    let mut result = handle(shared, call.request, call.dedup, caller).await;
     if let (Err(e), Some(token)) = (&result, token) {
         let cluster = &shared.cluster;
         let own_session_unknown = cluster.state().user_of(&token).is_err();
@@ -54,7 +60,11 @@ pub(super) async fn answer(shared: &Shared, call: TrackerCall) -> TrackerAnswer 
 ///
 /// # Errors
 /// `invalid_argument` for another protocol version.
-pub(super) fn welcome(version: u32, node: u32) -> Result<TrackerReply, WireError> {
+pub(super) fn welcome(
+    version: u32,
+    node: u32,
+    ticket_key: &PublicKey,
+) -> Result<TrackerReply, WireError> {
     if version != PROTOCOL_VERSION {
         return Err(WireError::new(
             ErrorCode::InvalidArgument,
@@ -66,6 +76,7 @@ pub(super) fn welcome(version: u32, node: u32) -> Result<TrackerReply, WireError
     Ok(TrackerReply::Welcome {
         version: PROTOCOL_VERSION,
         node,
+        ticket_key: ticket_key.to_string(),
     })
 }
 
@@ -74,11 +85,12 @@ async fn handle(
     shared: &Shared,
     request: TrackerRequest,
     dedup: Option<RequestId>,
+    caller: &PublicKey,
 ) -> Result<TrackerReply, WireError> {
     use TrackerRequest as R;
     let cluster = &*shared.cluster;
     match request {
-        R::Hello { version } => welcome(version, shared.node),
+        R::Hello { version } => welcome(version, shared.node, &cluster.ticket_key().public()),
         R::CreateUser { user, password } => create_user(cluster, user, password, dedup).await,
         R::Login { user, password } => login(cluster, user, password).await,
         R::Heartbeat { token, peer_addr } => heartbeat(cluster, token, peer_addr).await,
@@ -116,14 +128,15 @@ async fn handle(
             locate(&cluster.state(), &token, &group, &name, now)
         }
         R::IssueTicket { token, group, name } => {
-            issue_ticket(&cluster.state(), &token, &group, &name, now_s())
+            let claim = (group, name, *caller);
+            issue_ticket(
+                &cluster.state(),
+                cluster.ticket_key(),
+                &token,
+                claim,
+                now_s(),
+            )
         }
-        R::CheckTicket {
-            token,
-            ticket,
-            group,
-            name,
-        } => check_ticket(&cluster.state(), &token, &ticket, &group, &name, now_s()),
     }
 }
 
@@ -284,58 +297,29 @@ fn locate(
     Ok(TrackerReply::Located { meta, peers })
 }
 
+/// A ticket for the caller's user to fetch `name` over links keyed by
+/// `requester` (the key the caller proved on this connection).
 fn issue_ticket(
     st: &TrackerState,
+    key: &p2p_link::KeyPairDoc,
     token: &SessionToken,
-    group: &GroupId,
-    name: &FileName,
+    (group, name, requester): (GroupId, FileName, PublicKey),
     now_s: u64,
 ) -> Result<TrackerReply, WireError> {
     let user = st.user_of(token)?;
-    st.check_file_access(user, group, name)?;
-    let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
-    let ticket = tickets::issue(secret, user, group, name, now_s);
-    Ok(TrackerReply::Ticket { ticket })
-}
-
-/// A seeding peer (`token`) asks whether `ticket` lets its holder fetch
-/// `name`: signed by the cluster, live, and its holder still a logged-in
-/// member of `group`.
-fn check_ticket(
-    st: &TrackerState,
-    token: &SessionToken,
-    ticket: &str,
-    group: &GroupId,
-    name: &FileName,
-    now_s: u64,
-) -> Result<TrackerReply, WireError> {
-    st.user_of(token)?;
-    let secret = st.ticket_secret().ok_or_else(no_ticket_key)?;
-    let holder = tickets::check(secret, ticket, group, name, now_s)
-        .ok_or_else(|| WireError::new(ErrorCode::InvalidArgument, "unknown or expired ticket"))?;
-    if st.session_of(&holder).is_none() {
-        return Err(WireError::new(
-            ErrorCode::NotLoggedIn,
-            format!("{holder} is no longer logged in"),
-        ));
-    }
-    if !st.is_member(&holder, group) {
-        return Err(WireError::new(
-            ErrorCode::NotMember,
-            format!("{holder} is not a member of group {group}"),
-        ));
-    }
-    Ok(TrackerReply::TicketValid { user: holder })
+    st.check_file_access(user, &group, &name)?;
+    let claim = Claim {
+        user,
+        group: &group,
+        file: &name,
+        requester: &requester,
+    };
+    Ok(TrackerReply::Ticket {
+        ticket: ticket::issue(key, &claim, now_s),
+    })
 }
 
 // ------------------------------------------------------------------ errors
-
-fn no_ticket_key() -> WireError {
-    WireError::new(
-        ErrorCode::TrackerUnavailable,
-        "the trackers are still starting (no ticket key yet); try again",
-    )
-}
 
 /// An argon2 failure, logged here and answered as the tracker's fault.
 fn password_failed(error: &PasswordError, what: &str) -> WireError {
@@ -357,10 +341,10 @@ mod tests {
     #[test]
     fn hello_checks_the_version() {
         assert!(matches!(
-            welcome(PROTOCOL_VERSION, 2),
+            welcome(PROTOCOL_VERSION, 2, &PublicKey([1; 32])),
             Ok(TrackerReply::Welcome { node: 2, .. })
         ));
-        let err = welcome(PROTOCOL_VERSION + 1, 1).unwrap_err();
+        let err = welcome(PROTOCOL_VERSION + 1, 1, &PublicKey([1; 32])).unwrap_err();
         assert!(err.message.contains("not supported"), "{}", err.message);
     }
 
@@ -448,12 +432,6 @@ mod tests {
             at_ms: 1000,
         }];
         ok(&mut st, Command::Presence { seen });
-        ok(
-            &mut st,
-            Command::SetTicketSecret {
-                secret: "key".into(),
-            },
-        );
         st
     }
 
@@ -485,25 +463,38 @@ mod tests {
     }
 
     #[test]
-    fn a_ticket_checks_out_only_for_a_logged_in_member() {
-        let (mut st, g, f) = (state(), "g".parse().unwrap(), "f".parse().unwrap());
-        let ticket = match issue_ticket(&st, &tok("alice"), &g, &f, 100).unwrap() {
+    fn a_ticket_names_the_member_the_file_and_the_callers_link_key() {
+        let (mut st, g, f): (_, GroupId, FileName) =
+            (state(), "g".parse().unwrap(), "f".parse().unwrap());
+        let cluster_key = p2p_link::ClusterKey::generate().unwrap();
+        let key = cluster_key.ticket_key();
+        let link = p2p_link::KeyPairDoc::generate().unwrap().public();
+        let ask = |st: &TrackerState, user| {
+            issue_ticket(st, &key, &tok(user), (g.clone(), f.clone(), link), 100)
+        };
+        let ticket = match ask(&st, "alice").unwrap() {
             TrackerReply::Ticket { ticket } => ticket,
             other => panic!("{other:?}"),
         };
-        assert!(matches!(
-            check_ticket(&st, &tok("bob"), &ticket, &g, &f, 100),
-            Ok(TrackerReply::TicketValid { user }) if user.as_str() == "alice"
-        ));
-        let err = issue_ticket(&st, &tok("carol"), &g, &f, 100).unwrap_err();
-        assert_eq!(err.code, ErrorCode::NotMember);
-        let err = check_ticket(&st, &tok("bob"), "junk", &g, &f, 100).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        let alice: UserId = "alice".parse().unwrap();
+        let claim = Claim {
+            user: &alice,
+            group: &g,
+            file: &f,
+            requester: &link,
+        };
+        assert!(ticket::check(&key.public(), &ticket, &claim, 100).is_ok());
+        let other_link = p2p_link::KeyPairDoc::generate().unwrap().public();
+        let elsewhere = Claim {
+            requester: &other_link,
+            ..claim
+        };
+        assert!(ticket::check(&key.public(), &ticket, &elsewhere, 100).is_err());
+        assert_eq!(ask(&st, "carol").unwrap_err().code, ErrorCode::NotMember);
         st.apply(Command::EndSession {
             token: tok("alice"),
         })
         .unwrap();
-        let err = check_ticket(&st, &tok("bob"), &ticket, &g, &f, 100).unwrap_err();
-        assert_eq!(err.code, ErrorCode::NotLoggedIn);
+        assert_eq!(ask(&st, "alice").unwrap_err().code, ErrorCode::NotLoggedIn);
     }
 }

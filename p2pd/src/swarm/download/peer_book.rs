@@ -122,6 +122,11 @@ impl PeerBook {
     }
 
     /// Peers with a connection (ready or still handshaking).
+    /// Every open connection.
+    pub fn conns(&self) -> impl Iterator<Item = &Conn> {
+        self.slots.values().filter_map(|s| s.conn.as_ref())
+    }
+
     pub fn connected(&self) -> usize {
         self.slots.values().filter(|s| s.conn.is_some()).count()
     }

@@ -48,8 +48,9 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the tracker is asked again for holders while peers are
 /// connected (see [`RELOCATE_IDLE_INTERVAL`] while none is).
 pub const RELOCATE_INTERVAL: Duration = Duration::from_secs(5);
-/// Tickets live 10 minutes at the tracker; fetch a new one well before.
-const TICKET_REFRESH: Duration = Duration::from_secs(5 * 60);
+/// Tickets live 45 s ([`p2p_link::ticket::TICKET_LIFETIME`]); a fresh one is
+/// fetched this often and sent on every open connection, well before.
+const TICKET_REFRESH: Duration = Duration::from_secs(15);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// Wait before dialling a peer again after it closed, stalled or refused.
 const RETRY_AFTER_CLOSE: Duration = Duration::from_secs(2);

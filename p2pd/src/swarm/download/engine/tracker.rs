@@ -4,7 +4,7 @@
 use super::{JobEvent, Swarm, Ticket, MAX_PEERS_PER_DOWNLOAD};
 use crate::swarm::download::error::DownloadError;
 use crate::swarm::download::peer_book::Conn;
-use crate::swarm::peer_conn::{self, Dial};
+use crate::swarm::peer_conn::{self, Dial, Out};
 use crate::swarm::pieces::PeerId;
 use crate::tracker_client::Located;
 use proto::peer::{Handshake, PEER_PROTOCOL_VERSION};
@@ -75,6 +75,11 @@ impl Swarm<'_> {
             return Ok(());
         }
         if let Some(t) = ticket {
+            // Open connections go on only with the fresh ticket.
+            let fresh: std::sync::Arc<str> = t.as_str().into();
+            for conn in self.book.conns() {
+                let _ = conn.tx.send(Out::Ticket(fresh.clone()));
+            }
             self.ticket = Ticket {
                 ticket: Some(t),
                 at: Instant::now(),
