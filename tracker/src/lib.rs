@@ -10,16 +10,18 @@
 //! - [`server`]: the TCP side: accept loop, one task per connection
 //!   (`connection`) and per call (`handler`: a request becomes a read or a
 //!   command).
+//! - [`data_dir`]: the data directory is private (0700, files 0600, umask).
 //! - [`passwords`]: password limits; argon2 on a few dedicated threads.
 //! - [`tokens`]: session tokens and the ticket key, minted outside `apply`.
 //! - [`clock`]: the wall clock, read before a command is built.
 //! - [`tickets`]: short-lived signed download tickets (any tracker checks them).
 //!
 //! Dependencies point one way: `server` → `raft` → `state`; the small
-//! modules (`passwords`, `tokens`, `clock`, `tickets`) depend on none of
-//! the three.
+//! modules (`passwords`, `tokens`, `clock`, `tickets`, `data_dir`) depend on
+//! none of the three.
 
 pub mod clock;
+pub mod data_dir;
 pub mod passwords;
 pub mod raft;
 pub mod server;

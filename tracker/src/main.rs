@@ -44,6 +44,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    tracker::data_dir::restrict_umask();
     let args = Args::parse();
     proto::service::init_logging("info");
     match serve(args).await {
