@@ -1,14 +1,17 @@
 //! The daemon's state directory `HOME` and the files in it.
 //!
-//! Owns: creating HOME (0700), the exclusive lock on `HOME/p2pd.lock` (one
-//! daemon per home), removing a stale `HOME/p2pd.sock` (only while holding
-//! the lock, so a running daemon's socket is never touched), and where the
-//! state files live. Invariant: while a [`Home`] exists, this process is the
-//! only daemon using the directory.
+//! Owns: creating HOME (0700), refusing a HOME that is not this user's
+//! alone (owned by another uid, or writable by group or others: whoever can
+//! write there can plant a socket that captures passwords, or replace the
+//! state files), the exclusive lock on `HOME/p2pd.lock` (one daemon per
+//! home), removing a stale `HOME/p2pd.sock` (only while holding the lock, so
+//! a running daemon's socket is never touched), and where the state files
+//! live. Invariant: while a [`Home`] exists, this process is the only daemon
+//! using the directory, and only this uid (and root) can change what is in it.
 
 pub use proto::dirs::SOCKET_FILE;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
@@ -28,6 +31,21 @@ pub enum HomeError {
     Create {
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error("cannot check home {path}: {source}")]
+    Inspect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("home {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error("home {path} belongs to uid {owner}, but this p2pd runs as uid {uid}; give each user a home of their own (--home DIR)")]
+    NotOwned { path: PathBuf, owner: u32, uid: u32 },
+    #[error("home {path} is writable by {who} (mode {mode:04o}), so another user could replace the daemon's socket and files; refusing to start. Fix it with: chmod 700 {path}")]
+    Insecure {
+        path: PathBuf,
+        mode: u32,
+        who: &'static str,
     },
     #[error("cannot open lock file {path}: {source}")]
     OpenLock {
@@ -57,12 +75,14 @@ pub struct Home {
 }
 
 impl Home {
-    /// Create (0700) and lock `dir`, then remove a stale socket file.
+    /// Create (0700, parents too) or check `dir`, lock it, then remove a
+    /// stale socket file.
     ///
     /// # Errors
     /// [`HomeError::PathTooLong`] before touching the disk if the socket path
-    /// would not fit; [`HomeError::AlreadyRunning`] if another daemon holds
-    /// the lock.
+    /// would not fit; [`HomeError::NotOwned`] / [`HomeError::Insecure`] if
+    /// the directory is another uid's or writable by group or others;
+    /// [`HomeError::AlreadyRunning`] if another daemon holds the lock.
     pub fn open(dir: &Path) -> Result<Home, HomeError> {
         // Absolute, so the socket path we check is the one we bind whatever
         // the working directory.
@@ -79,12 +99,14 @@ impl Home {
                 path: dir.clone(),
                 source,
             })?;
+        check_private(&dir, rustix::process::geteuid().as_raw())?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&lock_path)
             .map_err(|source| HomeError::OpenLock {
@@ -160,6 +182,55 @@ pub fn check_socket_path(dir: &Path) -> Result<(), HomeError> {
     Ok(())
 }
 
+/// Refuse a home that is not private to `uid`: the directory (a symlink
+/// followed) must be owned by `uid` and not writable by group or others,
+/// and a symlink naming it must be `uid`'s or root's (anyone else could
+/// point it elsewhere later).
+///
+/// # Errors
+/// [`HomeError::NotOwned`], [`HomeError::Insecure`],
+/// [`HomeError::NotADirectory`], or [`HomeError::Inspect`] if it cannot be
+/// examined.
+pub fn check_private(dir: &Path, uid: u32) -> Result<(), HomeError> {
+    let inspect = |source| HomeError::Inspect {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let link = std::fs::symlink_metadata(dir).map_err(inspect)?;
+    if link.file_type().is_symlink() && link.uid() != uid && link.uid() != 0 {
+        return Err(HomeError::NotOwned {
+            path: dir.to_path_buf(),
+            owner: link.uid(),
+            uid,
+        });
+    }
+    let meta = std::fs::metadata(dir).map_err(inspect)?;
+    if !meta.is_dir() {
+        return Err(HomeError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    if meta.uid() != uid {
+        return Err(HomeError::NotOwned {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (false, false) => return Ok(()),
+        (true, false) => "its group",
+        (false, true) => "others",
+        (true, true) => "its group and others",
+    };
+    Err(HomeError::Insecure {
+        path: dir.to_path_buf(),
+        mode,
+        who,
+    })
+}
+
 /// Removes the control socket file when dropped, however the daemon stops.
 #[derive(Debug)]
 pub struct SocketGuard(pub PathBuf);
@@ -206,6 +277,98 @@ mod tests {
         }
         drop(home);
         assert!(Home::open(&dir).is_ok(), "lock released on drop");
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("p2h")
+            .tempdir_in("/tmp")
+            .unwrap()
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn home_writable_by_group_or_others_is_refused_with_the_fix() {
+        let t = tmp();
+        let dir = t.path().join("h");
+        std::fs::create_dir(&dir).unwrap();
+        for (mode, who) in [
+            (0o777, "its group and others"),
+            (0o770, "its group"),
+            (0o703, "others"),
+        ] {
+            chmod(&dir, mode);
+            let err = Home::open(&dir).unwrap_err();
+            assert!(matches!(err, HomeError::Insecure { .. }), "{mode:o}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&dir.display().to_string()), "{msg}");
+            assert!(msg.contains(who), "{msg}");
+            assert!(
+                msg.contains(&format!("chmod 700 {}", dir.display())),
+                "{msg}"
+            );
+            assert!(!dir.join(LOCK_FILE).exists(), "nothing created in it");
+        }
+        for mode in [0o700, 0o750, 0o755] {
+            chmod(&dir, mode);
+            let home = Home::open(&dir).unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+            drop(home);
+        }
+    }
+
+    #[test]
+    fn home_of_another_uid_is_refused_even_through_a_symlink() {
+        let t = tmp();
+        let dir = t.path().join("h");
+        std::fs::create_dir(&dir).unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        let other = me.wrapping_add(4242);
+        assert!(check_private(&dir, me).is_ok());
+        let err = check_private(&dir, other).unwrap_err();
+        assert!(
+            matches!(err, HomeError::NotOwned { owner, uid, .. } if owner == me && uid == other)
+        );
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(
+            check_private(&link, me).is_ok(),
+            "my own link to my own dir"
+        );
+        let err = check_private(&link, other).unwrap_err();
+        assert!(err.to_string().contains(&format!("uid {me}")), "{err}");
+        let file = t.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            check_private(&file, me),
+            Err(HomeError::NotADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_lock_file_is_not_followed() {
+        let t = tmp();
+        let dir = t.path().join("h");
+        std::fs::create_dir(&dir).unwrap();
+        let victim = t.path().join("victim");
+        std::os::unix::fs::symlink(&victim, dir.join(LOCK_FILE)).unwrap();
+        assert!(matches!(Home::open(&dir), Err(HomeError::OpenLock { .. })));
+        assert!(!victim.exists());
+    }
+
+    #[test]
+    fn new_home_and_its_new_parents_are_private() {
+        let t = tmp();
+        let dir = t.path().join("a").join("b");
+        let _home = Home::open(&dir).unwrap();
+        for d in [t.path().join("a"), dir.clone()] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", d.display());
+        }
+        let lock = std::fs::metadata(dir.join(LOCK_FILE)).unwrap();
+        assert_eq!(lock.permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

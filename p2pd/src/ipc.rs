@@ -1,7 +1,9 @@
 //! The control socket `HOME/p2pd.sock`: one task per p2pctl connection.
 //!
 //! Owns the local-socket listener (file-path name, mode 0600) and the
-//! per-connection protocol: read one [`CtlHello`] frame under
+//! per-connection protocol: admit only a process of this daemon's own
+//! effective uid (`SO_PEERCRED`, so a loosened socket mode is not enough to
+//! drive another user's daemon), read one [`CtlHello`] frame under
 //! [`HELLO_TIMEOUT`], check its version, dispatch the request, and write
 //! any number of [`CtlReply::Progress`] frames followed by one final reply.
 //! Bad input (garbage, an oversized length, undecodable JSON, a hostile id,
@@ -57,6 +59,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let listener = Arc::new(listener);
+    let owner = rustix::process::geteuid().as_raw();
     proto::service::accept_loop(
         "control",
         &shutdown,
@@ -70,7 +73,7 @@ pub async fn run(
             async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = handle(stream, commands) => {}
+                    _ = handle(stream, commands, owner) => {}
                 }
             }
         },
@@ -79,7 +82,17 @@ pub async fn run(
 }
 
 /// One p2pctl connection: one request, progress ticks, one final reply.
-async fn handle(mut stream: Stream, commands: Arc<Commands>) {
+/// `owner`: the only uid whose processes may drive this daemon.
+async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32) {
+    if let Some(refusal) = peer_refusal(&stream, owner) {
+        tracing::warn!("refused a control connection: {refusal}");
+        // Take its request off the socket unread, so the client reads the
+        // refusal rather than failing to send.
+        let _ =
+            tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream, MAX_CTL_FRAME_BYTES)).await;
+        reply(&mut stream, &CtlReply::error(ErrorCode::Io, refusal)).await;
+        return;
+    }
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(&mut stream)).await {
         Err(_) => {
             reply(
@@ -128,6 +141,20 @@ async fn handle(mut stream: Stream, commands: Arc<Commands>) {
             }
         }
         reply(&mut stream, &final_reply).await;
+    }
+}
+
+/// Why the process at the other end of `stream` may not use this daemon,
+/// if it may not: its effective uid is not `owner` (root's included, unless
+/// the daemon runs as root), or it cannot be told.
+fn peer_refusal(stream: &Stream, owner: u32) -> Option<String> {
+    match stream.peer_creds().map(|c| c.euid()) {
+        Ok(Some(uid)) if uid == owner => None,
+        Ok(Some(uid)) => Some(format!(
+            "this p2pd belongs to uid {owner}; connections from uid {uid} are refused (run your own p2pd with --home DIR)"
+        )),
+        Ok(None) => Some("the connecting process's uid is unknown".to_owned()),
+        Err(e) => Some(format!("cannot read the connecting process's uid: {e}")),
     }
 }
 
@@ -223,6 +250,25 @@ mod tests {
             Err(CtlReply::Error(e)) => (e.code, e.message),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn only_the_daemons_own_uid_is_admitted() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("s.sock");
+        let listener = bind(&path).unwrap();
+        let name = path.to_fs_name::<GenericFilePath>().unwrap();
+        let (client, server) = tokio::join!(Stream::connect(name), listener.accept());
+        let (_client, server) = (client.unwrap(), server.unwrap());
+        let me = rustix::process::geteuid().as_raw();
+        assert_eq!(peer_refusal(&server, me), None);
+        let other = me.wrapping_add(1000);
+        let why = peer_refusal(&server, other).expect("another owner refuses us");
+        assert!(
+            why.contains(&format!("belongs to uid {other}"))
+                && why.contains(&format!("from uid {me}")),
+            "{why}"
+        );
     }
 
     #[test]

@@ -86,13 +86,24 @@ pub async fn accept_loop<C, A, AF, S, SF>(
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the
-/// new content, never a torn file: a tmp file beside it (with `mode`),
-/// fsync, rename, fsync of the directory (which makes the rename itself
-/// durable).
+/// new content, never a torn file: a tmp file `NAME.tmp` beside it (with
+/// exactly `mode`), fsync, rename, fsync of the directory (which makes the
+/// rename itself durable).
+///
+/// Never writes through a symlink and never changes the mode of a file it
+/// did not create: the tmp file is created exclusively (`O_CREAT|O_EXCL`,
+/// plus `O_NOFOLLOW`). Whatever already sits at the tmp path (a tmp left by
+/// a crash, or a symlink planted there) is unlinked (which removes a link
+/// itself, not its target) and the exclusive create is tried once more.
+/// `rename` replaces a symlink at `path` itself too. Writers in this process
+/// take turns, so one never unlinks the tmp file of another.
 ///
 /// # Errors
-/// Any I/O failure; the tmp file is removed then.
+/// Any I/O failure, `AlreadyExists` if the tmp path is taken again between
+/// the unlink and the retry; the tmp file is removed then.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp_name = path
         .file_name()
@@ -100,14 +111,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         .unwrap_or_default();
     tmp_name.push(".tmp");
     let tmp = dir.join(tmp_name);
+    let mut f = match create_exclusive(&tmp, mode) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&tmp)?;
+            create_exclusive(&tmp, mode)?
+        }
+        other => other?,
+    };
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // `mode` only applies on creation; a leftover tmp may have others.
+        // The umask may have taken bits off `mode`; this is our own new
+        // file (fchmod on the descriptor, no path lookup).
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
@@ -118,6 +131,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         let _ = std::fs::remove_file(&tmp);
     }
     res
+}
+
+/// Creates `path` with `mode`, failing if anything (a symlink included)
+/// already exists there.
+fn create_exclusive(path: &Path, mode: u32) -> std::io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(mode)
+        .open(path)
 }
 
 /// Removes a state file durably (the directory is synced); absent is fine.
@@ -153,6 +177,84 @@ mod tests {
         remove_durably(&p).unwrap();
         remove_durably(&p).unwrap();
         assert!(!p.exists());
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn atomic_write_never_follows_a_symlink_planted_at_the_tmp_path() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = t.path().join("s.json");
+        std::os::unix::fs::symlink(&victim, t.path().join("s.json.tmp")).unwrap();
+        write_atomic(&p, b"state", 0o600).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(mode_of(&victim), 0o644, "the victim's mode is untouched");
+        assert_eq!(std::fs::read(&p).unwrap(), b"state");
+        assert!(!std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(mode_of(&p), 0o600);
+        assert!(std::fs::symlink_metadata(t.path().join("s.json.tmp")).is_err());
+
+        // A dangling link (to a file it would create) is not followed either.
+        let absent = t.path().join("absent");
+        std::os::unix::fs::symlink(&absent, t.path().join("s.json.tmp")).unwrap();
+        write_atomic(&p, b"again", 0o600).unwrap();
+        assert!(!absent.exists());
+        assert_eq!(std::fs::read(&p).unwrap(), b"again");
+    }
+
+    #[test]
+    fn atomic_write_replaces_a_symlink_at_the_path_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let p = t.path().join("s.json");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        write_atomic(&p, b"state", 0o600).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(!std::fs::symlink_metadata(&p)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&p).unwrap(), b"state");
+    }
+
+    #[test]
+    fn atomic_write_replaces_a_stale_tmp_with_the_requested_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        let tmp = t.path().join("s.json.tmp");
+        std::fs::write(&tmp, b"half a write from before a crash, and longer").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&p, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(mode_of(&p), 0o600, "not the stale file's 0666");
+        assert!(!tmp.exists());
+        // The mode is the one asked for, whatever the umask took off.
+        let q = t.path().join("public.txt");
+        write_atomic(&q, b"x", 0o644).unwrap();
+        assert_eq!(mode_of(&q), 0o644);
+    }
+
+    #[test]
+    fn atomic_write_leaves_a_directory_at_the_tmp_path_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.json");
+        std::fs::create_dir(t.path().join("s.json.tmp")).unwrap();
+        std::fs::write(t.path().join("s.json.tmp").join("inside"), b"kept").unwrap();
+        assert!(write_atomic(&p, b"x", 0o600).is_err());
+        assert!(!p.exists());
+        assert_eq!(
+            std::fs::read(t.path().join("s.json.tmp").join("inside")).unwrap(),
+            b"kept"
+        );
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@
 //! - [`server`]: the TCP side: accept loop, one task per connection
 //!   (`connection`) and per call (`handler`: a request becomes a read or a
 //!   command).
+//! - [`data_dir`]: the data directory is private (0700, files 0600, umask).
 //! - [`passwords`]: password limits; argon2 on a few dedicated threads.
 //! - [`tokens`]: session tokens, minted outside `apply`.
 //! - [`clock`]: the wall clock, read before a command is built.
@@ -18,9 +19,11 @@
 //! (`p2p_link::ticket`); seeding daemons check them on their own.
 //!
 //! Dependencies point one way: `server` → `raft` → `state`; the small
-//! modules (`passwords`, `tokens`, `clock`) depend on none of the three.
+//! modules (`passwords`, `tokens`, `clock`, `data_dir`) depend on none of
+//! the three.
 
 pub mod clock;
+pub mod data_dir;
 pub mod passwords;
 pub mod raft;
 pub mod server;

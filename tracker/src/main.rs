@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use p2p_link::ClusterKey;
 use proto::tracker_info;
 use std::io::BufRead;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -80,6 +79,8 @@ enum KeyCommand {
 const CLUSTER_KEY_FILE: &str = "cluster.key";
 
 fn main() -> ExitCode {
+    // Before anything creates a file: the key, the store, the logs.
+    tracker::data_dir::restrict_umask();
     let args = Args::parse();
     let result = match args.command {
         Some(command) => key_command(command),
@@ -224,11 +225,8 @@ fn cluster_key(
             info.trackers.len()
         ),
         None => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(data_dir)
-                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            tracker::data_dir::prepare(data_dir)
+                .with_context(|| format!("cannot prepare {}", data_dir.display()))?;
             ClusterKey::load_or_create(&data_dir.join(CLUSTER_KEY_FILE))?
         }
     };

@@ -23,6 +23,7 @@ use proto::{geometry, FileName, GroupId, Sha1Hash, UserId};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -168,7 +169,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ResumeError + '_ {
     }
 }
 
-/// Writes `rec` into `dir` (created if missing) under
+/// Writes `rec` into `dir` (created 0700 if missing) under
 /// [`ResumeRecord::file_name`], atomically (`write_atomic`).
 /// Returns the record's path.
 ///
@@ -176,7 +177,12 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ResumeError + '_ {
 /// [`ResumeError::Io`] naming the file that failed; the previous record, if
 /// any, is intact.
 pub fn save(dir: &Path, rec: &ResumeRecord) -> Result<PathBuf, ResumeError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    // Private like the home it sits in: a record names the user's files.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
     let path = dir.join(rec.file_name());
     let json = serde_json::to_vec(&rec.to_disk()).map_err(|e| ResumeError::Io {
         path: path.clone(),
@@ -289,6 +295,10 @@ mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&sub), 0o700, "the records' directory is private");
+        assert_eq!(mode(&names[0]), 0o600);
     }
 
     #[test]

@@ -50,7 +50,7 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create the data directory {path} or make it private (0700): {source}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
@@ -71,20 +71,26 @@ pub struct StoredSnapshot {
     pub data: Vec<u8>,
 }
 
-/// Opens (creating if needed) the database of `dir`.
+/// Opens (creating if needed) the database of `dir`, first making `dir`
+/// private ([`crate::data_dir::prepare`]).
 ///
 /// # Errors
-/// The directory cannot be created, the database is held by another
-/// process, or it is unreadable.
+/// The directory cannot be created or made private, the database is held
+/// by another process, or it is unreadable.
 pub fn open(dir: &Path) -> Result<Arc<Database>, OpenError> {
-    std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+    crate::data_dir::prepare(dir).map_err(|source| OpenError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
     let path = dir.join(DB_FILE);
+    // Opened here rather than by redb: 0600, and never through a symlink.
+    let file = crate::data_dir::open_private(&path).map_err(|e| OpenError::Open {
+        path: path.clone(),
+        source: Box::new(e.into()),
+    })?;
     let db = redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
-        .create(&path)
+        .create_file(file)
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
             other => OpenError::Open {
