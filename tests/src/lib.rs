@@ -381,6 +381,32 @@ impl Tracker {
             .max()
     }
 
+    /// A tracker outside any [`Net`] (an impostor, a second cluster):
+    /// `tracker INFO k --data-dir DATA_DIR ARGS`, logging to `log`; waits
+    /// until it accepts TCP connections on `addr` (panics if it exits
+    /// first). Killed by its PID when dropped.
+    pub fn spawn_standalone(
+        info: &Path,
+        k: usize,
+        addr: SocketAddr,
+        data_dir: &Path,
+        log: &Path,
+        args: &[OsString],
+    ) -> Tracker {
+        let mut t = Tracker {
+            k,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            log: log.to_path_buf(),
+            extra_args: args.to_vec(),
+            info: info.to_path_buf(),
+            proc: None,
+        };
+        t.launch();
+        t.wait_ready();
+        t
+    }
+
     /// Start it again: same info file, line, port and data dir.
     pub fn restart(&mut self) {
         self.kill9();
@@ -585,7 +611,38 @@ impl Net {
         self.daemon_with_info(name, &[], DaemonStyle::default(), self.info_for(i))
     }
 
+    /// A daemon given `info` as its tracker list (a proxy, an impostor, a
+    /// file with a fingerprint), waiting softly until it has reached a
+    /// tracker.
+    pub fn daemon_via(&self, name: &str, extra: &[&str], info: PathBuf) -> Daemon {
+        self.daemon_with_info(name, extra, DaemonStyle::default(), info)
+    }
+
+    /// Like [`Net::daemon_via`], but waiting only for the control socket:
+    /// for a daemon that is expected never to reach a tracker it trusts.
+    pub fn daemon_unconnected(&self, name: &str, info: PathBuf) -> Daemon {
+        self.spawn_daemon(name, &[], DaemonStyle::default(), info)
+    }
+
     fn daemon_with_info(
+        &self,
+        name: &str,
+        extra: &[&str],
+        style: DaemonStyle,
+        info: PathBuf,
+    ) -> Daemon {
+        let d = self.spawn_daemon(name, extra, style, info);
+        // Soft: a daemon normally reaches the tracker at once. If it does
+        // not, the test's own assertions say what is wrong.
+        wait_until(START_TIMEOUT, || {
+            d.ctl(&["status"])
+                .json
+                .is_some_and(|j| j["tracker"].is_string())
+        });
+        d
+    }
+
+    fn spawn_daemon(
         &self,
         name: &str,
         extra: &[&str],
@@ -609,13 +666,6 @@ impl Net {
         };
         d.launch();
         d.wait_ready();
-        // Soft: a daemon normally reaches the tracker at once. If it does
-        // not, the test's own assertions say what is wrong.
-        wait_until(START_TIMEOUT, || {
-            d.ctl(&["status"])
-                .json
-                .is_some_and(|j| j["tracker"].is_string())
-        });
         d
     }
 }
@@ -659,12 +709,21 @@ impl Daemon {
         self.home.join("p2pd.sock")
     }
 
+    /// The tracker_info.txt it is started with (rewrite it, then
+    /// [`Daemon::restart`], to point it elsewhere).
+    pub fn info_path(&self) -> &Path {
+        &self.info
+    }
+
     fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         if !self.style.home_from_env {
             args.extend(["--home".into(), self.home.clone().into()]);
         }
-        args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        // Unless the test chose the port (`--listen` among the extras).
+        if !self.extra.iter().any(|a| a == "--listen") {
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
         if !self.style.info_in_home {
             args.extend(["--tracker-info".into(), self.info.clone().into()]);
         }
