@@ -202,6 +202,12 @@ impl LogStore {
     ///
     /// # Errors
     /// The database cannot be read.
+    /// Index of the last entry the log holds (purged ones included).
+    pub fn last_index(&self) -> Result<Option<u64>, redb::Error> {
+        let purged: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
+        Ok(self.last_entry_id()?.or(purged).map(|l| l.index))
+    }
+
     pub fn is_pristine(&self) -> Result<bool, redb::Error> {
         let vote: Option<Vote<NodeId>> = read_meta(&self.db, VOTE)?;
         let purged: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;

@@ -12,8 +12,10 @@
 //!   or forward to it, read-your-writes. [`batch`] is its pure half.
 //! - [`presence`]: heartbeats collected, committed once per second by the
 //!   leader; followers forward theirs.
-//! - [`leadership`]: watching who leads (logs, the ticket key), and asking
-//!   the leader whether a session is live.
+//! - [`leadership`]: watching who leads (logs), and asking the leader
+//!   whether a session is live.
+//! - [`catch_up`]: after a start, reads wait until the replica applied
+//!   what its own log held.
 //! - [`network`]: tracker → tracker requests: openraft's RPCs, forwarded
 //!   writes, probes and presence.
 //! - [`serve`]: the serving side of a peer tracker's connection.
@@ -33,6 +35,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
+pub mod catch_up;
 pub mod formation;
 pub mod leadership;
 pub mod log_store;
@@ -121,6 +124,8 @@ pub struct Cluster {
     presence: presence::Collected,
     /// Writes waiting for the next batch.
     writes: write::WriteQueue,
+    /// Whether the replica applied what its log held at start.
+    caught_up: catch_up::CatchUp,
 }
 
 /// A read lock on the local replica's state; never hold it across `.await`.
@@ -148,6 +153,7 @@ impl Cluster {
         let db = log_store::open(data_dir)?;
         let logs = log_store::LogStore::new(Arc::clone(&db));
         let pristine = logs.is_pristine()?;
+        let last_index = logs.last_index()?;
         let sm = StateMachine::open(Arc::clone(&db))?;
         let config = raft_config(options.snapshot_every)?;
         let dialer = network::Dialer {
@@ -161,6 +167,7 @@ impl Cluster {
         let members = formation::members(&options.trackers);
         let must_probe = formation::begin(&raft, &members, pristine, options.node).await?;
         let (writes, queue) = write::WriteQueue::new();
+        let caught_up = catch_up::CatchUp::start(&raft, last_index, stop.clone());
         let cluster = Arc::new(Cluster {
             node: options.node,
             raft,
@@ -170,6 +177,7 @@ impl Cluster {
             ticket_key: options.cluster_key.ticket_key(),
             presence: presence::Collected::default(),
             writes,
+            caught_up,
         });
         tokio::spawn(write::run_batches(
             Arc::clone(&cluster),
@@ -188,6 +196,12 @@ impl Cluster {
     /// The cluster identity, as presented on every link of this tracker.
     pub fn endpoint(&self) -> &Endpoint {
         &self.dialer.endpoint
+    }
+
+    /// Waits (up to `max`) until the replica has applied what its own log
+    /// held at start; whether it has. See [`catch_up`].
+    pub async fn caught_up(&self, max: std::time::Duration) -> bool {
+        self.caught_up.wait(max).await
     }
 
     /// The key download tickets are signed with.

@@ -27,6 +27,10 @@ use proto::{ErrorCode, FileName, GroupId, UserId, WireError, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+/// How long a call waits for a freshly started replica to catch up before
+/// it is answered `tracker_unavailable` (the daemon retries elsewhere).
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Answers one call. A lagging replica must not end a daemon's session:
 /// a `not_logged_in` for a token this replica does not know becomes "try
 /// again" unless the leader confirms the session is gone.
@@ -35,6 +39,16 @@ pub(super) async fn answer(
     call: TrackerCall,
     caller: &PublicKey,
 ) -> TrackerAnswer {
+    // Right after a start the replica may lack writes already acknowledged.
+    if !shared.cluster.caught_up(CATCH_UP_WAIT).await {
+        return TrackerAnswer {
+            id: call.id,
+            result: Err(WireError::new(
+                ErrorCode::TrackerUnavailable,
+                "this tracker is catching up with the cluster after a start; try again",
+            )),
+        };
+    }
     let token = call.request.token().cloned();
     let mut result = handle(shared, call.request, call.dedup, caller).await;
     if let (Err(e), Some(token)) = (&result, token) {
