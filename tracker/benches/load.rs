@@ -181,6 +181,9 @@ impl Trackers {
         let info = dir.join("tracker_info.txt");
         let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
         std::fs::write(&info, text)?;
+        // Every tracker of a cluster holds the same key.
+        let key = dir.join("cluster.key");
+        p2p_link::ClusterKey::generate()?.save_new(&key)?;
         let mut trackers = Trackers {
             children: Vec::new(),
             addrs: addrs.clone(),
@@ -192,6 +195,8 @@ impl Trackers {
                 .arg(n.to_string())
                 .arg("--data-dir")
                 .arg(dir.join(format!("data-{n}")))
+                .arg("--cluster-key")
+                .arg(&key)
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -342,7 +347,11 @@ impl Conn {
             .await
             .map_err(|_| anyhow!("connect to {addr} timed out"))??;
         stream.set_nodelay(true)?;
-        let (rd, mut wr) = stream.into_split();
+        // Each simulated daemon has its own link key, as p2pd does; the
+        // tracker's identity is not checked (it is the one just started).
+        let me = p2p_link::Endpoint::new(&p2p_link::KeyPairDoc::generate()?);
+        let link = me.connect(stream).await?.link;
+        let (rd, mut wr) = p2p_link::tls::split(link);
         let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(256);
         let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Raw>>>> = Arc::default();
         tokio::spawn(async move {
