@@ -1052,7 +1052,8 @@ fn an_attacker_cut_from_the_group_or_logged_out_is_cut_off_with_its_ticket() {
             );
             let closed = run.closed_ms.unwrap_or_else(|| {
                 panic!(
-                    "{who}: still served {:?} after the ticket was issued: {} blocks, the last at +{:?} ms",
+                    "{who}: still served at the test's deadline ({:?} after the revocation): \
+                     {} blocks, the last at +{:?} ms after the ticket was issued",
                     REVOKED_WITHIN + QUIET,
                     run.pieces.len(),
                     run.pieces.last().map(|t| t.saturating_sub(issued))
