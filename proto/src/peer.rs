@@ -88,11 +88,11 @@ pub struct Handshake {
     pub name: FileName,
     /// SHA-1 of the whole file, so both sides mean the same content.
     pub sha1: Sha1Hash,
-    /// From the tracker's `IssueTicket`; the server checks it with
-    /// `CheckTicket`.
+    /// From the tracker's `IssueTicket`; the server checks it on its own
+    /// (`p2p_link::ticket`) against this handshake's user, group and file
+    /// and the link key the downloader proved.
     pub ticket: String,
-    /// Who the downloader says it is; the tracker's answer to `CheckTicket`
-    /// must name the same user.
+    /// Who the downloader says it is; the ticket must name the same user.
     pub user: UserId,
 }
 
