@@ -549,23 +549,27 @@ impl Net {
     pub fn wait_leader(&mut self, timeout: Duration) -> Option<usize> {
         let mut found = None;
         wait_until(timeout, || {
-            let best = self
-                .trackers
-                .iter_mut()
-                .filter_map(|t| {
-                    if t.is_running() {
-                        t.reported_leader()
-                    } else {
-                        None
-                    }
-                })
-                .max();
+            let best = self.reported_leader();
             found = best
                 .map(|(_, k)| k - 1)
                 .filter(|&i| self.trackers.get_mut(i).is_some_and(Tracker::is_running));
             found.is_some()
         });
         found
+    }
+
+    /// The newest leader any running tracker reports, as (term, k).
+    pub fn reported_leader(&mut self) -> Option<(u64, usize)> {
+        self.trackers
+            .iter_mut()
+            .filter_map(|t| {
+                if t.is_running() {
+                    t.reported_leader()
+                } else {
+                    None
+                }
+            })
+            .max()
     }
 
     /// A fresh `tracker_info.txt` listing only tracker `i` (0-based), to

@@ -497,20 +497,6 @@ fn fingerprint_of_data_dir(dir: &Path) -> String {
     out.trim().to_owned()
 }
 
-/// The newest leader any running tracker of the net reports, as (term, k).
-fn reported_leader(net: &mut Net) -> Option<(u64, usize)> {
-    net.trackers
-        .iter_mut()
-        .filter_map(|t| {
-            if t.is_running() {
-                t.reported_leader()
-            } else {
-                None
-            }
-        })
-        .max()
-}
-
 /// `create_user` through `d`, asserting it succeeds within [`WRITE_BOUND`];
 /// its duration.
 fn timed_create_user(d: &Daemon, user: &str) -> Duration {
@@ -665,7 +651,7 @@ fn fake_votes_and_append_entries_change_no_leader_and_stop_no_write() {
     let d = net.daemon("d");
     d.signup("alice", "pw-before");
     let leader = net.wait_leader(ELECTION_WAIT).expect("a leader");
-    let before = reported_leader(&mut net).expect("a reported leader");
+    let before = net.reported_leader().expect("a reported leader");
     let follower = (leader + 1) % 3;
     let targets = [
         (net.trackers[leader].addr, (follower + 1) as u64),
@@ -724,7 +710,7 @@ fn fake_votes_and_append_entries_change_no_leader_and_stop_no_write() {
     timed_create_user(&d, "after");
 
     // No step-down, no new term: the same leader, as every tracker says.
-    let after = reported_leader(&mut net).expect("a reported leader");
+    let after = net.reported_leader().expect("a reported leader");
     assert_eq!(after, before, "(term, leader) before and after the storm");
     assert_eq!(net.wait_leader(ELECTION_WAIT), Some(leader));
     // No replica diverged: the real password works on every tracker, the
@@ -756,7 +742,8 @@ fn fake_votes_and_append_entries_change_no_leader_and_stop_no_write() {
         String::from_utf8_lossy(&t.received)
     );
     let moved = wait_until(ELECTION_WAIT, || {
-        reported_leader(&mut net).is_some_and(|(term, _)| term >= HIGH_TERM)
+        net.reported_leader()
+            .is_some_and(|(term, _)| term >= HIGH_TERM)
     });
     assert!(
         moved,
@@ -780,7 +767,7 @@ fn impostor_trackers_with_their_own_key_cannot_join_stop_or_read_the_cluster() {
     let marker = format!("marker{}", rand::random::<u64>());
     d.ok(&["create_group", &marker]);
     let leader = net.wait_leader(ELECTION_WAIT).expect("a leader");
-    let before = reported_leader(&mut net).expect("a reported leader");
+    let before = net.reported_leader().expect("a reported leader");
 
     let dir = net.mkdir("impostors");
     let key = dir.join("impostor.key");
@@ -825,7 +812,7 @@ fn impostor_trackers_with_their_own_key_cannot_join_stop_or_read_the_cluster() {
     }
     d.ok(&["create_group", "after-impostors"]);
     assert_eq!(
-        reported_leader(&mut net),
+        net.reported_leader(),
         Some(before),
         "the real cluster's (term, leader)"
     );
