@@ -2,8 +2,9 @@
 //!
 //! Owns: connecting (trying every tracker of the info file in order), the
 //! TLS handshake and the check of the tracker's identity against
-//! [`Trust`] (before anything of ours is sent), the `Hello` handshake, reconnecting in the background with backoff
-//! (200 ms doubling to 2 s), and multiplexing calls. Each connection is a
+//! [`Trust`] (before anything of ours is sent), the `Hello` handshake,
+//! reconnecting in the background with backoff (200 ms doubling to 2 s),
+//! and multiplexing calls. Each connection is a
 //! reader task routing [`TrackerAnswer`]s to the waiting caller by `id` and a
 //! writer task fed by an mpsc channel; whichever ends first ends the
 //! connection, and every call still waiting on it fails with
@@ -276,8 +277,12 @@ impl TrackerLink {
                 let (stream, local_ip, ticket_key) = match attempt {
                     Ok(s) => s,
                     Err(ConnectError::Untrusted(refusal)) => {
-                        tracing::error!(tracker = %addr, "{}", refusal.message);
-                        *lock(&self.inner.untrusted) = Some(refusal);
+                        // Once per refusal, not at every reconnect attempt.
+                        let mut last = lock(&self.inner.untrusted);
+                        if last.as_ref() != Some(&refusal) {
+                            tracing::error!(tracker = %addr, "{}", refusal.message);
+                        }
+                        *last = Some(refusal);
                         continue;
                     }
                     Err(ConnectError::Failed(e)) => {
