@@ -9,6 +9,11 @@
 //! and [`PrefixHasher::finish`] returns it, so at completion only the tail
 //! remains to hash instead of the whole file.
 //!
+//! The thread also starts the kernel's writeback of every
+//! [`WRITEBACK_BYTES`] it hashed ([`PartFile::start_writeback`]): hashed
+//! bytes are verified and never written again, and the download's final
+//! sync then waits for the last few megabytes, not for the whole file.
+//!
 //! # Invariants
 //!
 //! - Only verified bytes are hashed: the caller advances to the end of a
@@ -31,6 +36,9 @@ use tokio::sync::oneshot;
 /// Bytes read and hashed between two looks at the channel and the cancel
 /// flag.
 const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Hashed bytes handed to the kernel's writeback at a time.
+const WRITEBACK_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The running whole-file hash of one download. See the module header.
 pub struct PrefixHasher {
@@ -181,6 +189,7 @@ fn hash_prefix(
     let mut buf = Vec::new();
     let mut done = 0u64;
     let mut target = 0u64;
+    let mut written_back = 0u64;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return None;
@@ -213,6 +222,10 @@ fn hash_prefix(
         }
         h.update(&buf[..n]);
         done += n as u64;
+        if done - written_back >= WRITEBACK_BYTES {
+            part.start_writeback(written_back, done - written_back);
+            written_back = done;
+        }
         progress.hashed.store(done, Ordering::Relaxed);
         if progress.waiting.load(Ordering::Relaxed) {
             progress.notify.notify_one();
