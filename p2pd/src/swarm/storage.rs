@@ -101,7 +101,10 @@ pub fn part_path(final_path: &Path) -> PathBuf {
 /// How to open a `.part` file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartMode {
-    /// A new download: create it, or empty a leftover one.
+    /// A new download: create it; an existing name (a file, a symlink, a
+    /// hard link planted there) is refused with [`StorageError::Exists`].
+    New,
+    /// Starting over: create it, or empty a leftover one.
     Fresh,
     /// Resuming: the verified pieces in it are kept.
     Resume,
@@ -123,19 +126,20 @@ impl PartFile {
     /// [`StorageError::NotRegular`] if `path` is a symlink or not a regular
     /// file; [`StorageError::Io`] otherwise.
     pub fn open(path: &Path, size: u64, mode: PartMode) -> Result<Self, StorageError> {
+        // `create_new` (O_EXCL) for a new download: checking the name first
+        // and creating it after would leave a window to plant a link.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
+            .create(mode != PartMode::New)
+            .create_new(mode == PartMode::New)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .mode(0o644)
             .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    StorageError::NotRegular(path.to_owned())
-                } else {
-                    io_err("opening", path)(e)
-                }
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => StorageError::NotRegular(path.to_owned()),
+                Some(libc::EEXIST) => StorageError::Exists(path.to_owned()),
+                _ => io_err("opening", path)(e),
             })?;
         let meta = file.metadata().map_err(io_err("checking", path))?;
         if !meta.is_file() {
@@ -144,7 +148,7 @@ impl PartFile {
         if mode == PartMode::Fresh {
             file.set_len(0).map_err(io_err("truncating", path))?;
         }
-        if mode == PartMode::Fresh || meta.len() != size {
+        if mode != PartMode::Resume || meta.len() != size {
             file.set_len(size).map_err(io_err("sizing", path))?;
         }
         Ok(PartFile {
@@ -445,6 +449,29 @@ mod tests {
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
         fs::create_dir(dir.path().join("d.part")).unwrap();
         assert!(PartFile::open(&dir.path().join("d.part"), 3, PartMode::Fresh).is_err());
+    }
+
+    #[test]
+    fn a_new_part_file_is_created_exclusively() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        // A hard link or a symlink planted at the name, or a leftover file:
+        // each is refused, and the file behind it is untouched.
+        let hard = dir.path().join("h.part");
+        fs::hard_link(&victim, &hard).unwrap();
+        let soft = dir.path().join("s.part");
+        std::os::unix::fs::symlink(&victim, &soft).unwrap();
+        for planted in [&hard, &soft, &victim] {
+            assert!(matches!(
+                PartFile::open(planted, 3, PartMode::New),
+                Err(StorageError::Exists(_))
+            ));
+        }
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let fresh = dir.path().join("f.part");
+        let f = PartFile::open(&fresh, 3, PartMode::New).unwrap();
+        assert_eq!(f.file().metadata().unwrap().len(), 3);
     }
 
     #[test]

@@ -202,7 +202,7 @@ async fn start(
                 });
             }
             (
-                PartMode::Fresh,
+                PartMode::New,
                 Bitfield::new(geometry::piece_count(meta.size)),
             )
         }
@@ -260,7 +260,7 @@ async fn create_empty(job: &Job, meta: &FileMeta) -> Result<(), DownloadError> {
     let final_path = job.target.path.clone();
     let part_path = storage::part_path(&final_path);
     blocking(move || {
-        drop(PartFile::open(&part_path, 0, PartMode::Fresh)?);
+        drop(PartFile::open(&part_path, 0, PartMode::New)?);
         storage::finish(&part_path, &final_path)
     })
     .await
