@@ -46,6 +46,11 @@ pub struct SeenPeer {
     pub addr: SocketAddr,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// The link key (hex ed25519) the daemon proved on the connection the
+    /// heartbeat came on: the only key downloaders accept at `addr`.
+    /// Absent in logs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// A request from one tracker to another. `Rpc`: the tracker's Raft RPCs
@@ -178,6 +183,7 @@ mod tests {
                 token: crate::tracker::SessionToken("t".into()),
                 addr: "127.0.0.1:9".parse().unwrap(),
                 at_ms: 5,
+                key: Some("ab".repeat(32)),
             }],
         };
         let json = serde_json::to_string(&req).unwrap();

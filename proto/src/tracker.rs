@@ -56,6 +56,9 @@ pub struct PeerEntry {
     pub addr: SocketAddr,
     /// Holds the whole file (else: verified pieces of it, still downloading).
     pub complete: bool,
+    /// The link key (hex ed25519) its daemon proved to the tracker: a
+    /// downloader talks to `addr` only if it proves this key.
+    pub key: String,
 }
 
 /// One call from a daemon.

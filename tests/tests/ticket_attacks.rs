@@ -1074,3 +1074,87 @@ fn an_attacker_cut_from_the_group_or_logged_out_is_cut_off_with_its_ticket() {
         }
     });
 }
+
+// ------------------------------------------------------------ 5. an impostor at a holder's address
+
+/// What an impostor listening at a holder's address got from downloaders.
+#[derive(Debug, Default)]
+struct Impostor {
+    /// Connections whose TLS handshake completed (the downloader dialled
+    /// us and saw our key).
+    secured: usize,
+    /// Application bytes received on them: a handshake, a ticket.
+    bytes: usize,
+}
+
+/// Listens at `addr` with a key of its own until [`ANSWER_WAIT`] after
+/// the first secured connection (at most `within`), reading everything
+/// each downloader sends.
+async fn impersonate(addr: SocketAddr, within: Duration) -> Impostor {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("bind the holder's address");
+    let key = endpoint();
+    let mut got = Impostor::default();
+    let mut until = tokio::time::Instant::now() + within;
+    while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(until, listener.accept()).await {
+        let Ok(secured) = key.accept(tcp).await else {
+            continue;
+        };
+        if got.secured == 0 {
+            until = until.min(tokio::time::Instant::now() + ANSWER_WAIT);
+        }
+        got.secured += 1;
+        let mut link = secured.link;
+        let mut buf = [0u8; 4096];
+        // Until the downloader closes (or stays silent up to the end).
+        while let Ok(Ok(n @ 1..)) = tokio::time::timeout_at(until, link.read(&mut buf)).await {
+            got.bytes += n;
+        }
+    }
+    got
+}
+
+/// A daemon dialled at a holder's address by someone else (a machine that
+/// took the address over, a spoofed route) proves a key the tracker does
+/// not vouch for: the downloader sends it nothing (no handshake, so no
+/// ticket) and hangs up. The holder, bob, is killed while the tracker still
+/// lists him online (no heartbeat for up to 10 s), and the attacker binds
+/// his address with a key of its own.
+#[test]
+fn an_impostor_at_a_holders_address_gets_no_handshake_and_no_ticket() {
+    let net = Net::start();
+    let a = net.daemon("a");
+    let mut b = net.daemon("b");
+    let d = net.daemon("d");
+    a.signup("alice", &pw("alice"));
+    a.ok(&["create_group", "g"]);
+    add_members(&a, &d, "g", &["bob", "dave"]);
+    let (path, _, _) = probe_file(&net.mkdir("src"), "f.bin", MIB);
+    b.ok(&["login", "bob", &pw("bob")]);
+    b.ok(&["upload_file", p(&path), "g"]);
+    let bob = listen_addr(&b);
+    d.ok(&["login", "dave", &pw("dave")]);
+    let rt = runtime();
+
+    // From here the clock runs: bob is listed online for at most 10 s.
+    b.kill9();
+    let watch = rt.spawn(impersonate(bob, Duration::from_secs(20)));
+    let dest = net.mkdir("dest");
+    d.ok(&["download_file", "g", "f.bin", p(&dest), "--detach"]);
+    let got = rt.block_on(watch).expect("the impostor task");
+    assert!(
+        got.secured >= 1,
+        "the downloader never dialled bob's address (was bob still listed online?): {got:?}"
+    );
+    assert_eq!(
+        got.bytes, 0,
+        "the downloader sent {} bytes to a key the tracker does not vouch for: {got:?}",
+        got.bytes
+    );
+    assert!(
+        !dest.join("f.bin").exists(),
+        "nothing came from the impostor"
+    );
+}

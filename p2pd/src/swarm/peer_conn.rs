@@ -1,7 +1,9 @@
 //! One outgoing connection of a download: we connect, we download.
 //!
 //! The task owns its link: TLS over TCP, our link key on our side (the
-//! seeder checks our ticket names it). After the handshake it runs a reader future
+//! seeder checks our ticket names it), and on the other side the key the
+//! tracker vouches for: a peer that proves another key is not sent our
+//! handshake (nor its ticket), and the connection ends. After the handshake it runs a reader future
 //! (frames → [`PeerEvent`]s on the download's channel, the download rate
 //! limit applied per block) and a writer future (the download's [`Out`]
 //! messages → frames, batched; keep-alives when idle) under `select!`;
@@ -15,7 +17,7 @@ use super::wire::{
     read_payload, read_payload_into, with_timeout, write_bytes, write_msg, ConnError,
     CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
 };
-use p2p_link::{Endpoint, LinkReader, LinkWriter};
+use p2p_link::{Endpoint, LinkReader, LinkWriter, PublicKey};
 use proto::peer::{decode, encode_frame, BlockRef, Handshake, Message, PIECE_DATA_START};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +63,8 @@ pub struct PeerMsg {
 /// Everything one connection needs.
 pub struct Dial {
     pub addr: SocketAddr,
+    /// The link key the tracker says the peer proved to it.
+    pub key: PublicKey,
     /// Our link key, presented to the seeder.
     pub endpoint: Endpoint,
     pub handshake: Handshake,
@@ -79,6 +83,7 @@ pub struct Dial {
 pub async fn run(dial: Dial) {
     let Dial {
         addr,
+        key,
         endpoint,
         handshake,
         peer,
@@ -91,7 +96,7 @@ pub async fn run(dial: Dial) {
     } = dial;
     let end = tokio::select! {
         _ = stop.cancelled() => return,
-        r = session((addr, &endpoint), handshake, peer, conn, &events, out, Intake { limiter: &limiter, pool: &pool }) => match r {
+        r = session((addr, key, &endpoint), handshake, peer, conn, &events, out, Intake { limiter: &limiter, pool: &pool }) => match r {
             Ok(()) => return, // the download dropped our channel: it is done with us
             Err(e) => e,
         },
@@ -114,7 +119,7 @@ struct Intake<'a> {
 }
 
 async fn session(
-    to: (SocketAddr, &Endpoint),
+    to: (SocketAddr, PublicKey, &Endpoint),
     handshake: Handshake,
     peer: PeerId,
     conn: u64,
@@ -133,10 +138,10 @@ async fn session(
     }
 }
 
-/// Connects, sends the handshake, and reads its answer and the peer's
-/// bitfield (bytes not validated yet).
+/// Connects, checks the peer's key, sends the handshake, and reads its
+/// answer and the peer's bitfield (bytes not validated yet).
 async fn open(
-    (addr, endpoint): (SocketAddr, &Endpoint),
+    (addr, key, endpoint): (SocketAddr, PublicKey, &Endpoint),
     handshake: Handshake,
 ) -> Result<(LinkReader, LinkWriter, Vec<u8>), ConnError> {
     let stream = with_timeout("connecting", CONNECT_TIMEOUT, async {
@@ -153,6 +158,12 @@ async fn open(
         .connect(stream)
         .await
         .map_err(|e| ConnError::Protocol(format!("securing the link: {e}")))?;
+    if secured.peer != key {
+        return Err(ConnError::Protocol(format!(
+            "the peer at {addr} proved link key {}, not the one the tracker vouches for",
+            secured.peer
+        )));
+    }
     let (mut rd, mut wr) = p2p_link::tls::split(secured.link);
     let mut buf = Vec::with_capacity(256);
     let hello = Message::Handshake(handshake);

@@ -144,6 +144,7 @@ mod tests {
             token: SessionToken(format!("tok-{user}")),
             addr: "127.0.0.1:7000".parse().unwrap(),
             at_ms,
+            key: None,
         }
     }
 

@@ -188,6 +188,7 @@ mod tests {
             token: SessionToken("t".into()),
             addr: "127.0.0.1:9".parse().unwrap(),
             at_ms: 1,
+            key: None,
         }];
         let reply = handle(&node.cluster, PeerRequest::Presence { seen }).await;
         assert!(matches!(reply, PeerReply::Noted));

@@ -107,7 +107,7 @@ async fn handle(
         R::Hello { version } => welcome(version, shared.node, &cluster.ticket_key().public()),
         R::CreateUser { user, password } => create_user(cluster, user, password, dedup).await,
         R::Login { user, password } => login(cluster, user, password).await,
-        R::Heartbeat { token, peer_addr } => heartbeat(cluster, token, peer_addr).await,
+        R::Heartbeat { token, peer_addr } => heartbeat(cluster, token, peer_addr, caller).await,
         R::Logout { token } => write(cluster, Command::EndSession { token }, dedup).await,
         R::CreateGroup { token, group } => {
             write(cluster, Command::CreateGroup { token, group }, dedup).await
@@ -235,6 +235,7 @@ async fn heartbeat(
     cluster: &Cluster,
     token: SessionToken,
     peer_addr: SocketAddr,
+    caller: &PublicKey,
 ) -> Result<TrackerReply, WireError> {
     let user = cluster.state().user_of(&token)?.clone();
     // A heartbeat racing with a logout may land after it; presence only
@@ -244,6 +245,7 @@ async fn heartbeat(
         token,
         addr: peer_addr,
         at_ms: now_ms(),
+        key: Some(caller.to_string()),
     };
     cluster.heartbeat(seen).await;
     Ok(TrackerReply::Alive { user })
@@ -282,12 +284,14 @@ fn list_files(
     let files = st.list_files(user, group, |holder| {
         *online
             .entry(holder)
-            .or_insert_with(|| st.online_addr(holder, now_ms, PRESENCE_TIMEOUT).is_some())
+            .or_insert_with(|| st.online_peer(holder, now_ms, PRESENCE_TIMEOUT).is_some())
     })?;
     Ok(TrackerReply::Files { files })
 }
 
-/// The file and its online holders (complete ones first), as of `now_ms`.
+/// The file and its online holders (complete ones first), as of `now_ms`,
+/// each with the link key it proved (one heard of only through a log older
+/// than keys is left out until its next heartbeat).
 fn locate(
     st: &TrackerState,
     token: &SessionToken,
@@ -300,11 +304,12 @@ fn locate(
     let peers = holders
         .into_iter()
         .filter_map(|h| {
-            let addr = st.online_addr(&h.user, now_ms, PRESENCE_TIMEOUT)?;
+            let online = st.online_peer(&h.user, now_ms, PRESENCE_TIMEOUT)?;
             Some(PeerEntry {
                 user: h.user,
-                addr,
+                addr: online.addr,
                 complete: h.complete,
+                key: online.key?.to_owned(),
             })
         })
         .collect();
@@ -444,9 +449,30 @@ mod tests {
             token: tok("bob"),
             addr: "127.0.0.1:7000".parse().unwrap(),
             at_ms: 1000,
+            key: Some("b0".repeat(32)),
         }];
         ok(&mut st, Command::Presence { seen });
         st
+    }
+
+    #[test]
+    fn a_holder_without_a_proved_key_is_not_located() {
+        // Presence replayed from a log older than link keys: bob is online
+        // but no downloader could check him, so he is left out.
+        let mut st = state();
+        let seen = vec![SeenPeer {
+            user: "bob".parse().unwrap(),
+            token: tok("bob"),
+            addr: "127.0.0.1:7000".parse().unwrap(),
+            at_ms: 1001,
+            key: None,
+        }];
+        st.apply(Command::Presence { seen }).unwrap();
+        let (g, f) = ("g".parse().unwrap(), "f".parse().unwrap());
+        match locate(&st, &tok("alice"), &g, &f, 1001).unwrap() {
+            TrackerReply::Located { peers, .. } => assert!(peers.is_empty(), "{peers:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -463,6 +489,7 @@ mod tests {
             TrackerReply::Located { peers, .. } => {
                 assert_eq!(peers.len(), 1);
                 assert_eq!(peers[0].addr, "127.0.0.1:7000".parse().unwrap());
+                assert_eq!(peers[0].key, "b0".repeat(32), "the key bob proved");
             }
             other => panic!("{other:?}"),
         }

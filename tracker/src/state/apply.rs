@@ -305,6 +305,7 @@ impl TrackerState {
                     token: s.token,
                     addr: s.addr,
                     at_ms: s.at_ms,
+                    key: s.key,
                 };
                 self.presence.insert(s.user, seen);
             }

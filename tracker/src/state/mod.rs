@@ -22,7 +22,7 @@
 //! - Presence is replicated data, not a clock: [`Command::Presence`] records
 //!   when a tracker heard each daemon (its wall-clock stamp, carried in the
 //!   command), and a *reader* compares that stamp with its own clock
-//!   ([`TrackerState::online_addr`]). A heartbeat counts only while its token
+//!   ([`TrackerState::online_peer`]). A heartbeat counts only while its token
 //!   is still the user's session; a new session or a logout drops it.
 //! - The ticket secret is set once ([`Command::SetTicketSecret`]); later
 //!   attempts are accepted but change nothing, so every tracker signs and
@@ -93,6 +93,16 @@ struct Seen {
     token: SessionToken,
     addr: SocketAddr,
     at_ms: u64,
+    /// The link key the heartbeat's connection proved (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+/// Where an online user serves peers, and the link key it proved there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnlinePeer<'a> {
+    pub addr: SocketAddr,
+    pub key: Option<&'a str>,
 }
 
 /// A peer that holds all or part of a file, before presence is consulted.
@@ -156,16 +166,19 @@ impl TrackerState {
     /// Where `user` serves peers, if they are online at `now_ms` (the
     /// reader's wall clock): heard from within `timeout`, with the session
     /// that is still theirs.
-    pub fn online_addr(
+    pub fn online_peer(
         &self,
         user: &UserId,
         now_ms: u64,
         timeout: std::time::Duration,
-    ) -> Option<SocketAddr> {
+    ) -> Option<OnlinePeer<'_>> {
         let seen = self.presence.get(user)?;
         let live = self.session_of.get(user) == Some(&seen.token);
         let age = u128::from(now_ms.saturating_sub(seen.at_ms));
-        (live && age < timeout.as_millis()).then_some(seen.addr)
+        (live && age < timeout.as_millis()).then_some(OnlinePeer {
+            addr: seen.addr,
+            key: seen.key.as_deref(),
+        })
     }
 
     /// The stamp of `user`'s last recorded heartbeat with `token`, if any.
@@ -1007,14 +1020,15 @@ mod tests {
             token: tok("alice"),
             addr: "127.0.0.1:7".parse().unwrap(),
             at_ms,
+            key: None,
         };
         let timeout = std::time::Duration::from_secs(10);
         s.apply(Command::Presence {
             seen: vec![seen(1_000)],
         })
         .unwrap();
-        assert!(s.online_addr(&u("alice"), 10_999, timeout).is_some());
-        assert!(s.online_addr(&u("alice"), 11_000, timeout).is_none());
+        assert!(s.online_peer(&u("alice"), 10_999, timeout).is_some());
+        assert!(s.online_peer(&u("alice"), 11_000, timeout).is_none());
         // An older stamp arriving late does not move the clock back.
         s.apply(Command::Presence {
             seen: vec![seen(5_000), seen(2_000)],
@@ -1030,7 +1044,7 @@ mod tests {
             seen: vec![seen(6_000)],
         })
         .unwrap();
-        assert!(s.online_addr(&u("alice"), 6_001, timeout).is_none());
+        assert!(s.online_peer(&u("alice"), 6_001, timeout).is_none());
     }
 
     #[test]

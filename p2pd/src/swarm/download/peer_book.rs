@@ -17,6 +17,7 @@
 
 use crate::swarm::peer_conn::Out;
 use crate::swarm::pieces::PeerId;
+use p2p_link::PublicKey;
 use proto::peer::Bitfield;
 use proto::tracker::PeerEntry;
 use proto::UserId;
@@ -43,6 +44,8 @@ pub struct Conn {
 pub struct Slot {
     pub user: UserId,
     pub addr: SocketAddr,
+    /// The link key the tracker vouches for at `addr`.
+    pub key: PublicKey,
     pub conn: Option<Conn>,
     /// Set once the handshake succeeded.
     pub bitfield: Option<Bitfield>,
@@ -71,23 +74,29 @@ pub struct PeerBook {
 }
 
 impl PeerBook {
-    /// Learns who is online now (from `Locate`), skipping `me` and banned
-    /// users. New users get an id and a slot; known ones a fresh address.
+    /// Learns who is online now (from `Locate`), skipping `me`, banned
+    /// users and entries without a valid key. New users get an id and a
+    /// slot; known ones a fresh address and key (a restarted daemon).
     pub fn learn(&mut self, peers: Vec<PeerEntry>, me: &UserId, now: Instant) {
         self.online.clear();
         for p in peers {
             if &p.user == me || self.banned.contains(&p.user) {
                 continue;
             }
+            let Ok(key) = p.key.parse::<PublicKey>() else {
+                tracing::debug!(user = %p.user, "the tracker gave no valid link key; skipped");
+                continue;
+            };
             self.online.insert(p.user.clone());
             let next = PeerId(self.ids.len() as u32);
             let id = *self.ids.entry(p.user.clone()).or_insert(next);
             self.slots
                 .entry(id)
-                .and_modify(|s| s.addr = p.addr)
+                .and_modify(|s| (s.addr, s.key) = (p.addr, key))
                 .or_insert(Slot {
                     user: p.user,
                     addr: p.addr,
+                    key,
                     conn: None,
                     bitfield: None,
                     last_block: now,
@@ -241,6 +250,7 @@ mod tests {
             user: user.parse().unwrap(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             complete: true,
+            key: "ab".repeat(32),
         }
     }
 
@@ -273,6 +283,22 @@ mod tests {
         assert!(book.any_online());
         book.learn(vec![], &me(), now);
         assert!(!book.any_online());
+    }
+
+    #[test]
+    fn a_peer_is_dialled_only_with_a_key_and_a_restart_brings_a_new_one() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        let mut keyless = entry("a", 1);
+        keyless.key = "not a key".into();
+        book.learn(vec![keyless, entry("b", 2)], &me(), now);
+        assert_eq!(book.due(now, 16), vec![PeerId(0)], "only b");
+        assert_eq!(book.get(PeerId(0)).unwrap().user.as_str(), "b");
+        let mut restarted = entry("b", 5);
+        restarted.key = "cd".repeat(32);
+        book.learn(vec![restarted], &me(), now);
+        let b = book.get(PeerId(0)).unwrap();
+        assert_eq!((b.addr.port(), b.key.to_string()), (5, "cd".repeat(32)));
     }
 
     #[test]

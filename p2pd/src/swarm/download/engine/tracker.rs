@@ -110,7 +110,7 @@ impl Swarm<'_> {
     }
 
     pub(super) fn dial(&mut self, peer: PeerId, ticket: String) {
-        let Some(addr) = self.book.get(peer).map(|s| s.addr) else {
+        let Some((addr, key)) = self.book.get(peer).map(|s| (s.addr, s.key)) else {
             return;
         };
         self.conn_seq += 1;
@@ -119,6 +119,7 @@ impl Swarm<'_> {
         let t = &self.job.target;
         let dial = Dial {
             addr,
+            key,
             endpoint: self.job.ctx.endpoint.clone(),
             handshake: Handshake {
                 version: PEER_PROTOCOL_VERSION,
