@@ -39,6 +39,9 @@ pub enum DownloadError {
     /// A helper thread or task of the download died (a bug or a panic).
     #[error("{0}")]
     Internal(String),
+    /// Not a failure: the reason a download is paused until there is room.
+    #[error("disk full: {}; paused, trying again every 10 s", path.display())]
+    DiskFull { path: PathBuf },
     /// Stopped (logout, daemon stop) before it could start.
     #[error("the download was stopped before it started (logout or daemon stop)")]
     Stopped,
@@ -60,6 +63,7 @@ impl DownloadError {
             | DownloadError::Finished { .. }
             | DownloadError::SaveShare(_)
             | DownloadError::Internal(_)
+            | DownloadError::DiskFull { .. }
             | DownloadError::Stopped => ErrorCode::Io,
         };
         WireError::new(code, self.to_string())
@@ -72,6 +76,21 @@ impl DownloadError {
             e.code,
             ErrorCode::NoSuchFile | ErrorCode::NoSuchGroup | ErrorCode::NotMember
         ))
+    }
+}
+
+impl DownloadError {
+    /// The file a write found its disk full on (`ENOSPC`, `EDQUOT`): the
+    /// download pauses instead of failing.
+    pub fn disk_full(&self) -> Option<PathBuf> {
+        let (path, source) = match self {
+            DownloadError::Storage(StorageError::Io { path, source, .. })
+            | DownloadError::Resume(ResumeError::Io { path, source })
+            | DownloadError::Finished { path, source } => (path, source),
+            DownloadError::DiskFull { path } => return Some(path.clone()),
+            _ => return None,
+        };
+        matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)).then(|| path.clone())
     }
 }
 
