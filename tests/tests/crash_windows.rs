@@ -152,6 +152,48 @@ fn crash_before_the_share_is_recorded_completes_on_restart() {
     crash_while_finishing("after_finish", false);
 }
 
+#[test]
+fn other_content_at_the_final_path_after_a_crash_is_never_touched() {
+    let mut pair = Pair::start();
+    let dir = pair.net.mkdir("alice");
+    random_file(&dir.join("f.bin"), 1 << 20);
+    pair.a
+        .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    restart_with_fault(&mut pair.b, Some("after_link"));
+    let dest = pair.net.mkdir("bob-dl");
+    pair.b.ok(&[
+        "download_file",
+        "g",
+        "f.bin",
+        dest.to_str().unwrap(),
+        "--detach",
+    ]);
+    wait_dead(&mut pair.b, "finishing the download");
+    // While the daemon is down, something else takes the final name
+    // (same size, other bytes; a new inode, not the linked .part).
+    let final_path = dest.join("f.bin");
+    std::fs::remove_file(&final_path).expect("unlink");
+    let planted = random_file(&final_path, 1 << 20);
+
+    restart_with_fault(&mut pair.b, None);
+    let mut last = None;
+    let failed = wait_until(WITHIN, || {
+        last = download(&pair.b, "f.bin");
+        last.as_ref().is_some_and(|x| x["state"] == "failed")
+    });
+    assert!(
+        failed,
+        "a mismatching final file fails the download: {last:?}"
+    );
+    let reason = last.expect("seen")["reason"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(reason.contains("already exists"), "{reason}");
+    assert_eq!(sha1_file(&final_path), planted, "never touched");
+    assert_eq!(pair.b.status()["shares"], 0, "not shared");
+}
+
 /// A small tmpfs mounted for the test, unmounted (lazily: the daemon may
 /// still hold a file there) when dropped.
 struct Tmpfs(PathBuf);

@@ -127,7 +127,34 @@ mod tests {
         assert_eq!(e.to_wire().code, ErrorCode::Integrity);
         assert!(e.to_string().contains(&"01".repeat(20)), "{e}");
         let e = DownloadError::Storage(StorageError::Exists("/x/f.part".into()));
+        assert_eq!(e.disk_full(), None);
         assert_eq!(e.to_wire().code, ErrorCode::Io);
         assert!(e.to_string().contains("never overwrites"), "{e}");
+    }
+
+    #[test]
+    fn a_full_disk_pauses_other_write_errors_fail() {
+        let io = |errno| {
+            DownloadError::Storage(StorageError::Io {
+                step: "writing",
+                path: "/dl/f.part".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert_eq!(io(libc::ENOSPC).disk_full(), Some("/dl/f.part".into()));
+        assert_eq!(io(libc::EDQUOT).disk_full(), Some("/dl/f.part".into()));
+        assert_eq!(io(libc::EIO).disk_full(), None);
+        let record = DownloadError::Resume(ResumeError::Io {
+            path: "/h/downloads/r".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        assert_eq!(record.disk_full(), Some("/h/downloads/r".into()));
+        let paused = DownloadError::DiskFull {
+            path: "/dl/f.part".into(),
+        };
+        assert!(
+            paused.to_string().starts_with("disk full: /dl/f.part"),
+            "{paused}"
+        );
     }
 }
