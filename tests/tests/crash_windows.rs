@@ -78,6 +78,25 @@ fn crash_after_register_leaves_no_phantom_holder() {
 }
 
 #[test]
+fn a_share_whose_file_vanished_while_down_is_withdrawn_at_restart() {
+    let mut pair = Pair::start();
+    let dir = pair.net.mkdir("alice");
+    random_file(&dir.join("f.bin"), 1000);
+    pair.a
+        .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    pair.a.kill9();
+    std::fs::remove_file(dir.join("f.bin")).expect("rm");
+    restart_with_fault(&mut pair.a, None);
+    // Alice was its only holder: withdrawn, the file is delisted.
+    assert!(
+        wait_until(WITHIN, || pair.b.file("g", "f.bin").is_none()),
+        "still listed: {:?}",
+        pair.b.file("g", "f.bin")
+    );
+    assert_eq!(pair.a.status()["shares"], 0);
+}
+
+#[test]
 fn refused_upload_is_not_recorded() {
     let pair = Pair::start();
     let (da, db) = (pair.net.mkdir("alice"), pair.net.mkdir("bob"));
