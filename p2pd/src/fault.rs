@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 /// A place where a crash leaves state that a restart must reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Point {
+    /// `upload_file`: the share is recorded, `RegisterFile` not sent yet.
+    BeforeRegister,
     /// `upload_file`: the tracker committed `RegisterFile`, the command
     /// has not answered yet.
     AfterRegister,
@@ -26,6 +28,7 @@ pub enum Point {
 impl Point {
     fn name(self) -> &'static str {
         match self {
+            Point::BeforeRegister => "before_register",
             Point::AfterRegister => "after_register",
             Point::AfterLink => "after_link",
             Point::AfterFinish => "after_finish",

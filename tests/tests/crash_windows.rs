@@ -78,6 +78,24 @@ fn crash_after_register_leaves_no_phantom_holder() {
 }
 
 #[test]
+fn crash_before_register_registers_at_restart() {
+    let mut pair = Pair::start();
+    restart_with_fault(&mut pair.a, Some("before_register"));
+    let dir = pair.net.mkdir("alice");
+    random_file(&dir.join("f.bin"), 1000);
+    let out = pair
+        .a
+        .ctl(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
+    assert_ne!(out.status, 0, "the daemon died before answering");
+    wait_dead(&mut pair.a, "upload_file");
+    assert!(pair.b.file("g", "f.bin").is_none(), "not registered yet");
+    restart_with_fault(&mut pair.a, None);
+    // Recorded, so the restart announces it.
+    pair.b
+        .wait_online("g", "f.bin", 1, "registered by the restart");
+}
+
+#[test]
 fn a_share_whose_file_vanished_while_down_is_withdrawn_at_restart() {
     let mut pair = Pair::start();
     let dir = pair.net.mkdir("alice");
@@ -100,7 +118,7 @@ fn a_share_whose_file_vanished_while_down_is_withdrawn_at_restart() {
 fn refused_upload_is_not_recorded() {
     let pair = Pair::start();
     let (da, db) = (pair.net.mkdir("alice"), pair.net.mkdir("bob"));
-    random_file(&da.join("f.bin"), 1000);
+    let sha = random_file(&da.join("f.bin"), 1000);
     random_file(&db.join("f.bin"), 1000);
     pair.a
         .ok(&["upload_file", da.join("f.bin").to_str().unwrap(), "g"]);
@@ -109,6 +127,24 @@ fn refused_upload_is_not_recorded() {
         "name_taken",
     );
     assert_eq!(pair.b.status()["shares"], 0, "a refused share is forgotten");
+    // Alice's own share of the name survives her refused other content.
+    let other = pair.net.mkdir("alice-other");
+    random_file(&other.join("f.bin"), 2000);
+    pair.a.err(
+        &["upload_file", other.join("f.bin").to_str().unwrap(), "g"],
+        "name_taken",
+    );
+    assert_eq!(pair.a.status()["shares"], 1);
+    let dest = pair.net.mkdir("bob-dl");
+    pair.b.ok(&[
+        "download_file",
+        "g",
+        "f.bin",
+        dest.to_str().unwrap(),
+        "--detach",
+    ]);
+    wait_complete(&pair.b, "f.bin", "served from the original path");
+    assert_eq!(sha1_file(&dest.join("f.bin")), sha);
 }
 
 /// Bob's download of alice's file dies at `point` while finishing; the

@@ -103,6 +103,7 @@ async fn record_then_register(
     cmd.shares
         .upsert(user, entry)
         .map_err(|e| io_error(format!("cannot save the shares file: {e}")))?;
+    fault::point(fault::Point::BeforeRegister);
     match session.register_file(group.clone(), meta).await {
         Ok(()) => {
             fault::point(fault::Point::AfterRegister);
