@@ -162,6 +162,10 @@ pub struct Progress {
     /// The download waits for a holder to come online.
     #[serde(default)]
     pub paused: bool,
+    /// Why it is paused, when it is not simply waiting for a holder
+    /// (`disk full: PATH`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Every answer p2pd gives.

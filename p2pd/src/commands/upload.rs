@@ -195,6 +195,7 @@ async fn hash_with_progress(
                     peers: 0,
                     rate: meter.update(bytes_done),
                     paused: false,
+                    reason: None,
                 });
             }
             _ = shutdown.cancelled(), if !cancel.load(Ordering::Relaxed) => {

@@ -40,7 +40,7 @@ pub enum DownloadError {
     #[error("{0}")]
     Internal(String),
     /// Not a failure: the reason a download is paused until there is room.
-    #[error("disk full: {}; paused, trying again every 10 s", path.display())]
+    #[error("disk full: {}; trying again every 10 s", path.display())]
     DiskFull { path: PathBuf },
     /// Stopped (logout, daemon stop) before it could start.
     #[error("the download was stopped before it started (logout or daemon stop)")]
