@@ -77,7 +77,13 @@ impl Drop for ProgressView {
 /// The text after the bar: rate, ETA and peers, or why it waits.
 pub fn message(kind: Kind, p: &Progress) -> String {
     if kind == Kind::Download && p.paused {
-        return "paused: waiting for a holder".to_owned();
+        let why = p.reason.as_deref().unwrap_or("waiting for a holder");
+        // One line, whatever the daemon's sentence holds.
+        let why: String = why
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        return format!("paused: {why}");
     }
     let mut parts = vec![render::rate(p.rate)];
     if let Some(eta) = render::eta(p.size.saturating_sub(p.bytes_done), p.rate) {
@@ -101,6 +107,7 @@ mod tests {
             peers,
             rate,
             paused,
+            reason: None,
         }
     }
 
@@ -117,6 +124,14 @@ mod tests {
         assert_eq!(
             message(Kind::Download, &progress(5, 0, 0, true)),
             "paused: waiting for a holder"
+        );
+        let full = Progress {
+            reason: Some("disk full: /dl/f.part\n".into()),
+            ..progress(5, 0, 0, true)
+        };
+        assert_eq!(
+            message(Kind::Download, &full),
+            "paused: disk full: /dl/f.part "
         );
         assert_eq!(
             message(Kind::Upload, &progress(0, 5_000_000, 0, false)),

@@ -447,6 +447,7 @@ fn tick(done: u64) -> CtlReply {
         peers: 1,
         rate: 10,
         paused: false,
+        reason: None,
     })
 }
 

@@ -399,6 +399,11 @@ async fn wait_for(entry: &Arc<Entry>, progress: &ProgressSink) -> Result<CtlRepl
                 peers: s.connected,
                 rate: s.rate,
                 paused: s.state == DownloadState::Paused,
+                reason: s
+                    .error
+                    .as_ref()
+                    .filter(|_| s.state == DownloadState::Paused)
+                    .map(|e| e.to_string()),
             }),
             r = rx.changed() => if r.is_err() {
                 return Err(WireError::new(ErrorCode::Io, "the download ended unexpectedly"));

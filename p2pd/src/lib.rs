@@ -21,10 +21,12 @@
 //! - [`hashing`]: one-pass whole-file and per-piece SHA-1 of a file.
 //! - [`home`]: HOME, its lock, where the state files live.
 //! - [`options`]: command line and configuration.
+//! - [`fault`]: test-only crash points (`P2PD_FAULT`).
 
 pub mod commands;
 pub mod daemon;
 pub mod downloads;
+pub mod fault;
 pub mod hashing;
 pub mod home;
 pub mod ipc;

@@ -125,8 +125,13 @@ pub struct DownloadInfo {
     /// Recent download rate, bytes per second (0 when not downloading).
     #[serde(default)]
     pub rate: u64,
-    /// Why a download failed or is paused, for people.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why a download failed or is paused, for people (SPEC: `reason`).
+    #[serde(
+        default,
+        rename = "reason",
+        alias = "error",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error: Option<String>,
 }
 
@@ -157,6 +162,10 @@ pub struct Progress {
     /// The download waits for a holder to come online.
     #[serde(default)]
     pub paused: bool,
+    /// Why it is paused, when it is not simply waiting for a holder
+    /// (`disk full: PATH`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Every answer p2pd gives.

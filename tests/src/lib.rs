@@ -665,6 +665,7 @@ impl Net {
             info,
             extra: extra.iter().map(|s| OsString::from(*s)).collect(),
             style,
+            extra_env: Vec::new(),
             proc: None,
             _dir: Arc::clone(&self.dir),
         };
@@ -704,6 +705,8 @@ pub struct Daemon {
     info: PathBuf,
     extra: Vec<OsString>,
     style: DaemonStyle,
+    /// Set in its environment at the next (re)start ([`Daemon::set_env`]).
+    extra_env: Vec<(OsString, OsString)>,
     proc: Option<Proc>,
     _dir: Arc<tempfile::TempDir>,
 }
@@ -736,10 +739,19 @@ impl Daemon {
     }
 
     fn env(&self) -> Vec<(OsString, OsString)> {
+        let mut env = self.extra_env.clone();
         if self.style.home_from_env {
-            vec![("P2P_HOME".into(), self.home.clone().into())]
-        } else {
-            Vec::new()
+            env.push(("P2P_HOME".into(), self.home.clone().into()));
+        }
+        env
+    }
+
+    /// Sets (`Some`) or unsets (`None`) `key` in the environment of the
+    /// next [`Daemon::restart`] (`P2PD_FAULT` for the crash windows).
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.extra_env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.extra_env.push((key.into(), v.into()));
         }
     }
 

@@ -1,11 +1,13 @@
 //! `upload_file PATH GROUP`: check the path, check membership (cheap)
-//! before hashing (expensive), hash with progress, register, remember.
+//! before hashing (expensive), hash with progress, record, register.
 
 use super::Commands;
+use crate::fault;
 use crate::hashing::{hash_file, FileHashes, HashError};
 use crate::progress::ProgressSink;
 use crate::shares::{FileStamp, ShareEntry};
 use crate::swarm::rate::RateMeter;
+use crate::tracker_client::SessionClient;
 use proto::ctl::{CtlReply, Progress};
 use proto::geometry::PIECE_SIZE_BYTES;
 use proto::tracker::FileMeta;
@@ -28,7 +30,7 @@ fn invalid(msg: impl Into<String>) -> WireError {
 }
 
 /// `upload_file PATH GROUP`: validate, check membership (cheap) before
-/// hashing (expensive), hash with progress, register, remember.
+/// hashing (expensive), hash with progress, record, register.
 pub async fn upload_file(
     cmd: &Commands,
     path: PathBuf,
@@ -66,20 +68,15 @@ pub async fn upload_file(
         pieces: hashes.pieces,
     };
     let pieces = meta.pieces.len();
-    session.register_file(group.clone(), meta.clone()).await?;
-    cmd.shares
-        .upsert(
-            session.user(),
-            ShareEntry {
-                group: group.clone(),
-                name: name.clone(),
-                path,
-                size: before.size,
-                mtime: before.mtime,
-                meta,
-            },
-        )
-        .map_err(|e| io_error(format!("shared, but cannot save the shares file: {e}")))?;
+    let entry = ShareEntry {
+        group: group.clone(),
+        name: name.clone(),
+        path,
+        size: before.size,
+        mtime: before.mtime,
+        meta: meta.clone(),
+    };
+    record_then_register(cmd, &session, entry).await?;
     Ok(CtlReply::Ok {
         message: format!(
             "shared {name} in {group} ({} bytes, {pieces} piece{})",
@@ -87,6 +84,50 @@ pub async fn upload_file(
             if pieces == 1 { "" } else { "s" }
         ),
     })
+}
+
+/// Records the share locally, then registers it: a crash in between
+/// leaves a share the next login registers (or withdraws, if its file is
+/// gone), never a holder the tracker lists and this daemon does not serve.
+/// A refusal restores what was recorded before; an unknown outcome
+/// (`tracker_unavailable`) keeps the record, so whatever the tracker
+/// committed is served and announced again on reconnection.
+async fn record_then_register(
+    cmd: &Commands,
+    session: &SessionClient,
+    entry: ShareEntry,
+) -> Result<(), WireError> {
+    let user = session.user();
+    let previous = cmd.shares.find(user, &entry.group, &entry.name);
+    let (group, name, meta) = (entry.group.clone(), entry.name.clone(), entry.meta.clone());
+    cmd.shares
+        .upsert(user, entry)
+        .map_err(|e| io_error(format!("cannot save the shares file: {e}")))?;
+    fault::point(fault::Point::BeforeRegister);
+    match session.register_file(group.clone(), meta).await {
+        Ok(()) => {
+            fault::point(fault::Point::AfterRegister);
+            Ok(())
+        }
+        Err(e) if e.code == ErrorCode::TrackerUnavailable => Err(WireError::new(
+            e.code,
+            format!(
+                "{}; the share is kept and announced again when a tracker answers \
+                 (p2pctl stop_share withdraws it)",
+                e.message
+            ),
+        )),
+        Err(e) => {
+            let undone = match previous {
+                Some(p) => cmd.shares.upsert(user, p),
+                None => cmd.shares.remove(user, &group, &name).map(|_| ()),
+            };
+            if let Err(w) = undone {
+                tracing::warn!(%group, %name, "cannot undo the refused share: {w}");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The file name the upload registers: the path's base name.
@@ -154,6 +195,7 @@ async fn hash_with_progress(
                     peers: 0,
                     rate: meter.update(bytes_done),
                     paused: false,
+                    reason: None,
                 });
             }
             _ = shutdown.cancelled(), if !cancel.load(Ordering::Relaxed) => {

@@ -248,7 +248,10 @@ impl PartFile {
 /// [`StorageError::Exists`] if `final_path` is taken (the `.part` stays).
 pub fn finish(part: &Path, final_path: &Path) -> Result<(), StorageError> {
     match fs::hard_link(part, final_path) {
-        Ok(()) => fs::remove_file(part).map_err(io_err("removing", part))?,
+        Ok(()) => {
+            crate::fault::point(crate::fault::Point::AfterLink);
+            fs::remove_file(part).map_err(io_err("removing", part))?
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             return Err(StorageError::Exists(final_path.to_owned()))
         }

@@ -39,6 +39,9 @@ pub enum DownloadError {
     /// A helper thread or task of the download died (a bug or a panic).
     #[error("{0}")]
     Internal(String),
+    /// Not a failure: the reason a download is paused until there is room.
+    #[error("disk full: {}; trying again every 10 s", path.display())]
+    DiskFull { path: PathBuf },
     /// Stopped (logout, daemon stop) before it could start.
     #[error("the download was stopped before it started (logout or daemon stop)")]
     Stopped,
@@ -60,6 +63,7 @@ impl DownloadError {
             | DownloadError::Finished { .. }
             | DownloadError::SaveShare(_)
             | DownloadError::Internal(_)
+            | DownloadError::DiskFull { .. }
             | DownloadError::Stopped => ErrorCode::Io,
         };
         WireError::new(code, self.to_string())
@@ -72,6 +76,21 @@ impl DownloadError {
             e.code,
             ErrorCode::NoSuchFile | ErrorCode::NoSuchGroup | ErrorCode::NotMember
         ))
+    }
+}
+
+impl DownloadError {
+    /// The file a write found its disk full on (`ENOSPC`, `EDQUOT`): the
+    /// download pauses instead of failing.
+    pub fn disk_full(&self) -> Option<PathBuf> {
+        let (path, source) = match self {
+            DownloadError::Storage(StorageError::Io { path, source, .. })
+            | DownloadError::Resume(ResumeError::Io { path, source })
+            | DownloadError::Finished { path, source } => (path, source),
+            DownloadError::DiskFull { path } => return Some(path.clone()),
+            _ => return None,
+        };
+        matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)).then(|| path.clone())
     }
 }
 
@@ -108,7 +127,34 @@ mod tests {
         assert_eq!(e.to_wire().code, ErrorCode::Integrity);
         assert!(e.to_string().contains(&"01".repeat(20)), "{e}");
         let e = DownloadError::Storage(StorageError::Exists("/x/f.part".into()));
+        assert_eq!(e.disk_full(), None);
         assert_eq!(e.to_wire().code, ErrorCode::Io);
         assert!(e.to_string().contains("never overwrites"), "{e}");
+    }
+
+    #[test]
+    fn a_full_disk_pauses_other_write_errors_fail() {
+        let io = |errno| {
+            DownloadError::Storage(StorageError::Io {
+                step: "writing",
+                path: "/dl/f.part".into(),
+                source: std::io::Error::from_raw_os_error(errno),
+            })
+        };
+        assert_eq!(io(libc::ENOSPC).disk_full(), Some("/dl/f.part".into()));
+        assert_eq!(io(libc::EDQUOT).disk_full(), Some("/dl/f.part".into()));
+        assert_eq!(io(libc::EIO).disk_full(), None);
+        let record = DownloadError::Resume(ResumeError::Io {
+            path: "/h/downloads/r".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        });
+        assert_eq!(record.disk_full(), Some("/h/downloads/r".into()));
+        let paused = DownloadError::DiskFull {
+            path: "/dl/f.part".into(),
+        };
+        assert!(
+            paused.to_string().starts_with("disk full: /dl/f.part"),
+            "{paused}"
+        );
     }
 }

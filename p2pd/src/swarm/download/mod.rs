@@ -4,13 +4,17 @@
 //! run ── start ──► locate (a saved download waits out an absent tracker)
 //!          │       open DEST.part (new: must not exist; saved: resumed if
 //!          │       its record matches the file, else started over)
-//!          │       (an empty file is created and finished right here)
+//!          │       (an empty file is created and finished right here;
+//!          │       a saved one whose final file is there and correct,
+//!          │       after a crash while finishing, is completed here)
 //!          ▼
 //!        engine::Swarm::run ── peers, pieces, verification, resume saves
 //!          │
 //!          ├─ every piece verified ─► whole-file check, rename, share,
 //!          │                          register (we are a holder)
 //!          ├─ stopped (logout, daemon stop) ─► record saved: paused
+//!          ├─ disk full ─► record saved, paused with the reason; when
+//!          │               there is room again, back to start (saved)
 //!          └─ failed ─► abandon: no .part, no record, no partial holding
 //! ```
 //!
@@ -35,6 +39,7 @@ pub mod status;
 use super::context::SwarmContext;
 use super::resume::ResumeRecord;
 use super::storage::{self, PartFile, PartMode, StorageError};
+use crate::hashing::hash_file;
 use crate::shares::{FileStamp, ShareEntry};
 use crate::tracker_client::{Located, SessionClient};
 use error::DownloadError;
@@ -45,6 +50,7 @@ use proto::{FileName, GroupId};
 use saver::{record_path, RecordKey};
 use status::StatusHandle;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -54,6 +60,10 @@ use tokio_util::sync::CancellationToken;
 /// start (tracker unreachable), and how often a running one re-locates
 /// while no peer is connected.
 pub const RELOCATE_IDLE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a download paused on a full disk looks for room again.
+pub const DISK_FULL_RETRY: Duration = Duration::from_secs(10);
+/// Free space that is worth resuming for (or the rest of the file, if less).
+const DISK_FULL_RESUME_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Which file goes where.
 #[derive(Debug, Clone)]
@@ -118,42 +128,114 @@ impl Job {
 /// Runs one download to completion, failure or a stop; the status says
 /// which. See the module header.
 pub async fn run(job: Job, origin: Origin) -> Ended {
-    let (started, saved) = match origin {
+    let (mut started, mut saved) = match origin {
         Origin::New(tx) => (Some(tx), None),
         Origin::Saved(record) => (None, Some(record)),
     };
-    let opened = start(&job, saved.is_some(), saved).await;
-    let opened = match (opened, started) {
-        (Ok(o), started) => {
-            if let Some(tx) = started {
-                let _ = tx.send(Ok(()));
+    loop {
+        let opened = start(&job, saved.is_some(), saved.take()).await;
+        let opened = match (opened, started.take()) {
+            (Ok(o), started) => {
+                if let Some(tx) = started {
+                    let _ = tx.send(Ok(()));
+                }
+                o
             }
-            o
+            (Err(e), Some(tx)) => {
+                let _ = tx.send(Err(e));
+                return Ended::Refused;
+            }
+            (Err(e), None) => Start::Failed(e),
+        };
+        let result = match opened {
+            Start::Empty(meta) => complete(&job, &meta).await.map(|()| {
+                job.status.complete(0);
+                Ended::Complete
+            }),
+            Start::Finished(meta) => finish_found(&job, &meta).await,
+            Start::Stopped => Ok(Ended::Stopped),
+            Start::Swarm(o) => engine::Swarm::run(&job, o).await,
+            Start::Failed(e) => Err(e),
+        };
+        match result {
+            Ok(Ended::Stopped) => {
+                job.status.stopped();
+                return Ended::Stopped;
+            }
+            Ok(ended) => {
+                tracing::info!(name = %job.target.name, path = %job.target.path.display(), "download complete");
+                return ended;
+            }
+            Err(e) => match e.disk_full() {
+                Some(path) => {
+                    if !wait_for_space(&job, path).await {
+                        job.status.stopped();
+                        return Ended::Stopped;
+                    }
+                    saved = Some(saved_record(&job));
+                }
+                None => return fail(&job, e).await,
+            },
         }
-        (Err(e), Some(tx)) => {
-            let _ = tx.send(Err(e));
-            return Ended::Refused;
-        }
-        (Err(e), None) => return fail(&job, e).await,
+    }
+}
+
+/// The resume record to restart from after a pause for disk space; if
+/// none could be saved, one that matches nothing (so it starts over).
+fn saved_record(job: &Job) -> ResumeRecord {
+    let path = record_path(&job.ctx.records_dir, &job.record_key());
+    super::resume::load(&path).unwrap_or_else(|e| {
+        tracing::warn!(name = %job.target.name, "no saved progress to resume from: {e}");
+        let t = &job.target;
+        ResumeRecord::new(
+            job.client.user().clone(),
+            t.group.clone(),
+            t.name.clone(),
+            proto::Sha1Hash([0; 20]),
+            0,
+            t.path.clone(),
+        )
+    })
+}
+
+/// The disk is full: paused with the reason, the `.part` and its verified
+/// pieces kept. Every [`DISK_FULL_RETRY`] it looks whether there is room
+/// again. False if stopped (logout, daemon stop) meanwhile.
+async fn wait_for_space(job: &Job, path: PathBuf) -> bool {
+    tracing::warn!(name = %job.target.name, "disk full: {}; paused", path.display());
+    let remaining = {
+        let s = job.status.get();
+        s.size.saturating_sub(s.bytes_done)
     };
-    let result = match opened {
-        Start::Empty(meta) => complete(&job, &meta).await.map(|()| {
-            job.status.complete(0);
-            Ended::Complete
-        }),
-        Start::Stopped => Ok(Ended::Stopped),
-        Start::Swarm(o) => engine::Swarm::run(&job, o).await,
-    };
-    match result {
-        Ok(Ended::Stopped) => {
-            job.status.stopped();
-            Ended::Stopped
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    let reason = Arc::new(DownloadError::DiskFull { path });
+    job.status.update(|s| {
+        s.state = proto::ctl::DownloadState::Paused;
+        s.error = Some(reason);
+        s.connected = 0;
+        s.rate = 0;
+    });
+    loop {
+        tokio::select! {
+            _ = job.stop.cancelled() => return false,
+            _ = tokio::time::sleep(DISK_FULL_RETRY) => {}
         }
-        Ok(ended) => {
-            tracing::info!(name = %job.target.name, path = %job.target.path.display(), "download complete");
-            ended
+        if has_room(&dir, remaining) {
+            break;
         }
-        Err(e) => fail(&job, e).await,
+    }
+    tracing::info!(name = %job.target.name, "there is room again; resuming");
+    job.status.update(|s| s.error = None);
+    true
+}
+
+/// Whether `dir`'s file system has room for the rest of the file, or at
+/// least for [`DISK_FULL_RESUME_BYTES`] of it (it pauses again if not).
+fn has_room(dir: &std::path::Path, remaining: u64) -> bool {
+    match rustix::fs::statvfs(dir) {
+        Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= remaining.min(DISK_FULL_RESUME_BYTES),
+        // Cannot tell: try, and pause again if it is still full.
+        Err(_) => true,
     }
 }
 
@@ -168,8 +250,13 @@ enum Start {
     Swarm(Opened),
     /// A file of zero bytes: nothing to fetch.
     Empty(FileMeta),
+    /// A saved download whose final file is already there and correct: a
+    /// crash came between linking it and forgetting the download.
+    Finished(FileMeta),
     /// Stopped while waiting for the tracker.
     Stopped,
+    /// A saved download that cannot start.
+    Failed(DownloadError),
 }
 
 /// Locate the file and open `DEST.part`: the part where new and saved
@@ -207,6 +294,9 @@ async fn start(
             )
         }
         Some(record) => {
+            if finished_before(job, &meta).await? {
+                return Ok(Start::Finished(meta));
+            }
             let part_ok = std::fs::symlink_metadata(&part_path).is_ok_and(|m| m.is_file());
             if part_ok && record.matches(&meta.sha1, meta.size) {
                 (PartMode::Resume, record.verified)
@@ -249,6 +339,54 @@ async fn locate_first(job: &Job, patient: bool) -> Result<Option<Located>, Downl
             _ = tokio::time::sleep(RELOCATE_IDLE_INTERVAL) => {}
         }
     }
+}
+
+/// Whether the final file of a saved download is already there, complete
+/// and correct (size, then whole-file and piece SHA-1s): the download was
+/// finished when the daemon died.
+///
+/// # Errors
+/// Something else is at the final path: [`StorageError::Exists`], and it
+/// is left as it is.
+async fn finished_before(job: &Job, meta: &FileMeta) -> Result<bool, DownloadError> {
+    let path = job.target.path.clone();
+    let found = match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(DownloadError::Finished { path, source: e }),
+        Ok(m) => m,
+    };
+    if !found.is_file() || found.len() != meta.size {
+        return Err(StorageError::Exists(path).into());
+    }
+    let checked = path.clone();
+    let hashes = tokio::task::spawn_blocking(move || {
+        hash_file(&checked, &AtomicBool::new(false), &mut |_| {})
+    })
+    .await
+    .map_err(|e| DownloadError::Internal(format!("hashing task failed: {e}")))?;
+    match hashes {
+        Ok(h) if h.sha1 == meta.sha1 && h.pieces == meta.pieces => {
+            tracing::info!(name = %job.target.name, path = %path.display(),
+                "the download had finished before the daemon stopped; completing it");
+            Ok(true)
+        }
+        _ => Err(StorageError::Exists(path).into()),
+    }
+}
+
+/// Completes a download [`finished_before`]: the leftover `.part` and
+/// record go, the file is shared and registered.
+async fn finish_found(job: &Job, meta: &FileMeta) -> Result<Ended, DownloadError> {
+    let part = storage::part_path(&job.target.path);
+    let record = record_path(&job.ctx.records_dir, &job.record_key());
+    complete(job, meta).await?;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_file(part);
+        let _ = super::resume::remove(&record);
+    })
+    .await;
+    job.status.complete(0);
+    Ok(Ended::Complete)
 }
 
 /// A zero-byte file: created through its `.part` like any other, checked

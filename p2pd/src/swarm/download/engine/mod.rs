@@ -135,6 +135,13 @@ impl<'a> Swarm<'a> {
         let mut swarm = Swarm::new(job, meta, part, &verified)?;
         let result = swarm.event_loop(located).await;
         swarm.conns.cancel();
+        if result.as_ref().is_err_and(|e| e.disk_full().is_some()) {
+            // The download pauses and resumes from this record: keep every
+            // piece verified so far (on a failed save the last one stands).
+            if let Err(e) = swarm.save().await {
+                tracing::warn!(name = %job.target.name, "saving progress on a full disk: {e}");
+            }
+        }
         result
     }
 
@@ -360,6 +367,7 @@ impl<'a> Swarm<'a> {
         let final_path = t.path.clone();
         let part_path = storage::part_path(&final_path);
         super::blocking(move || storage::finish(&part_path, &final_path)).await?;
+        crate::fault::point(crate::fault::Point::AfterFinish);
         complete(self.job, &self.meta).await?;
         let _ = crate::swarm::resume::remove(&self.saver.path());
         self.publish();
