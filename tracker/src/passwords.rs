@@ -25,6 +25,9 @@ pub enum PasswordError {
     /// No argon2 thread could be started, or it stopped.
     #[error("no argon2 thread is running")]
     NoThread,
+    /// Every argon2 thread is busy and the queue is full.
+    #[error("the argon2 queue is full")]
+    Busy,
     #[error("argon2 failed: {0}")]
     Argon2(argon2::password_hash::Error),
 }
@@ -116,18 +119,26 @@ fn hash_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
 }
 
+/// How many hashes may wait for a thread: two per thread and a little
+/// slack, so a burst of honest logins queues (each ~tens of ms) while a
+/// flood is refused instead of piling up.
+fn queue_bound() -> usize {
+    2 * hash_threads() + 4
+}
+
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Runs `f` on one of the [`hash_threads`] argon2 threads, started on first
-/// use.
-async fn on_hash_thread<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, PasswordError> {
-    static JOBS: OnceLock<std::sync::mpsc::Sender<HashJob>> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+/// A few threads taking jobs from one bounded queue.
+struct HashPool {
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
+}
+
+impl HashPool {
+    /// Starts `threads` threads; they stop when the pool is dropped.
+    fn start(threads: usize, bound: usize) -> HashPool {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<HashJob>(bound);
         let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..hash_threads() {
+        for i in 0..threads {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
@@ -145,14 +156,44 @@ async fn on_hash_thread<T: Send + 'static>(
                 tracing::error!(error = %e, "cannot start an argon2 thread");
             }
         }
-        tx
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // If no thread runs, the job is dropped and `rx` reports it.
-    let _ = jobs.send(Box::new(move || {
-        let _ = tx.send(f());
-    }));
-    rx.await.map_err(|_| PasswordError::NoThread)
+        HashPool { jobs }
+    }
+
+    /// Runs `f` on a pool thread.
+    ///
+    /// # Errors
+    /// [`PasswordError::Busy`] when the queue is full;
+    /// [`PasswordError::NoThread`].
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(PasswordError::Busy),
+            // No thread runs: the job is dropped and `rx` reports it.
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
+        }
+        rx.await.map_err(|_| PasswordError::NoThread)
+    }
+}
+
+/// Runs `f` on one of the [`hash_threads`] argon2 threads, started on first
+/// use, behind a queue of [`queue_bound`].
+///
+/// # Errors
+/// See [`HashPool::run`].
+async fn on_hash_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordError> {
+    static POOL: OnceLock<HashPool> = OnceLock::new();
+    POOL.get_or_init(|| HashPool::start(hash_threads(), queue_bound()))
+        .run(f)
+        .await
 }
 
 #[cfg(test)]
@@ -188,5 +229,40 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let pool = Arc::new(HashPool::start(1, 2));
+        // Hold the one thread until told, then fill the queue.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let busy = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        let queued: Vec<_> = (0..2)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move { pool.run(move || i).await })
+            })
+            .collect();
+        // Single-threaded runtime: one yield lets both spawned tasks make
+        // their (non-blocking) send.
+        tokio::task::yield_now().await;
+        assert!(matches!(pool.run(|| ()).await, Err(PasswordError::Busy)));
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap().unwrap(), i);
+        }
+        pool.run(|| ()).await.unwrap();
     }
 }
