@@ -119,6 +119,9 @@ fn hash_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
 }
 
+/// How long a hash may wait for room in the queue before it is refused.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How many hashes may wait for a thread: two per thread and a little
 /// slack, so a burst of honest logins queues (each ~tens of ms) while a
 /// flood is refused instead of piling up.
@@ -131,13 +134,22 @@ type HashJob = Box<dyn FnOnce() + Send>;
 /// A few threads taking jobs from one bounded queue.
 struct HashPool {
     jobs: std::sync::mpsc::SyncSender<HashJob>,
+    /// One permit per place: running or queued. A job holds its permit
+    /// until it has run, so `jobs` never refuses a job that has one.
+    room: Arc<tokio::sync::Semaphore>,
+    /// How long a job may wait for a permit.
+    wait: std::time::Duration,
 }
 
 impl HashPool {
-    /// Starts `threads` threads; they stop when the pool is dropped.
-    fn start(threads: usize, bound: usize) -> HashPool {
-        let (jobs, rx) = std::sync::mpsc::sync_channel::<HashJob>(bound);
+    /// Starts `threads` threads behind a queue of `bound`; they stop when
+    /// the pool is dropped.
+    fn start(threads: usize, bound: usize, wait: std::time::Duration) -> HashPool {
+        // Room for every permit: a job gives its permit back just before
+        // its thread takes the next job, so running ones count too.
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<HashJob>(threads + bound);
         let rx = Arc::new(std::sync::Mutex::new(rx));
+        let mut started = 0;
         for i in 0..threads {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new()
@@ -152,28 +164,39 @@ impl HashPool {
                         Err(_) => return,
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start an argon2 thread");
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => tracing::error!(error = %e, "cannot start an argon2 thread"),
             }
         }
-        HashPool { jobs }
+        HashPool {
+            jobs,
+            room: Arc::new(tokio::sync::Semaphore::new(started + bound)),
+            wait,
+        }
     }
 
     /// Runs `f` on a pool thread.
     ///
     /// # Errors
-    /// [`PasswordError::Busy`] when the queue is full;
-    /// [`PasswordError::NoThread`].
+    /// [`PasswordError::Busy`] when no room was free within the pool's
+    /// wait; [`PasswordError::NoThread`].
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.room).acquire_owned())
+            .await
+            .map_err(|_| PasswordError::Busy)?
+            .map_err(|_| PasswordError::NoThread)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: HashJob = Box::new(move || {
             let _ = tx.send(f());
+            drop(permit);
         });
         match self.jobs.try_send(job) {
             Ok(()) => {}
+            // Cannot happen while permits match places; refuse, never block.
             Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(PasswordError::Busy),
             // No thread runs: the job is dropped and `rx` reports it.
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
@@ -191,7 +214,7 @@ async fn on_hash_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, PasswordError> {
     static POOL: OnceLock<HashPool> = OnceLock::new();
-    POOL.get_or_init(|| HashPool::start(hash_threads(), queue_bound()))
+    POOL.get_or_init(|| HashPool::start(hash_threads(), queue_bound(), QUEUE_WAIT))
         .run(f)
         .await
 }
@@ -232,8 +255,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_queue_refuses_at_once() {
-        let pool = Arc::new(HashPool::start(1, 2));
+    async fn a_full_pool_refuses_after_a_short_wait() {
+        let wait = std::time::Duration::from_millis(100);
+        let pool = Arc::new(HashPool::start(1, 2, wait));
         // Hold the one thread until told, then fill the queue.
         let (release, held) = std::sync::mpsc::channel::<()>();
         let (started_tx, started) = tokio::sync::oneshot::channel();
@@ -254,15 +278,23 @@ mod tests {
                 tokio::spawn(async move { pool.run(move || i).await })
             })
             .collect();
-        // Single-threaded runtime: one yield lets both spawned tasks make
-        // their (non-blocking) send.
+        // Single-threaded runtime: one yield lets both spawned tasks take
+        // their places.
         tokio::task::yield_now().await;
+        let t0 = std::time::Instant::now();
         assert!(matches!(pool.run(|| ()).await, Err(PasswordError::Busy)));
+        assert!(t0.elapsed() >= wait, "it waited for room first");
+        // Room that frees up within the wait is taken.
+        let waiting = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.run(|| 7).await }
+        });
+        tokio::task::yield_now().await;
         release.send(()).unwrap();
         busy.await.unwrap().unwrap();
         for (i, q) in queued.into_iter().enumerate() {
             assert_eq!(q.await.unwrap().unwrap(), i);
         }
-        pool.run(|| ()).await.unwrap();
+        assert_eq!(waiting.await.unwrap().unwrap(), 7);
     }
 }

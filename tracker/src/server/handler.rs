@@ -10,7 +10,7 @@
 //! [`Command::Dedup`], so a daemon retrying it on another tracker gets the
 //! first outcome instead of applying it twice.
 
-use super::throttle::{LoginThrottle, Source};
+use super::throttle::{LoginThrottle, Source, Throttled, SLOT_WAIT};
 use super::Shared;
 use crate::clock::{now_ms, now_s};
 use crate::passwords::{self, check_password, PasswordError};
@@ -27,7 +27,7 @@ use proto::tracker::{
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError, PROTOCOL_VERSION};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 /// How long a call waits for a freshly started replica to catch up before
@@ -109,7 +109,6 @@ async fn handle(
 ) -> Result<TrackerReply, WireError> {
     use TrackerRequest as R;
     let cluster = &*shared.cluster;
-    let throttle = &shared.throttle;
     let capped = |write| Command::Capped {
         caps: shared.caps,
         write: Box::new(write),
@@ -117,13 +116,13 @@ async fn handle(
     match request {
         R::Hello { version } => welcome(version, shared.node, &cluster.ticket_key().public()),
         R::CreateUser { user, password } => {
-            let slot = HashSlot::take(throttle, source)?;
+            let slot = HashSlot::take(shared, source).await?;
             let created = create_user(cluster, user, password, dedup).await;
             drop(slot);
             created
         }
         R::Login { user, password } => {
-            let mut attempt = LoginAttempt::begin(throttle, source, user)?;
+            let mut attempt = LoginAttempt::begin(shared, source, user).await?;
             login(cluster, &mut attempt, password).await
         }
         R::Heartbeat { token, peer_addr } => heartbeat(cluster, token, peer_addr, caller).await,
@@ -282,16 +281,42 @@ async fn heartbeat(
 
 // -------------------------------------------------------------- throttling
 
-fn locked(throttle: &Mutex<LoginThrottle>) -> std::sync::MutexGuard<'_, LoginThrottle> {
+fn locked(throttle: &Mutex<LoginThrottle>) -> MutexGuard<'_, LoginThrottle> {
     // The throttle's counts stay coherent whatever panicked while holding
     // it (each change is one small step): keep using them.
     throttle.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs `take` on the throttle until it admits the call or refuses it for
+/// a reason other than [`Throttled::Busy`]; while the address's slots are
+/// all taken, waits for one to be given back, at most [`SLOT_WAIT`]. So an
+/// honest burst from one host queues briefly instead of being refused,
+/// while a flood holds no more than its address's slots.
+async fn admitted(
+    shared: &Shared,
+    mut take: impl FnMut(&mut LoginThrottle) -> Result<(), Throttled>,
+) -> Result<(), WireError> {
+    let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+    loop {
+        // Registered before trying, so a slot freed in between still wakes
+        // us.
+        let freed = shared.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        match take(&mut locked(&shared.throttle)) {
+            Err(Throttled::Busy) => {}
+            other => return other.map_err(WireError::from),
+        }
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            return Err(Throttled::Busy.into());
+        }
+    }
+}
+
 /// A login admitted by the throttle. Dropping it reports the outcome, so a
 /// call that fails or is cancelled midway still gives its slot back.
 struct LoginAttempt<'a> {
-    throttle: &'a Mutex<LoginThrottle>,
+    shared: &'a Shared,
     source: Source,
     user: UserId,
     /// Whether the password was right, once argon2 has said.
@@ -301,14 +326,10 @@ struct LoginAttempt<'a> {
 impl<'a> LoginAttempt<'a> {
     /// # Errors
     /// `rate_limited`, with the time to retry.
-    fn begin(
-        throttle: &'a Mutex<LoginThrottle>,
-        source: Source,
-        user: UserId,
-    ) -> Result<Self, WireError> {
-        locked(throttle).begin_login(&user, source, Instant::now())?;
+    async fn begin(shared: &'a Shared, source: Source, user: UserId) -> Result<Self, WireError> {
+        admitted(shared, |t| t.begin_login(&user, source, Instant::now())).await?;
         Ok(LoginAttempt {
-            throttle,
+            shared,
             source,
             user,
             judged: None,
@@ -319,28 +340,30 @@ impl<'a> LoginAttempt<'a> {
 impl Drop for LoginAttempt<'_> {
     fn drop(&mut self) {
         let now = Instant::now();
-        locked(self.throttle).finish_login(&self.user, self.source, self.judged, now);
+        locked(&self.shared.throttle).finish_login(&self.user, self.source, self.judged, now);
+        self.shared.slot_freed.notify_waiters();
     }
 }
 
 /// One of an address's argon2 slots, for `create_user`; given back on drop.
 struct HashSlot<'a> {
-    throttle: &'a Mutex<LoginThrottle>,
+    shared: &'a Shared,
     source: Source,
 }
 
 impl<'a> HashSlot<'a> {
     /// # Errors
-    /// `rate_limited` when the address has all its slots.
-    fn take(throttle: &'a Mutex<LoginThrottle>, source: Source) -> Result<Self, WireError> {
-        locked(throttle).begin_hash(source)?;
-        Ok(HashSlot { throttle, source })
+    /// `rate_limited` when the address's slots stay taken.
+    async fn take(shared: &'a Shared, source: Source) -> Result<Self, WireError> {
+        admitted(shared, |t| t.begin_hash(source)).await?;
+        Ok(HashSlot { shared, source })
     }
 }
 
 impl Drop for HashSlot<'_> {
     fn drop(&mut self) {
-        locked(self.throttle).end_hash(self.source);
+        locked(&self.shared.throttle).end_hash(self.source);
+        self.shared.slot_freed.notify_waiters();
     }
 }
 

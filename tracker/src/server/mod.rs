@@ -65,6 +65,8 @@ struct Shared {
     node: u32,
     /// This tracker's own login throttle (never replicated).
     throttle: std::sync::Mutex<throttle::LoginThrottle>,
+    /// Signalled whenever a call gives back an address's hashing slot.
+    slot_freed: tokio::sync::Notify,
     caps: Caps,
 }
 
@@ -84,6 +86,7 @@ pub async fn run(
         cluster,
         node: options.node,
         throttle: std::sync::Mutex::default(),
+        slot_freed: tokio::sync::Notify::new(),
         caps: options.caps,
     });
     // Stops the accept loop and, through child tokens, every reader.

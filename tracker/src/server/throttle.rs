@@ -15,7 +15,8 @@
 //! Besides failures, each address may have at most
 //! [`MAX_HASHES_PER_ADDRESS`] password hashes queued or running (logins and
 //! `create_user`), so one address cannot fill the argon2 queue that every
-//! other client shares.
+//! other client shares; the handler lets a call wait [`SLOT_WAIT`] for a
+//! slot before it refuses.
 //!
 //! Pure logic: the clock is passed in. Memory is bounded: each table holds
 //! at most [`MAX_TRACKED_KEYS`] keys, the least recently failed evicted
@@ -45,6 +46,10 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(900);
 pub const MAX_TRACKED_KEYS: usize = 10_000;
 /// Password hashes one address may have queued or running at once.
 pub const MAX_HASHES_PER_ADDRESS: u32 = 4;
+/// How long a call may wait for one of its address's slots before it is
+/// answered `rate_limited` (an honest burst, e.g. 16 accounts created at
+/// once from one host, waits its turn instead).
+pub const SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a login comes from: an IPv4 address, or the /64 of an IPv6 one
 /// (one host usually owns a whole /64, so a finer key would let it dodge
