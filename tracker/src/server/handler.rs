@@ -6,6 +6,10 @@
 //! Reads lock the local replica briefly, in plain functions over
 //! [`TrackerState`]; no lock is held across an `.await`.
 //!
+//! A login passes the throttle (`throttle.rs`) before argon2 runs, and
+//! every password check holds one of its source address's slots; writes
+//! that grow the state go in wrapped in [`Command::Capped`].
+//!
 //! A write stamped with a request id (`dedup`) is wrapped in
 //! [`Command::Dedup`], so a daemon retrying it on another tracker gets the
 //! first outcome instead of applying it twice.
