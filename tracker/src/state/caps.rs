@@ -311,4 +311,21 @@ mod tests {
         let msg = refusal(&mut st, capped(register("alice", "g", "f3")));
         assert!(msg.starts_with("group g already lists 2 files"), "{msg}");
     }
+
+    #[test]
+    fn capped_commands_travel_in_the_log() {
+        let cmd = Command::Dedup {
+            request: proto::tracker::RequestId { client: 1, seq: 2 },
+            at_ms: 3,
+            write: Box::new(capped(create("alice", "g1"))),
+        };
+        let json = serde_json::to_string(&cmd).unwrap();
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), cmd);
+        // An entry written before caps existed still decodes, bare.
+        let old = r#"{"cmd":"create_group","token":"tok-alice","group":"g1"}"#;
+        assert_eq!(
+            serde_json::from_str::<Command>(old).unwrap(),
+            create("alice", "g1")
+        );
+    }
 }
