@@ -30,10 +30,14 @@ pub enum ErrorCode {
     TrackerUnavailable,
     /// The tracker's identity is not the one this daemon trusts.
     UntrustedTracker,
+    /// Too many failed logins for that user or from that address, or the
+    /// tracker's password checks are saturated; the message says when to
+    /// retry.
+    RateLimited,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         ErrorCode::NotLoggedIn,
         ErrorCode::AlreadyLoggedIn,
         ErrorCode::UserExists,
@@ -53,6 +57,7 @@ impl ErrorCode {
         ErrorCode::InvalidArgument,
         ErrorCode::TrackerUnavailable,
         ErrorCode::UntrustedTracker,
+        ErrorCode::RateLimited,
     ];
 
     /// The code as SPEC.md spells it.
@@ -77,6 +82,7 @@ impl ErrorCode {
             ErrorCode::InvalidArgument => "invalid_argument",
             ErrorCode::TrackerUnavailable => "tracker_unavailable",
             ErrorCode::UntrustedTracker => "untrusted_tracker",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }

@@ -57,6 +57,11 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = tracker::raft::SNAPSHOT_EVERY_ENTRIES,
           value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: u64,
+    /// Most groups the tracker holds in all; creating one more is refused
+    /// (`invalid_argument`). Keeps `list_groups` far below a frame limit.
+    #[arg(long, value_name = "N", default_value_t = tracker::state::Caps::default().groups,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_groups: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +199,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     );
     let options = ServerOptions {
         node: n,
+        caps: tracker::state::Caps {
+            groups: args.max_groups,
+            ..tracker::state::Caps::default()
+        },
         ..ServerOptions::default()
     };
     let served = server::run(listener, cluster.clone(), options, stop.cancelled_owned()).await;

@@ -25,6 +25,9 @@ pub enum PasswordError {
     /// No argon2 thread could be started, or it stopped.
     #[error("no argon2 thread is running")]
     NoThread,
+    /// Every argon2 thread is busy and the queue is full.
+    #[error("the argon2 queue is full")]
+    Busy,
     #[error("argon2 failed: {0}")]
     Argon2(argon2::password_hash::Error),
 }
@@ -116,18 +119,38 @@ fn hash_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
 }
 
+/// How long a hash may wait for room in the queue before it is refused.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How many hashes may wait for a thread: two per thread and a little
+/// slack, so a burst of honest logins queues (each ~tens of ms) while a
+/// flood is refused instead of piling up.
+fn queue_bound() -> usize {
+    2 * hash_threads() + 4
+}
+
 type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Runs `f` on one of the [`hash_threads`] argon2 threads, started on first
-/// use.
-async fn on_hash_thread<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, PasswordError> {
-    static JOBS: OnceLock<std::sync::mpsc::Sender<HashJob>> = OnceLock::new();
-    let jobs = JOBS.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+/// A few threads taking jobs from one bounded queue.
+struct HashPool {
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
+    /// One permit per place: running or queued. A job holds its permit
+    /// until it has run, so `jobs` never refuses a job that has one.
+    room: Arc<tokio::sync::Semaphore>,
+    /// How long a job may wait for a permit.
+    wait: std::time::Duration,
+}
+
+impl HashPool {
+    /// Starts `threads` threads behind a queue of `bound`; they stop when
+    /// the pool is dropped.
+    fn start(threads: usize, bound: usize, wait: std::time::Duration) -> HashPool {
+        // Room for every permit: a job gives its permit back just before
+        // its thread takes the next job, so running ones count too.
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<HashJob>(threads + bound);
         let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..hash_threads() {
+        let mut started = 0;
+        for i in 0..threads {
             let rx = Arc::clone(&rx);
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
@@ -141,18 +164,59 @@ async fn on_hash_thread<T: Send + 'static>(
                         Err(_) => return,
                     }
                 });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start an argon2 thread");
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => tracing::error!(error = %e, "cannot start an argon2 thread"),
             }
         }
-        tx
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // If no thread runs, the job is dropped and `rx` reports it.
-    let _ = jobs.send(Box::new(move || {
-        let _ = tx.send(f());
-    }));
-    rx.await.map_err(|_| PasswordError::NoThread)
+        HashPool {
+            jobs,
+            room: Arc::new(tokio::sync::Semaphore::new(started + bound)),
+            wait,
+        }
+    }
+
+    /// Runs `f` on a pool thread.
+    ///
+    /// # Errors
+    /// [`PasswordError::Busy`] when no room was free within the pool's
+    /// wait; [`PasswordError::NoThread`].
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.room).acquire_owned())
+            .await
+            .map_err(|_| PasswordError::Busy)?
+            .map_err(|_| PasswordError::NoThread)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = tx.send(f());
+            drop(permit);
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            // Cannot happen while permits match places; refuse, never block.
+            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(PasswordError::Busy),
+            // No thread runs: the job is dropped and `rx` reports it.
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {}
+        }
+        rx.await.map_err(|_| PasswordError::NoThread)
+    }
+}
+
+/// Runs `f` on one of the [`hash_threads`] argon2 threads, started on first
+/// use, behind a queue of [`queue_bound`].
+///
+/// # Errors
+/// See [`HashPool::run`].
+async fn on_hash_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, PasswordError> {
+    static POOL: OnceLock<HashPool> = OnceLock::new();
+    POOL.get_or_init(|| HashPool::start(hash_threads(), queue_bound(), QUEUE_WAIT))
+        .run(f)
+        .await
 }
 
 #[cfg(test)]
@@ -188,5 +252,49 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_refuses_after_a_short_wait() {
+        let wait = std::time::Duration::from_millis(100);
+        let pool = Arc::new(HashPool::start(1, 2, wait));
+        // Hold the one thread until told, then fill the queue.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let busy = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                })
+                .await
+            }
+        });
+        started.await.unwrap();
+        let queued: Vec<_> = (0..2)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move { pool.run(move || i).await })
+            })
+            .collect();
+        // Single-threaded runtime: one yield lets both spawned tasks take
+        // their places.
+        tokio::task::yield_now().await;
+        let t0 = std::time::Instant::now();
+        assert!(matches!(pool.run(|| ()).await, Err(PasswordError::Busy)));
+        assert!(t0.elapsed() >= wait, "it waited for room first");
+        // Room that frees up within the wait is taken.
+        let waiting = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.run(|| 7).await }
+        });
+        tokio::task::yield_now().await;
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        for (i, q) in queued.into_iter().enumerate() {
+            assert_eq!(q.await.unwrap().unwrap(), i);
+        }
+        assert_eq!(waiting.await.unwrap().unwrap(), 7);
     }
 }

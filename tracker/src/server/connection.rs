@@ -238,9 +238,9 @@ impl Connection {
                     Err(_) => return Ending::Quiet, // never closed; be safe
                 },
             };
-            let (shared, tx) = (Arc::clone(&self.shared), tx.clone());
+            let (shared, tx, peer) = (Arc::clone(&self.shared), tx.clone(), self.peer);
             self.tasks.spawn(async move {
-                let answer = handler::answer(&shared, call, &key).await;
+                let answer = handler::answer(&shared, call, &key, peer.ip()).await;
                 let _ = tx.send(answer).await;
                 drop(permit);
             });

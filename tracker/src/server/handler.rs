@@ -6,10 +6,15 @@
 //! Reads lock the local replica briefly, in plain functions over
 //! [`TrackerState`]; no lock is held across an `.await`.
 //!
+//! A login passes the throttle (`throttle.rs`) before argon2 runs, and
+//! every password check holds one of its source address's slots; writes
+//! that grow the state go in wrapped in [`Command::Capped`].
+//!
 //! A write stamped with a request id (`dedup`) is wrapped in
 //! [`Command::Dedup`], so a daemon retrying it on another tracker gets the
 //! first outcome instead of applying it twice.
 
+use super::throttle::{LoginThrottle, Source, Throttled, SLOT_WAIT};
 use super::Shared;
 use crate::clock::{now_ms, now_s};
 use crate::passwords::{self, check_password, PasswordError};
@@ -25,7 +30,9 @@ use proto::tracker::{
 };
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError, PROTOCOL_VERSION};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 /// How long a call waits for a freshly started replica to catch up before
 /// it is answered `tracker_unavailable` (the daemon retries elsewhere).
@@ -33,11 +40,13 @@ const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Answers one call. A lagging replica must not end a daemon's session:
 /// a `not_logged_in` for a token this replica does not know becomes "try
-/// again" unless the leader confirms the session is gone.
+/// again" unless the leader confirms the session is gone. `from`: the
+/// caller's source address, for login throttling.
 pub(super) async fn answer(
     shared: &Shared,
     call: TrackerCall,
     caller: &PublicKey,
+    from: IpAddr,
 ) -> TrackerAnswer {
     // Right after a start the replica may lack writes already acknowledged.
     if !shared.cluster.caught_up(CATCH_UP_WAIT).await {
@@ -50,7 +59,7 @@ pub(super) async fn answer(
         };
     }
     let token = call.request.token().cloned();
-    let mut result = handle(shared, call.request, call.dedup, caller).await;
+    let mut result = handle(shared, call.request, call.dedup, (caller, from.into())).await;
     if let (Err(e), Some(token)) = (&result, token) {
         let cluster = &shared.cluster;
         let own_session_unknown = cluster.state().user_of(&token).is_err();
@@ -94,26 +103,44 @@ pub(super) fn welcome(
     })
 }
 
-/// Dispatches one request to its function.
+/// Dispatches one request to its function. `caller`: the link key the
+/// caller proved and its source.
 async fn handle(
     shared: &Shared,
     request: TrackerRequest,
     dedup: Option<RequestId>,
-    caller: &PublicKey,
+    (caller, source): (&PublicKey, Source),
 ) -> Result<TrackerReply, WireError> {
     use TrackerRequest as R;
     let cluster = &*shared.cluster;
+    let capped = |write| Command::Capped {
+        caps: shared.caps,
+        write: Box::new(write),
+    };
     match request {
         R::Hello { version } => welcome(version, shared.node, &cluster.ticket_key().public()),
-        R::CreateUser { user, password } => create_user(cluster, user, password, dedup).await,
-        R::Login { user, password } => login(cluster, user, password).await,
+        R::CreateUser { user, password } => {
+            let slot = HashSlot::take(shared, source).await?;
+            let created = create_user(cluster, user, password, dedup).await;
+            drop(slot);
+            created
+        }
+        R::Login { user, password } => {
+            let mut attempt = LoginAttempt::begin(shared, source, user).await?;
+            login(cluster, &mut attempt, password).await
+        }
         R::Heartbeat { token, peer_addr } => heartbeat(cluster, token, peer_addr, caller).await,
         R::Logout { token } => write(cluster, Command::EndSession { token }, dedup).await,
         R::CreateGroup { token, group } => {
-            write(cluster, Command::CreateGroup { token, group }, dedup).await
+            write(
+                cluster,
+                capped(Command::CreateGroup { token, group }),
+                dedup,
+            )
+            .await
         }
         R::JoinGroup { token, group } => {
-            write(cluster, Command::JoinGroup { token, group }, dedup).await
+            write(cluster, capped(Command::JoinGroup { token, group }), dedup).await
         }
         R::LeaveGroup { token, group } => {
             write(cluster, Command::LeaveGroup { token, group }, dedup).await
@@ -123,7 +150,8 @@ async fn handle(
             write(cluster, cmd, dedup).await
         }
         R::RegisterFile { token, group, meta } => {
-            write(cluster, Command::RegisterFile { token, group, meta }, dedup).await
+            let cmd = capped(Command::RegisterFile { token, group, meta });
+            write(cluster, cmd, dedup).await
         }
         R::StopShare { token, group, name } => {
             write(cluster, Command::StopShare { token, group, name }, dedup).await
@@ -209,16 +237,20 @@ async fn create_user(
     write(cluster, cmd, dedup).await
 }
 
+/// A login the throttle admitted; `attempt` learns whether the password
+/// was right.
 async fn login(
     cluster: &Cluster,
-    user: UserId,
+    attempt: &mut LoginAttempt<'_>,
     password: String,
 ) -> Result<TrackerReply, WireError> {
     check_password(&password)?;
+    let user = attempt.user.clone();
     let stored = cluster.state().password_hash(&user).map(str::to_owned);
     let matches = passwords::verify_password(password, stored)
         .await
         .map_err(|e| password_failed(&e, "checking the password"))?;
+    attempt.judged = Some(matches);
     if !matches {
         return Err(WireError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
     }
@@ -249,6 +281,94 @@ async fn heartbeat(
     };
     cluster.heartbeat(seen).await;
     Ok(TrackerReply::Alive { user })
+}
+
+// -------------------------------------------------------------- throttling
+
+fn locked(throttle: &Mutex<LoginThrottle>) -> MutexGuard<'_, LoginThrottle> {
+    // The throttle's counts stay coherent whatever panicked while holding
+    // it (each change is one small step): keep using them.
+    throttle.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs `take` on the throttle until it admits the call or refuses it for
+/// a reason other than [`Throttled::Busy`]; while the address's slots are
+/// all taken, waits for one to be given back, at most [`SLOT_WAIT`]. So an
+/// honest burst from one host queues briefly instead of being refused,
+/// while a flood holds no more than its address's slots.
+async fn admitted(
+    shared: &Shared,
+    mut take: impl FnMut(&mut LoginThrottle) -> Result<(), Throttled>,
+) -> Result<(), WireError> {
+    let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+    loop {
+        // Registered before trying, so a slot freed in between still wakes
+        // us.
+        let freed = shared.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        match take(&mut locked(&shared.throttle)) {
+            Err(Throttled::Busy) => {}
+            other => return other.map_err(WireError::from),
+        }
+        if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            return Err(Throttled::Busy.into());
+        }
+    }
+}
+
+/// A login admitted by the throttle. Dropping it reports the outcome, so a
+/// call that fails or is cancelled midway still gives its slot back.
+struct LoginAttempt<'a> {
+    shared: &'a Shared,
+    source: Source,
+    user: UserId,
+    /// Whether the password was right, once argon2 has said.
+    judged: Option<bool>,
+}
+
+impl<'a> LoginAttempt<'a> {
+    /// # Errors
+    /// `rate_limited`, with the time to retry.
+    async fn begin(shared: &'a Shared, source: Source, user: UserId) -> Result<Self, WireError> {
+        admitted(shared, |t| t.begin_login(&user, source, Instant::now())).await?;
+        Ok(LoginAttempt {
+            shared,
+            source,
+            user,
+            judged: None,
+        })
+    }
+}
+
+impl Drop for LoginAttempt<'_> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        locked(&self.shared.throttle).finish_login(&self.user, self.source, self.judged, now);
+        self.shared.slot_freed.notify_waiters();
+    }
+}
+
+/// One of an address's argon2 slots, for `create_user`; given back on drop.
+struct HashSlot<'a> {
+    shared: &'a Shared,
+    source: Source,
+}
+
+impl<'a> HashSlot<'a> {
+    /// # Errors
+    /// `rate_limited` when the address's slots stay taken.
+    async fn take(shared: &'a Shared, source: Source) -> Result<Self, WireError> {
+        admitted(shared, |t| t.begin_hash(source)).await?;
+        Ok(HashSlot { shared, source })
+    }
+}
+
+impl Drop for HashSlot<'_> {
+    fn drop(&mut self) {
+        locked(&self.shared.throttle).end_hash(self.source);
+        self.shared.slot_freed.notify_waiters();
+    }
 }
 
 // ------------------------------------------------------------------- reads
@@ -340,8 +460,15 @@ fn issue_ticket(
 
 // ------------------------------------------------------------------ errors
 
-/// An argon2 failure, logged here and answered as the tracker's fault.
+/// An argon2 failure, logged here and answered as the tracker's fault; a
+/// full queue is answered `rate_limited`.
 fn password_failed(error: &PasswordError, what: &str) -> WireError {
+    if let PasswordError::Busy = error {
+        return WireError::new(
+            ErrorCode::RateLimited,
+            "the tracker is busy checking passwords; retry in 1 s",
+        );
+    }
     if let PasswordError::Argon2(e) = error {
         tracing::error!(error = %e, "argon2 failed while {what}");
     }

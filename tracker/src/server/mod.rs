@@ -6,6 +6,8 @@
 //!   a peer tracker's connection is handed to the Raft side.
 //! - `handler`: one call: a request becomes a read of the local replica or
 //!   a [`Command`](crate::state::Command) submitted to the cluster.
+//! - `throttle`: failed logins per (user, address) and per address, and
+//!   each address's share of the argon2 threads.
 //!
 //! Passwords ([`crate::passwords`]), tokens ([`crate::tokens`]) and the
 //! clock ([`crate::clock`]) live in files of their own.
@@ -17,9 +19,11 @@
 
 mod connection;
 mod handler;
+mod throttle;
 
 use crate::passwords;
 use crate::raft::Cluster;
+use crate::state::Caps;
 use connection::Connection;
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +39,8 @@ pub struct ServerOptions {
     pub node: u32,
     /// How long a graceful stop may take before [`run`] gives up.
     pub shutdown_deadline: Duration,
+    /// The limits new writes are held to.
+    pub caps: Caps,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +48,7 @@ impl Default for ServerOptions {
         ServerOptions {
             node: 1,
             shutdown_deadline: Duration::from_secs(5),
+            caps: Caps::default(),
         }
     }
 }
@@ -56,6 +63,11 @@ pub enum ServerError {
 struct Shared {
     cluster: Arc<Cluster>,
     node: u32,
+    /// This tracker's own login throttle (never replicated).
+    throttle: std::sync::Mutex<throttle::LoginThrottle>,
+    /// Signalled whenever a call gives back an address's hashing slot.
+    slot_freed: tokio::sync::Notify,
+    caps: Caps,
 }
 
 /// Serves tracker connections on `listener` until `shutdown` completes, then
@@ -73,6 +85,9 @@ pub async fn run(
     let shared = Arc::new(Shared {
         cluster,
         node: options.node,
+        throttle: std::sync::Mutex::default(),
+        slot_freed: tokio::sync::Notify::new(),
+        caps: options.caps,
     });
     // Stops the accept loop and, through child tokens, every reader.
     let stop = CancellationToken::new();

@@ -45,6 +45,10 @@ impl TrackerState {
                 at_ms,
                 write,
             } => self.dedup(request, at_ms, *write),
+            Command::Capped { caps, write } => {
+                self.check_caps(&caps, &write)?;
+                self.apply(*write)
+            }
             Command::Batch { writes } => Ok(self.batch(writes)),
         }
     }

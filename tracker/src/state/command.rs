@@ -5,6 +5,7 @@
 //! stamps), so applying it is pure. Adding a command is one variant here,
 //! one arm in `apply`'s dispatch and one method in `state/apply.rs`.
 
+use super::Caps;
 use proto::raft::SeenPeer;
 use proto::tracker::{FileMeta, RequestId, SessionToken};
 use proto::{FileName, GroupId, UserId, WireError};
@@ -82,6 +83,13 @@ pub enum Command {
         at_ms: u64,
         write: Box<Command>,
     },
+    /// `write`, refused if it would take the state past `caps` (see
+    /// `state/caps.rs`). Commands logged before caps existed are bare, so
+    /// they replay unchanged.
+    Capped {
+        caps: Caps,
+        write: Box<Command>,
+    },
     /// Several writes committed as one log entry (group commit, see the Raft
     /// write path): each is applied in order exactly as if it were its own
     /// entry, and the
@@ -100,6 +108,7 @@ impl Command {
             Command::RegisterFile { meta, .. } => 512 + 45 * meta.pieces.len(),
             Command::Presence { seen } => 256 + 160 * seen.len(),
             Command::Dedup { write, .. } => 96 + write.approx_bytes(),
+            Command::Capped { write, .. } => 160 + write.approx_bytes(),
             Command::Batch { writes } => {
                 32 + writes.iter().map(Command::approx_bytes).sum::<usize>()
             }

@@ -36,11 +36,14 @@
 //! - `command`: [`Command`] and [`Applied`].
 //! - `apply`: `apply`, dispatching each command to its own method.
 //! - `dedup`: remembered request ids, for exactly-once retries.
+//! - `caps`: [`Caps`], the limits a [`Command::Capped`] write must keep.
 
 mod apply;
+mod caps;
 mod command;
 mod dedup;
 
+pub use caps::Caps;
 pub use command::{Applied, Command};
 
 use dedup::{outcomes_as_list, Outcome};
