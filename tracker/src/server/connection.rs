@@ -23,10 +23,13 @@
 use super::handler::{self, welcome};
 use super::Shared;
 use p2p_link::{LinkReader, LinkWriter, PublicKey};
-use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
+use proto::frame::{
+    read_body_within, read_frame, read_len, write_json, FrameError, Pace, MAX_TRACKER_FRAME_BYTES,
+};
 use proto::tracker::{TrackerAnswer, TrackerCall, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -38,8 +41,27 @@ use tokio_util::task::TaskTracker;
 /// Largest first frame: a hello is tiny, and a stranger should not make us
 /// reserve the 64 MiB a registration may need.
 const MAX_HELLO_FRAME_BYTES: u32 = 4096;
-/// How long a new link may take to say who it is.
+/// How long a new link may take, TLS handshake included, to say who it is.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest frame of a daemon's connection before a call on it proved a
+/// session (a login or a call with a live token): enough for every call
+/// but a registration of a file of thousands of pieces, and too little for
+/// strangers to make the tracker hold their bytes by the megabyte.
+pub(super) const MAX_UNTRUSTED_FRAME_BYTES: u32 = 64 * 1024;
+/// Time any frame gets from its first byte to its last ...
+const FRAME_DEADLINE: Duration = Duration::from_secs(30);
+/// ... plus a second per this many bytes, so a 64 MiB registration over a
+/// slow link still arrives while a trickle cannot hold a connection.
+const MIN_FRAME_BYTES_PER_SEC: u32 = 64 * 1024;
+
+/// How fast a daemon's frames must come, for an idle timeout of `idle`.
+pub(super) fn pace(idle: Duration) -> Pace {
+    Pace {
+        idle,
+        frame: FRAME_DEADLINE,
+        min_bytes_per_sec: MIN_FRAME_BYTES_PER_SEC,
+    }
+}
 /// Calls of one connection handled at once; the reader waits beyond that,
 /// which pushes back on a client that floods without reading answers.
 const MAX_CALLS_IN_FLIGHT: usize = 64;
@@ -90,31 +112,31 @@ impl Connection {
         tracing::debug!(peer = %self.peer, "connection opened");
         // Answers are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
-        let secured = tokio::select! {
-            () = self.cancel.cancelled() => return,
-            s = self.shared.cluster.endpoint().accept(socket) => s,
+        let opening = async {
+            let secured = self.shared.cluster.endpoint().accept(socket).await;
+            let secured = match secured {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "no TLS link");
+                    return None;
+                }
+            };
+            let key = secured.peer;
+            let (mut reader, writer) = p2p_link::tls::split(secured.link);
+            let first = read_frame(&mut reader, MAX_HELLO_FRAME_BYTES).await;
+            Some((key, reader, writer, first))
         };
-        let secured = match secured {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(peer = %self.peer, error = %e, "no TLS link");
+        let opened = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            opened = tokio::time::timeout(HELLO_DEADLINE, opening) => opened,
+        };
+        let (key, reader, writer, first) = match opened {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "no TLS link and hello in time");
                 return;
             }
-        };
-        let key = secured.peer;
-        let (mut reader, writer) = p2p_link::tls::split(secured.link);
-        let first = tokio::select! {
-            () = self.cancel.cancelled() => return,
-            frame = tokio::time::timeout(
-                HELLO_DEADLINE,
-                read_frame(&mut reader, MAX_HELLO_FRAME_BYTES),
-            ) => match frame {
-                Ok(f) => f,
-                Err(_) => {
-                    tracing::debug!(peer = %self.peer, "no hello in time");
-                    return;
-                }
-            },
         };
         if let Some(hello) = first
             .as_ref()
@@ -204,20 +226,17 @@ impl Connection {
         key: PublicKey,
     ) -> Ending {
         let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
+        // Set by the first call that proves a session (see `proves_session`).
+        let trusted = Arc::new(AtomicBool::new(false));
         let mut first = Some(first);
         let mut greeted = false;
         loop {
-            let limit = if greeted {
-                MAX_TRACKER_FRAME_BYTES
-            } else {
-                MAX_HELLO_FRAME_BYTES
-            };
             let frame = match first.take() {
                 Some(frame) => frame,
                 None => tokio::select! {
                     () = self.cancel.cancelled() => return Ending::Quiet,
                     () = tx.closed() => return Ending::Quiet,
-                    frame = read_frame(reader, limit) => frame,
+                    frame = self.read_frame(reader, greeted, &trusted, &permits) => frame,
                 },
             };
             let call = match decode_call(frame) {
@@ -238,13 +257,62 @@ impl Connection {
                     Err(_) => return Ending::Quiet, // never closed; be safe
                 },
             };
-            let (shared, tx) = (Arc::clone(&self.shared), tx.clone());
+            let (shared, tx, trusted) = (Arc::clone(&self.shared), tx.clone(), trusted.clone());
             self.tasks.spawn(async move {
+                let proving = proves_session(&call.request);
                 let answer = handler::answer(&shared, call, &key).await;
+                if proving && answer.result.is_ok() {
+                    trusted.store(true, Ordering::Release);
+                }
                 let _ = tx.send(answer).await;
                 drop(permit);
             });
         }
+    }
+
+    /// Reads one frame of a daemon's connection at the tracker's pace. The
+    /// limit is [`MAX_HELLO_FRAME_BYTES`] before the hello,
+    /// [`MAX_UNTRUSTED_FRAME_BYTES`] until a call proved a session, then
+    /// [`MAX_TRACKER_FRAME_BYTES`]. A larger frame before that proof waits
+    /// for the calls in flight first: the login or heartbeat a daemon sends
+    /// ahead of a big registration may still be running.
+    async fn read_frame(
+        &self,
+        reader: &mut LinkReader,
+        greeted: bool,
+        trusted: &AtomicBool,
+        permits: &Arc<Semaphore>,
+    ) -> Frame {
+        let pace = self.shared.pace;
+        let len = match tokio::time::timeout(pace.idle, read_len(reader)).await {
+            Err(_) => return Err(FrameError::Idle(pace.idle)),
+            Ok(len) => match len? {
+                None => return Ok(None),
+                Some(len) => len,
+            },
+        };
+        let limit = if !greeted {
+            MAX_HELLO_FRAME_BYTES
+        } else if len > MAX_UNTRUSTED_FRAME_BYTES && len <= MAX_TRACKER_FRAME_BYTES {
+            if !trusted.load(Ordering::Acquire) {
+                // Every permit back = every call read so far has answered.
+                let all = u32::try_from(MAX_CALLS_IN_FLIGHT).unwrap_or(u32::MAX);
+                drop(permits.acquire_many(all).await);
+            }
+            if trusted.load(Ordering::Acquire) {
+                MAX_TRACKER_FRAME_BYTES
+            } else {
+                MAX_UNTRUSTED_FRAME_BYTES
+            }
+        } else {
+            MAX_TRACKER_FRAME_BYTES
+        };
+        if len > limit {
+            return Err(FrameError::TooLarge { len, max: limit });
+        }
+        let mut buf = Vec::new();
+        read_body_within(reader, len, &mut buf, pace.frame_deadline(len)).await?;
+        Ok(Some(buf))
     }
 
     /// The first call must be a `Hello` of our protocol version.
@@ -276,16 +344,36 @@ impl Connection {
     }
 }
 
+/// Whether `request` succeeding proves the connection's other end has a
+/// session: a login, or any call made with a token.
+fn proves_session(request: &TrackerRequest) -> bool {
+    matches!(request, TrackerRequest::Login { .. }) || request.token().is_some()
+}
+
 /// The call in `frame`, or how the connection ends because of it.
 fn decode_call(frame: Frame) -> Result<TrackerCall, Ending> {
     let bytes = match frame {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(Ending::Quiet),
+        Err(FrameError::TooLarge { len, max }) if max == MAX_UNTRUSTED_FRAME_BYTES => {
+            return Err(Ending::Refused {
+                id: 0,
+                error: WireError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("frame of {len} bytes exceeds the limit of {max} for a connection without a session (log in first)"),
+                ),
+            })
+        }
         Err(e @ FrameError::TooLarge { .. }) => {
             return Err(Ending::Refused {
                 id: 0,
                 error: WireError::new(ErrorCode::InvalidArgument, e.to_string()),
             })
+        }
+        Err(e @ (FrameError::Idle(_) | FrameError::Slow { .. })) => {
+            // Debug only: a flood of these must not fill the log.
+            tracing::debug!(error = %e, "closing an idle or slow connection");
+            return Err(Ending::Quiet);
         }
         Err(e) => return Err(Ending::Broken(e)),
     };
