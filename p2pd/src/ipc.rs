@@ -4,7 +4,9 @@
 //! per-connection protocol: admit only a process of this daemon's own
 //! effective uid (`SO_PEERCRED`, so a loosened socket mode is not enough to
 //! drive another user's daemon), read one [`CtlHello`] frame under
-//! [`HELLO_TIMEOUT`], check its version, dispatch the request, and write
+//! [`HELLO_TIMEOUT`] (at most [`MAX_WAITING_FOR_REQUEST`] connections wait
+//! for theirs, [`MAX_CONNECTIONS`] are open in all; more are closed at
+//! once), check its version, dispatch the request, and write
 //! any number of [`CtlReply::Progress`] frames followed by one final reply.
 //! Bad input (garbage, an oversized length, undecodable JSON, a hostile id,
 //! another version) is answered with `invalid_argument` where the stream
@@ -15,18 +17,24 @@ use crate::progress::ProgressSink;
 use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use proto::admission::{Throttled, LOG_EVERY};
 use proto::ctl::{CtlHello, CtlReply};
 use proto::frame::{read_frame, write_json, FrameError, MAX_CTL_FRAME_BYTES};
 use proto::{ErrorCode, PROTOCOL_VERSION};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long a client may take to send its request.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections at once; more are closed as soon as accepted.
+/// p2pctl is one-shot, so only commands that stream progress stay long.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Of those, connections that have not sent their request yet.
+pub const MAX_WAITING_FOR_REQUEST: usize = 32;
 /// How long one reply frame may take to reach a client that stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Progress ticks buffered for a slow client; more are dropped (the next
@@ -60,6 +68,9 @@ pub async fn run(
 ) {
     let listener = Arc::new(listener);
     let owner = rustix::process::geteuid().as_raw();
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING_FOR_REQUEST));
+    let refused = Throttled::new(LOG_EVERY);
     proto::service::accept_loop(
         "control",
         &shutdown,
@@ -70,10 +81,24 @@ pub async fn run(
         },
         |stream| {
             let (commands, stop) = (commands.clone(), shutdown.clone());
+            // Over a cap, the stream is dropped (closed) right here.
+            let place = places
+                .clone()
+                .try_acquire_owned()
+                .and_then(|p| Ok((p, waiting.clone().try_acquire_owned()?)));
+            if place.is_err() {
+                if let Some(count) = refused.note() {
+                    tracing::warn!(
+                        "refused {count} control connection(s) in the last {} s: too many open",
+                        LOG_EVERY.as_secs()
+                    );
+                }
+            }
             async move {
+                let Ok((_place, waiting)) = place else { return };
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = handle(stream, commands, owner) => {}
+                    _ = handle(stream, commands, owner, waiting) => {}
                 }
             }
         },
@@ -82,8 +107,15 @@ pub async fn run(
 }
 
 /// One p2pctl connection: one request, progress ticks, one final reply.
-/// `owner`: the only uid whose processes may drive this daemon.
-async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32) {
+/// `owner`: the only uid whose processes may drive this daemon. `waiting`
+/// is its place among connections without a request, given back once the
+/// request is read.
+async fn handle(
+    mut stream: Stream,
+    commands: Arc<Commands>,
+    owner: u32,
+    waiting: OwnedSemaphorePermit,
+) {
     if let Some(refusal) = peer_refusal(&stream, owner) {
         tracing::warn!("refused a control connection: {refusal}");
         // Take its request off the socket unread, so the client reads the
@@ -113,6 +145,7 @@ async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32) {
             return;
         }
     };
+    drop(waiting);
     tracing::debug!(request = ?redacted(&hello.request), "control request");
 
     let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);
