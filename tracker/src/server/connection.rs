@@ -208,7 +208,9 @@ impl Connection {
                     .await;
             }
             Ending::Broken(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "closing connection");
+                // Debug only: resets are the other end's business, and a
+                // flood of them must not fill the log.
+                tracing::debug!(peer = %self.peer, error = %e, "closing connection");
             }
         }
         // The writer ends once this and every in-flight call's sender are
