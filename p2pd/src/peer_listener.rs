@@ -4,8 +4,10 @@
 //! advertised address) and the caps on who holds a connection: at most
 //! [`MAX_OPENING`] connections (and [`MAX_OPENING_PER_SOURCE`] from one
 //! address) may be securing the link and showing a handshake, each for at
-//! most [`seeder::OPENING_DEADLINE`]; more are closed as soon as they are
-//! accepted. Only a peer whose ticket checked out takes one of the
+//! most [`seeder::OPENING_DEADLINE`]. One more from an address at its cap
+//! is closed as soon as it is accepted; one more beyond the total takes
+//! the place of the oldest, so strangers holding handshakes open cannot
+//! keep a downloader out. Only a peer whose ticket checked out takes one of the
 //! [`MAX_PEER_CONNECTIONS`] serving places, so idle or handshaking
 //! strangers cannot keep the daemon from serving its group. The piece
 //! protocol itself is the swarm engine's ([`crate::swarm::seeder`]).
@@ -31,7 +33,7 @@ pub const MAX_OPENING_PER_SOURCE: usize = 8;
 pub async fn run(listener: TcpListener, ctx: Arc<SwarmContext>, shutdown: CancellationToken) {
     let listener = Arc::new(listener);
     let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
-    let opening = Admission::new(
+    let opening = Admission::evicting_oldest(
         "peer (not yet admitted)",
         MAX_OPENING,
         MAX_OPENING_PER_SOURCE,
@@ -51,9 +53,13 @@ pub async fn run(listener: TcpListener, ctx: Arc<SwarmContext>, shutdown: Cancel
             let (ctx, slots, stop) = (ctx.clone(), slots.clone(), shutdown.clone());
             async move {
                 let Ok(place) = place else { return };
+                let evicted = place.eviction();
                 let take_slot = || slots.try_acquire_owned().ok();
                 tokio::select! {
                     _ = stop.cancelled() => {}
+                    _ = evicted.cancelled() => {
+                        tracing::debug!(%peer, "a newer connection took this one's place in the handshake");
+                    }
                     r = seeder::serve(stream, ctx, place, take_slot) => {
                         if let Err(e) = r {
                             tracing::debug!(%peer, "peer connection: {e}");

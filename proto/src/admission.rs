@@ -11,10 +11,11 @@
 //! `RLIMIT_NOFILE` to the hard limit at start, which the global caps are
 //! derived from.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Shortest pause between two log lines about refused connections (or
 /// failed accepts) of one listener.
@@ -30,14 +31,33 @@ struct Inner {
     what: &'static str,
     max_total: usize,
     max_per_source: usize,
+    /// When full, end the oldest connection to make room (see
+    /// [`Admission::evicting_oldest`]).
+    evict_oldest: bool,
     held: Mutex<Held>,
     refused: Throttled,
 }
 
 #[derive(Default)]
 struct Held {
-    total: usize,
     by_source: HashMap<IpAddr, usize>,
+    /// Every place by admission order: its source and how to end it.
+    places: BTreeMap<u64, (IpAddr, CancellationToken)>,
+    next: u64,
+}
+
+impl Held {
+    /// Gives back place `seq`, if it is still held.
+    fn release(&mut self, seq: u64) -> Option<CancellationToken> {
+        let (source, evict) = self.places.remove(&seq)?;
+        if let Some(n) = self.by_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_source.remove(&source);
+            }
+        }
+        Some(evict)
+    }
 }
 
 /// Why a connection was not admitted.
@@ -52,7 +72,17 @@ pub enum Refusal {
 /// One admitted connection's place; given back on drop.
 pub struct Admitted {
     inner: Arc<Inner>,
-    source: IpAddr,
+    seq: u64,
+    evicted: CancellationToken,
+}
+
+impl Admitted {
+    /// Cancelled when the place is taken away for a newer connection
+    /// (only with [`Admission::evicting_oldest`]): the connection should
+    /// end then. Never after the guard dropped.
+    pub fn eviction(&self) -> CancellationToken {
+        self.evicted.clone()
+    }
 }
 
 impl Admission {
@@ -64,10 +94,29 @@ impl Admission {
                 what,
                 max_total,
                 max_per_source,
+                evict_oldest: false,
                 held: Mutex::new(Held::default()),
                 refused: Throttled::new(LOG_EVERY),
             }),
         }
+    }
+
+    /// Like [`Admission::new`], but when the total is reached the oldest
+    /// connection loses its place to the new one (its
+    /// [`Admitted::eviction`] is cancelled) instead of the new one being
+    /// refused. For a stage every honest connection passes in moments (a
+    /// handshake): strangers that hold it open cannot keep a newcomer out
+    /// unless they connect faster than it completes.
+    pub fn evicting_oldest(
+        what: &'static str,
+        max_total: usize,
+        max_per_source: usize,
+    ) -> Admission {
+        let mut admission = Admission::new(what, max_total, max_per_source);
+        if let Some(inner) = Arc::get_mut(&mut admission.inner) {
+            inner.evict_oldest = true;
+        }
+        admission
     }
 
     /// A place for a connection from `source`, or why there is none (the
@@ -79,18 +128,38 @@ impl Admission {
         let refusal = {
             let mut held = self.inner.lock();
             let from_source = held.by_source.get(&source).copied().unwrap_or(0);
-            if held.total >= self.inner.max_total {
-                Refusal::Total
-            } else if from_source >= self.inner.max_per_source {
-                Refusal::PerSource
+            if from_source >= self.inner.max_per_source {
+                Some(Refusal::PerSource)
+            } else if held.places.len() < self.inner.max_total {
+                None
+            } else if self.inner.evict_oldest {
+                let oldest = held.places.keys().next().copied();
+                if let Some(evict) = oldest.and_then(|seq| held.release(seq)) {
+                    evict.cancel();
+                }
+                None
             } else {
-                held.total += 1;
-                held.by_source.insert(source, from_source + 1);
-                return Ok(Admitted {
-                    inner: Arc::clone(&self.inner),
-                    source,
-                });
+                Some(Refusal::Total)
             }
+            .map_or_else(
+                || {
+                    let seq = held.next;
+                    held.next += 1;
+                    let evicted = CancellationToken::new();
+                    held.places.insert(seq, (source, evicted.clone()));
+                    *held.by_source.entry(source).or_insert(0) += 1;
+                    Ok(Admitted {
+                        inner: Arc::clone(&self.inner),
+                        seq,
+                        evicted,
+                    })
+                },
+                Err,
+            )
+        };
+        let refusal = match refusal {
+            Ok(admitted) => return Ok(admitted),
+            Err(refusal) => refusal,
         };
         if let Some(count) = self.inner.refused.note() {
             let inner = &self.inner;
@@ -114,7 +183,7 @@ impl Admission {
 
     /// Connections held now.
     pub fn held(&self) -> usize {
-        self.inner.lock().total
+        self.inner.lock().places.len()
     }
 }
 
@@ -126,14 +195,8 @@ impl Inner {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut held = self.inner.lock();
-        held.total = held.total.saturating_sub(1);
-        if let Some(n) = held.by_source.get_mut(&self.source) {
-            *n -= 1;
-            if *n == 0 {
-                held.by_source.remove(&self.source);
-            }
-        }
+        // Already gone if it was evicted.
+        self.inner.lock().release(self.seq);
     }
 }
 
@@ -217,6 +280,25 @@ mod tests {
             a.inner.lock().by_source.is_empty(),
             "no address is remembered"
         );
+    }
+
+    #[test]
+    fn the_oldest_place_goes_to_a_newcomer_when_evicting() {
+        let a = Admission::evicting_oldest("test", 2, 2);
+        let first = a.admit(ip("10.0.0.1")).unwrap();
+        let second = a.admit(ip("10.0.0.2")).unwrap();
+        assert!(!first.evicted.is_cancelled());
+        let third = a.admit(ip("10.0.0.3")).unwrap();
+        assert!(first.evicted.is_cancelled(), "the oldest made room");
+        assert!(!second.evicted.is_cancelled());
+        assert_eq!(a.held(), 2);
+        drop(first); // its place is already gone: nothing given back twice
+        assert_eq!(a.held(), 2);
+        assert_eq!(a.inner.lock().by_source.get(&ip("10.0.0.1")), None);
+        // The per-source cap still refuses.
+        let _fourth = a.admit(ip("10.0.0.3")).unwrap();
+        assert_eq!(a.admit(ip("10.0.0.3")).err(), Some(Refusal::PerSource));
+        drop((second, third));
     }
 
     #[test]
