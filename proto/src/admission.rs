@@ -241,7 +241,7 @@ pub fn raise_open_files_limit() -> std::io::Result<Option<u64>> {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
         limit.current = limit.maximum;
-        setrlimit(Resource::Nofile, limit.clone())?;
+        setrlimit(Resource::Nofile, limit)?;
     }
     Ok(getrlimit(Resource::Nofile).current)
 }
