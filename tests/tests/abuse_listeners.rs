@@ -357,3 +357,67 @@ fn huge_frames_do_not_grow_the_tracker() {
     );
     d.ok(&["login", "alice", "pw"]);
 }
+
+/// How much the tracker's RSS may grow while logged-in connections send
+/// huge frames: they share one 64 MiB budget, so about one maximal frame
+/// at a time (measured: 100 to 120 MiB; without the budget, 490 MiB).
+const LOGGED_IN_GROWTH_LIMIT_KIB: u64 = 192 * 1024;
+
+#[test]
+fn huge_frames_of_logged_in_connections_share_one_budget() {
+    let net = Net::start_with_tracker_args(Trackers(1), &[]);
+    let d = net.daemon("a");
+    d.ok(&["create_user", "alice", "pw"]);
+    let pid = net.trackers[0].pid().expect("tracker running");
+    let tracker = tracker_addr(&net);
+    let before = rss_kib(pid);
+    let rt = runtime();
+    let max = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    rt.block_on(async {
+        let sampler = {
+            let max = max.clone();
+            tokio::spawn(async move {
+                loop {
+                    max.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let mut floods = tokio::task::JoinSet::new();
+        for i in 0..8u8 {
+            floods.spawn(async move {
+                let mut link = greeted(2 + i, tracker).await?;
+                // Anyone may make an account: a session proves little.
+                let login = frame(
+                    br#"{"id": 2, "request": {"op": "login", "user": "alice", "password": "pw"}}"#,
+                );
+                link.write_all(&login).await?;
+                let announced: u32 = 63 * 1024 * 1024;
+                link.write_all(&announced.to_be_bytes()).await?;
+                let chunk = vec![b' '; 64 * 1024];
+                let mut sent = 0usize;
+                while sent < announced as usize - chunk.len() {
+                    link.write_all(&chunk).await?;
+                    sent += chunk.len();
+                }
+                std::io::Result::Ok(sent)
+            });
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Some(r) = floods.join_next().await {
+                println!("a flood ended: {:?}", r.expect("a flood task"));
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sampler.abort();
+    });
+    let peak = max.load(std::sync::atomic::Ordering::SeqCst);
+    println!("tracker RSS: {before} KiB before, {peak} KiB at most during the floods");
+    assert!(
+        peak - before < LOGGED_IN_GROWTH_LIMIT_KIB,
+        "tracker RSS grew by {} KiB (limit {LOGGED_IN_GROWTH_LIMIT_KIB} KiB)",
+        peak - before
+    );
+    d.ok(&["login", "alice", "pw"]);
+}

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -53,6 +53,12 @@ const FRAME_DEADLINE: Duration = Duration::from_secs(30);
 /// ... plus a second per this many bytes, so a 64 MiB registration over a
 /// slow link still arrives while a trickle cannot hold a connection.
 const MIN_FRAME_BYTES_PER_SEC: u32 = 64 * 1024;
+
+/// Bytes of frames over [`MAX_UNTRUSTED_FRAME_BYTES`] the tracker holds at
+/// once, over all connections, from the length prefix until the call is
+/// decoded: one maximal registration. Anyone may make an account, so a
+/// session alone must not let a few connections each hold 64 MiB.
+pub(super) const LARGE_FRAME_BUDGET_BYTES: u32 = MAX_TRACKER_FRAME_BYTES;
 
 /// How fast a daemon's frames must come, for an idle timeout of `idle`.
 pub(super) fn pace(idle: Duration) -> Pace {
@@ -75,6 +81,9 @@ const MAX_ECHOED_ERROR_CHARS: usize = 200;
 
 /// A frame as read: bytes, a clean end of stream, or a framing error.
 type Frame = Result<Option<Vec<u8>>, FrameError>;
+/// A large frame's share of [`LARGE_FRAME_BUDGET_BYTES`], held until its
+/// call is decoded.
+type Budget = Option<OwnedSemaphorePermit>;
 
 pub(super) struct Connection {
     shared: Arc<Shared>,
@@ -233,18 +242,19 @@ impl Connection {
         let mut first = Some(first);
         let mut greeted = false;
         loop {
-            let frame = match first.take() {
-                Some(frame) => frame,
+            let (frame, budget) = match first.take() {
+                Some(frame) => (frame, None),
                 None => tokio::select! {
                     () = self.cancel.cancelled() => return Ending::Quiet,
                     () = tx.closed() => return Ending::Quiet,
-                    frame = self.read_frame(reader, greeted, &trusted, &permits) => frame,
+                    read = self.read_frame(reader, greeted, &trusted, &permits) => read,
                 },
             };
             let call = match decode_call(frame) {
                 Ok(call) => call,
                 Err(ending) => return ending,
             };
+            drop(budget);
             if !greeted {
                 if let Err(ending) = self.greet(call, tx).await {
                     return ending;
@@ -284,14 +294,13 @@ impl Connection {
         greeted: bool,
         trusted: &AtomicBool,
         permits: &Arc<Semaphore>,
-    ) -> Frame {
+    ) -> (Frame, Budget) {
         let pace = self.shared.pace;
         let len = match tokio::time::timeout(pace.idle, read_len(reader)).await {
-            Err(_) => return Err(FrameError::Idle(pace.idle)),
-            Ok(len) => match len? {
-                None => return Ok(None),
-                Some(len) => len,
-            },
+            Err(_) => return (Err(FrameError::Idle(pace.idle)), None),
+            Ok(Err(e)) => return (Err(e), None),
+            Ok(Ok(None)) => return (Ok(None), None),
+            Ok(Ok(Some(len))) => len,
         };
         let limit = if !greeted {
             MAX_HELLO_FRAME_BYTES
@@ -310,11 +319,36 @@ impl Connection {
             MAX_TRACKER_FRAME_BYTES
         };
         if len > limit {
-            return Err(FrameError::TooLarge { len, max: limit });
+            return (Err(FrameError::TooLarge { len, max: limit }), None);
         }
-        let mut buf = Vec::new();
-        read_body_within(reader, len, &mut buf, pace.frame_deadline(len)).await?;
-        Ok(Some(buf))
+        let deadline = pace.frame_deadline(len);
+        let budget = if len > MAX_UNTRUSTED_FRAME_BYTES {
+            // Waiting for the budget counts against the frame's deadline.
+            let budget = Arc::clone(&self.shared.large_frames).acquire_many_owned(len);
+            match tokio::time::timeout(deadline, budget).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return (
+                        Err(FrameError::Slow {
+                            len,
+                            limit: deadline,
+                        }),
+                        None,
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        // A budgeted frame may have its memory at once: growing by doubling
+        // would hold two copies (and more in the allocator's caches).
+        // Room for the reader's final probe too, so nothing reallocates.
+        let mut buf = match budget {
+            Some(_) => Vec::with_capacity(len as usize + 64),
+            None => Vec::new(),
+        };
+        let read = read_body_within(reader, len, &mut buf, deadline).await;
+        (read.map(|()| Some(buf)), budget)
     }
 
     /// The first call must be a `Hello` of our protocol version.

@@ -36,6 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -86,6 +87,9 @@ struct Shared {
     node: u32,
     /// How fast a daemon's frames must come.
     pace: Pace,
+    /// Bytes of large frames being read (see
+    /// [`connection::LARGE_FRAME_BUDGET_BYTES`]).
+    large_frames: Arc<Semaphore>,
 }
 
 /// Serves tracker connections on `listener` until `shutdown` completes, then
@@ -104,6 +108,9 @@ pub async fn run(
         cluster,
         node: options.node,
         pace: connection::pace(options.idle_timeout),
+        large_frames: Arc::new(Semaphore::new(
+            connection::LARGE_FRAME_BUDGET_BYTES as usize,
+        )),
     });
     let admission = Admission::new(
         "tracker",
