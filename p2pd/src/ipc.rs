@@ -5,8 +5,9 @@
 //! effective uid (`SO_PEERCRED`, so a loosened socket mode is not enough to
 //! drive another user's daemon), read one [`CtlHello`] frame under
 //! [`HELLO_TIMEOUT`] (at most [`MAX_WAITING_FOR_REQUEST`] connections wait
-//! for theirs, [`MAX_CONNECTIONS`] are open in all; more are closed at
-//! once), check its version, dispatch the request, and write
+//! for theirs, a newer one taking the oldest one's place; at most
+//! [`MAX_CONNECTIONS`] are open in all, more are closed at once), check
+//! its version, dispatch the request, and write
 //! any number of [`CtlReply::Progress`] frames followed by one final reply.
 //! Bad input (garbage, an oversized length, undecodable JSON, a hostile id,
 //! another version) is answered with `invalid_argument` where the stream
@@ -17,14 +18,15 @@ use crate::progress::ProgressSink;
 use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use proto::admission::{Throttled, LOG_EVERY};
+use proto::admission::{Admission, Admitted, Throttled, LOG_EVERY};
 use proto::ctl::{CtlHello, CtlReply};
 use proto::frame::{read_frame, write_json, FrameError, MAX_CTL_FRAME_BYTES};
 use proto::{ErrorCode, PROTOCOL_VERSION};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -69,7 +71,15 @@ pub async fn run(
     let listener = Arc::new(listener);
     let owner = rustix::process::geteuid().as_raw();
     let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let waiting = Arc::new(Semaphore::new(MAX_WAITING_FOR_REQUEST));
+    // Every client is this uid's own process: one "address". When full,
+    // the oldest silent connection makes room, so a pile of them cannot
+    // keep the user's next p2pctl out.
+    let waiting = Admission::evicting_oldest(
+        "control (no request yet)",
+        MAX_WAITING_FOR_REQUEST,
+        usize::MAX, // one source: only the total applies
+    );
+    let local = IpAddr::from([0, 0, 0, 0]);
     let refused = Throttled::new(LOG_EVERY);
     proto::service::accept_loop(
         "control",
@@ -85,8 +95,9 @@ pub async fn run(
             let place = places
                 .clone()
                 .try_acquire_owned()
-                .and_then(|p| Ok((p, waiting.clone().try_acquire_owned()?)));
-            if place.is_err() {
+                .ok()
+                .and_then(|p| Some((p, waiting.admit(local).ok()?)));
+            if place.is_none() {
                 if let Some(count) = refused.note() {
                     tracing::warn!(
                         "refused {count} control connection(s) in the last {} s: too many open",
@@ -95,9 +106,13 @@ pub async fn run(
                 }
             }
             async move {
-                let Ok((_place, waiting)) = place else { return };
+                let Some((_place, waiting)) = place else {
+                    return;
+                };
+                let evicted = waiting.eviction();
                 tokio::select! {
                     _ = stop.cancelled() => {}
+                    _ = evicted.cancelled() => {}
                     _ = handle(stream, commands, owner, waiting) => {}
                 }
             }
@@ -110,12 +125,7 @@ pub async fn run(
 /// `owner`: the only uid whose processes may drive this daemon. `waiting`
 /// is its place among connections without a request, given back once the
 /// request is read.
-async fn handle(
-    mut stream: Stream,
-    commands: Arc<Commands>,
-    owner: u32,
-    waiting: OwnedSemaphorePermit,
-) {
+async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32, waiting: Admitted) {
     if let Some(refusal) = peer_refusal(&stream, owner) {
         tracing::warn!("refused a control connection: {refusal}");
         // Take its request off the socket unread, so the client reads the

@@ -421,3 +421,40 @@ fn huge_frames_of_logged_in_connections_share_one_budget() {
     );
     d.ok(&["login", "alice", "pw"]);
 }
+
+#[test]
+fn idle_control_connections_neither_lock_the_user_out_nor_stay_open() {
+    let net = Net::start_with_tracker_args(Trackers(1), &[]);
+    let d = net.daemon("a");
+    let started = Instant::now();
+    // More silent clients than may wait for their request at once.
+    let mut idle: Vec<std::os::unix::net::UnixStream> = (0..100)
+        .map(|_| std::os::unix::net::UnixStream::connect(d.sock()).expect("connect"))
+        .collect();
+    quick(&d, &["status"]);
+    quick(&d, &["create_user", "alice", "pw"]);
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("a read timeout");
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            match std::io::Read::read(s, &mut buf) {
+                Ok(0) => break true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+                Err(_) => break true,
+            }
+        };
+        assert!(
+            closed,
+            "a silent control connection is still open after {:?}",
+            started.elapsed()
+        );
+    }
+    println!(
+        "all silent control connections closed after {:?}",
+        started.elapsed()
+    );
+    quick(&d, &["status"]);
+}

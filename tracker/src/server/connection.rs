@@ -477,6 +477,37 @@ mod tests {
     }
 
     #[test]
+    fn only_a_login_or_a_call_with_a_token_proves_a_session() {
+        let call = |json: &str| serde_json::from_str::<TrackerRequest>(json).unwrap();
+        assert!(proves_session(&call(
+            r#"{"op": "login", "user": "u", "password": "p"}"#
+        )));
+        assert!(proves_session(&call(
+            r#"{"op": "list_groups", "token": "t"}"#
+        )));
+        assert!(!proves_session(&call(r#"{"op": "hello", "version": 1}"#)));
+        assert!(!proves_session(&call(
+            r#"{"op": "create_user", "user": "u", "password": "p"}"#
+        )));
+    }
+
+    #[test]
+    fn an_untrusted_oversized_frame_says_to_log_in() {
+        let too_large = Err(FrameError::TooLarge {
+            len: 1 << 20,
+            max: MAX_UNTRUSTED_FRAME_BYTES,
+        });
+        assert!(matches!(
+            decode_call(too_large),
+            Err(Ending::Refused { error, .. }) if error.message.contains("log in first")
+        ));
+        assert!(matches!(
+            decode_call(Err(FrameError::Idle(Duration::from_secs(60)))),
+            Err(Ending::Quiet)
+        ));
+    }
+
+    #[test]
     fn frames_that_end_a_connection() {
         assert!(matches!(decode_call(Ok(None)), Err(Ending::Quiet)));
         let too_large = Err(FrameError::TooLarge { len: 9, max: 1 });
