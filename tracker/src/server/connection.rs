@@ -208,7 +208,11 @@ impl Connection {
         match self.read_calls(&mut reader, &tx, first, key).await {
             Ending::Quiet => {}
             Ending::Refused { id, error } => {
-                tracing::warn!(peer = %self.peer, error = %error.message, "closing connection");
+                // Throttled: a flood of bad frames must not fill the log.
+                if let Some(count) = self.shared.refusals.note() {
+                    tracing::warn!(peer = %self.peer, error = %error.message,
+                        "closing a connection that broke the protocol ({count} since the last such line)");
+                }
                 let _ = tx
                     .send(TrackerAnswer {
                         id,

@@ -29,7 +29,7 @@ mod handler;
 use crate::passwords;
 use crate::raft::Cluster;
 use connection::Connection;
-use proto::admission::Admission;
+use proto::admission::{Admission, Throttled, LOG_EVERY};
 use proto::frame::Pace;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -90,6 +90,8 @@ struct Shared {
     /// Bytes of large frames being read (see
     /// [`connection::LARGE_FRAME_BUDGET_BYTES`]).
     large_frames: Arc<Semaphore>,
+    /// Log lines about connections closed for a protocol violation.
+    refusals: Throttled,
 }
 
 /// Serves tracker connections on `listener` until `shutdown` completes, then
@@ -111,6 +113,7 @@ pub async fn run(
         large_frames: Arc::new(Semaphore::new(
             connection::LARGE_FRAME_BUDGET_BYTES as usize,
         )),
+        refusals: Throttled::new(LOG_EVERY),
     });
     let admission = Admission::new(
         "tracker",
