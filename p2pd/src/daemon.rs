@@ -63,6 +63,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let home = Home::open(&options.home)?;
     tracing::info!(home = %home.dir().display(), "home locked");
     let tasks = TaskTracker::new();
+    // Every connection and open file is a descriptor; a low soft limit
+    // would make a daemon with many downloads fail on accept or open.
+    match proto::admission::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(?limit, "open-files limit"),
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
 
     let bind_err = |source| DaemonError::BindPeer {
         addr: options.listen,

@@ -4,7 +4,10 @@
 //! per-connection protocol: admit only a process of this daemon's own
 //! effective uid (`SO_PEERCRED`, so a loosened socket mode is not enough to
 //! drive another user's daemon), read one [`CtlHello`] frame under
-//! [`HELLO_TIMEOUT`], check its version, dispatch the request, and write
+//! [`HELLO_TIMEOUT`] (at most [`MAX_WAITING_FOR_REQUEST`] connections wait
+//! for theirs, a newer one taking the oldest one's place; at most
+//! [`MAX_CONNECTIONS`] are open in all, more are closed at once), check
+//! its version, dispatch the request, and write
 //! any number of [`CtlReply::Progress`] frames followed by one final reply.
 //! Bad input (garbage, an oversized length, undecodable JSON, a hostile id,
 //! another version) is answered with `invalid_argument` where the stream
@@ -15,18 +18,25 @@ use crate::progress::ProgressSink;
 use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use proto::admission::{Admission, Admitted, Throttled, LOG_EVERY};
 use proto::ctl::{CtlHello, CtlReply};
 use proto::frame::{read_frame, write_json, FrameError, MAX_CTL_FRAME_BYTES};
 use proto::{ErrorCode, PROTOCOL_VERSION};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// How long a client may take to send its request.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Control connections at once; more are closed as soon as accepted.
+/// p2pctl is one-shot, so only commands that stream progress stay long.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Of those, connections that have not sent their request yet.
+pub const MAX_WAITING_FOR_REQUEST: usize = 32;
 /// How long one reply frame may take to reach a client that stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Progress ticks buffered for a slow client; more are dropped (the next
@@ -60,6 +70,17 @@ pub async fn run(
 ) {
     let listener = Arc::new(listener);
     let owner = rustix::process::geteuid().as_raw();
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Every client is this uid's own process: one "address". When full,
+    // the oldest silent connection makes room, so a pile of them cannot
+    // keep the user's next p2pctl out.
+    let waiting = Admission::evicting_oldest(
+        "control (no request yet)",
+        MAX_WAITING_FOR_REQUEST,
+        usize::MAX, // one source: only the total applies
+    );
+    let local = IpAddr::from([0, 0, 0, 0]);
+    let refused = Throttled::new(LOG_EVERY);
     proto::service::accept_loop(
         "control",
         &shutdown,
@@ -70,10 +91,29 @@ pub async fn run(
         },
         |stream| {
             let (commands, stop) = (commands.clone(), shutdown.clone());
+            // Over a cap, the stream is dropped (closed) right here.
+            let place = places
+                .clone()
+                .try_acquire_owned()
+                .ok()
+                .and_then(|p| Some((p, waiting.admit(local).ok()?)));
+            if place.is_none() {
+                if let Some(count) = refused.note() {
+                    tracing::warn!(
+                        "refused {count} control connection(s) in the last {} s: too many open",
+                        LOG_EVERY.as_secs()
+                    );
+                }
+            }
             async move {
+                let Some((_place, waiting)) = place else {
+                    return;
+                };
+                let evicted = waiting.eviction();
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = handle(stream, commands, owner) => {}
+                    _ = evicted.cancelled() => {}
+                    _ = handle(stream, commands, owner, waiting) => {}
                 }
             }
         },
@@ -82,8 +122,10 @@ pub async fn run(
 }
 
 /// One p2pctl connection: one request, progress ticks, one final reply.
-/// `owner`: the only uid whose processes may drive this daemon.
-async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32) {
+/// `owner`: the only uid whose processes may drive this daemon. `waiting`
+/// is its place among connections without a request, given back once the
+/// request is read.
+async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32, waiting: Admitted) {
     if let Some(refusal) = peer_refusal(&stream, owner) {
         tracing::warn!("refused a control connection: {refusal}");
         // Take its request off the socket unread, so the client reads the
@@ -113,6 +155,7 @@ async fn handle(mut stream: Stream, commands: Arc<Commands>, owner: u32) {
             return;
         }
     };
+    drop(waiting);
     tracing::debug!(request = ?redacted(&hello.request), "control request");
 
     let (tx, mut rx) = mpsc::channel(PROGRESS_QUEUE);

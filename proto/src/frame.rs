@@ -7,6 +7,7 @@
 //! [`write_json`]; piece data uses its own binary payload (the `peer` module).
 
 use serde::{de::DeserializeOwned, Serialize};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// p2pctl <-> p2pd: small commands and listings.
@@ -30,6 +31,32 @@ pub enum FrameError {
     Decode(#[from] serde_json::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("no frame for {0:?}")]
+    Idle(Duration),
+    #[error("a frame of {len} bytes took longer than {limit:?} to arrive")]
+    Slow { len: u32, limit: Duration },
+}
+
+/// How fast frames must come on a link whose other end could stall on
+/// purpose: a silent link is closed after `idle`, and a frame once started
+/// must be whole within [`Pace::frame_deadline`] (a sender trickling a byte
+/// a second cannot hold a connection, or the bytes it sent, for long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Longest silence between frames.
+    pub idle: Duration,
+    /// Time every frame gets, whatever its length.
+    pub frame: Duration,
+    /// The slowest rate a long frame may arrive at: it gets `frame` plus
+    /// its length at this rate.
+    pub min_bytes_per_sec: u32,
+}
+
+impl Pace {
+    /// How long a frame of `len` bytes may take from its first byte.
+    pub fn frame_deadline(&self, len: u32) -> Duration {
+        self.frame + Duration::from_secs(u64::from(len / self.min_bytes_per_sec.max(1)))
+    }
 }
 
 /// Read one frame. `Ok(None)` on a clean end of stream between frames.
@@ -57,31 +84,100 @@ pub async fn read_frame_into<R: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
 ) -> Result<bool, FrameError> {
     buf.clear();
+    let Some(len) = read_len(r).await? else {
+        return Ok(false);
+    };
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    read_body(r, len, buf).await?;
+    Ok(true)
+}
+
+/// Reads a frame's length prefix: `Ok(None)` on a clean end of stream. The
+/// caller checks it against its limit, then reads the payload with
+/// [`read_body`].
+///
+/// # Errors
+/// [`FrameError::Truncated`] if the stream ends inside the prefix.
+pub async fn read_len<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<u32>, FrameError> {
     let mut len_buf = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         let n = r.read(&mut len_buf[got..]).await?;
         if n == 0 {
             return if got == 0 {
-                Ok(false)
+                Ok(None)
             } else {
                 Err(FrameError::Truncated)
             };
         }
         got += n;
     }
-    let len = u32::from_be_bytes(len_buf);
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
+    Ok(Some(u32::from_be_bytes(len_buf)))
+}
+
+/// Reads a payload of `len` bytes (already checked against the link's
+/// limit) into `buf`, appended. At most `INITIAL_FRAME_CAPACITY` is
+/// reserved before the bytes arrive.
+///
+/// # Errors
+/// [`FrameError::Truncated`] if the stream ends first.
+pub async fn read_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: u32,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let start = buf.len();
     // Grow the buffer as bytes arrive rather than trusting the prefix: a
     // client announcing a maximal frame and then stalling costs us nothing.
     buf.reserve((len as usize).min(INITIAL_FRAME_CAPACITY));
-    let got = (&mut *r).take(len as u64).read_to_end(buf).await?;
-    if got != len as usize {
+    (&mut *r).take(u64::from(len)).read_to_end(buf).await?;
+    if buf.len() - start != len as usize {
         return Err(FrameError::Truncated);
     }
-    Ok(true)
+    Ok(())
+}
+
+/// [`read_frame`] at `pace`: [`FrameError::Idle`] if no frame starts
+/// within `pace.idle`, [`FrameError::Slow`] if a started one is not whole
+/// within its deadline.
+///
+/// # Errors
+/// As [`read_frame`], plus those two.
+pub async fn read_frame_paced<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: u32,
+    pace: Pace,
+) -> Result<Option<Vec<u8>>, FrameError> {
+    let len = match tokio::time::timeout(pace.idle, read_len(r)).await {
+        Err(_) => return Err(FrameError::Idle(pace.idle)),
+        Ok(len) => match len? {
+            None => return Ok(None),
+            Some(len) => len,
+        },
+    };
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut buf = Vec::new();
+    read_body_within(r, len, &mut buf, pace.frame_deadline(len)).await?;
+    Ok(Some(buf))
+}
+
+/// [`read_body`] within `limit`, else [`FrameError::Slow`].
+///
+/// # Errors
+/// As [`read_body`], plus [`FrameError::Slow`].
+pub async fn read_body_within<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: u32,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<(), FrameError> {
+    tokio::time::timeout(limit, read_body(r, len, buf))
+        .await
+        .map_err(|_| FrameError::Slow { len, limit })?
 }
 
 /// Write one frame (length prefix and payload) and flush.
@@ -169,6 +265,49 @@ mod tests {
             read_frame_into(&mut big, 100, &mut buf).await,
             Err(FrameError::TooLarge { len: 256, max: 100 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_silent_link_is_idle_and_a_trickled_frame_is_slow() {
+        let long = Pace {
+            idle: Duration::from_secs(60),
+            frame: Duration::from_secs(30),
+            min_bytes_per_sec: 1024,
+        };
+        assert_eq!(long.frame_deadline(10 * 1024), Duration::from_secs(40));
+        let pace = Pace {
+            idle: Duration::from_millis(200),
+            frame: Duration::from_millis(300),
+            min_bytes_per_sec: u32::MAX,
+        };
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        assert!(matches!(
+            read_frame_paced(&mut server, 100, pace).await,
+            Err(FrameError::Idle(_))
+        ));
+        // A frame announced, then a byte at a time far below the pace.
+        let trickle = tokio::spawn(async move {
+            client.write_all(&[0, 0, 0, 50]).await.unwrap();
+            for _ in 0..50 {
+                if client.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            client
+        });
+        assert!(matches!(
+            read_frame_paced(&mut server, 100, pace).await,
+            Err(FrameError::Slow { len: 50, .. })
+        ));
+        drop(trickle.await.unwrap());
+        let mut wire = Vec::new();
+        write_frame(&mut wire, b"on time", 100).await.unwrap();
+        let mut r = &wire[..];
+        assert_eq!(
+            read_frame_paced(&mut r, 100, pace).await.unwrap().unwrap(),
+            b"on time"
+        );
     }
 
     #[tokio::test]

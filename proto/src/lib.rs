@@ -18,7 +18,11 @@
 //! - [`dirs`]: default state directories and the control socket's name.
 //! - `service` (feature `service`): what `tracker` and `p2pd` share beyond
 //!   the wire: logging, signals, the accept loop, durable file writes.
+//! - `admission` (feature `service`): caps on the connections a listener
+//!   holds (per source address, in total) and the open-files limit.
 
+#[cfg(feature = "service")]
+pub mod admission;
 pub mod ctl;
 pub mod dirs;
 pub mod error;

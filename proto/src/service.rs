@@ -51,8 +51,10 @@ pub fn stop_on_signals(stop: CancellationToken) -> std::io::Result<()> {
 
 /// Accepts connections until `shutdown` is cancelled and runs `serve(conn)`
 /// for each as its own task on `tasks`. `serve`'s future owns the
-/// connection and decides how it reacts to the stop. A failed accept is
-/// logged (naming `what`) and retried after a short pause.
+/// connection and decides how it reacts to the stop. A failed accept
+/// (usually out of file descriptors) is retried after a short pause and
+/// logged, naming `what`, at most once per [`crate::admission::LOG_EVERY`]
+/// with a count: a flood must not fill the log.
 pub async fn accept_loop<C, A, AF, S, SF>(
     what: &'static str,
     shutdown: &CancellationToken,
@@ -65,6 +67,7 @@ pub async fn accept_loop<C, A, AF, S, SF>(
     S: FnMut(C) -> SF,
     SF: Future<Output = ()> + Send + 'static,
 {
+    let failures = crate::admission::Throttled::new(crate::admission::LOG_EVERY);
     loop {
         let conn = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -75,7 +78,9 @@ pub async fn accept_loop<C, A, AF, S, SF>(
                 tasks.spawn(serve(c));
             }
             Err(e) => {
-                tracing::warn!("accepting a {what} connection: {e}");
+                if let Some(count) = failures.note() {
+                    tracing::warn!("accepting a {what} connection failed ({count} time(s) since the last report): {e}");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}

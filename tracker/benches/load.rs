@@ -197,6 +197,8 @@ impl Trackers {
                 .arg(dir.join(format!("data-{n}")))
                 .arg("--cluster-key")
                 .arg(&key)
+                // Every simulated daemon connects from 127.0.0.1.
+                .args(["--max-connections-per-ip", "1000000"])
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())

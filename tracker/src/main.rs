@@ -62,7 +62,27 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = tracker::state::Caps::default().groups,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_groups: u32,
+    /// Seconds without a frame after which a daemon's connection is closed
+    /// (daemons heartbeat every 3 s).
+    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(5..))]
+    idle_timeout: u64,
+    /// Connections held at once from one IP address; more are closed as
+    /// soon as they are accepted.
+    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_ip: usize,
+    /// Connections held at once in total [default: the open-files limit,
+    /// raised to its hard limit at start, less 256 kept for the Raft links
+    /// and files, at most 50000].
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: Option<usize>,
 }
+
+/// Descriptors kept out of the connection budget: listeners, the store,
+/// logs, outgoing links to the other trackers.
+const RESERVED_FILES: u64 = 256;
 
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
@@ -197,14 +217,35 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         n,
         data_dir.display()
     );
+    let open_files = match proto::admission::raise_open_files_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+            None
+        }
+    };
+    let budget = proto::admission::connection_budget(
+        open_files,
+        RESERVED_FILES,
+        server::DEFAULT_MAX_CONNECTIONS,
+    );
     let options = ServerOptions {
         node: n,
         caps: tracker::state::Caps {
             groups: args.max_groups,
             ..tracker::state::Caps::default()
         },
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: args.max_connections.unwrap_or(budget),
+        max_connections_per_source: args.max_connections_per_ip,
         ..ServerOptions::default()
     };
+    tracing::info!(
+        "at most {} connections, {} per IP address; idle ones closed after {} s",
+        options.max_connections,
+        options.max_connections_per_source,
+        args.idle_timeout
+    );
     let served = server::run(listener, cluster.clone(), options, stop.cancelled_owned()).await;
     served.context("graceful stop did not finish")?;
     tokio::time::timeout(RAFT_STOP_DEADLINE, cluster.raft.shutdown())

@@ -1,13 +1,14 @@
 //! Serving pieces to a peer that connected to us (it downloads, we serve).
 //!
 //! Sequence: the TLS handshake (the peer proves its link key; see
-//! [`p2p_link::tls`]) → read the `Handshake` (under [`HANDSHAKE_TIMEOUT`]) → [`admit`]:
+//! [`p2p_link::tls`]) → read the `Handshake` (both within [`OPENING_DEADLINE`]) → [`admit`]:
 //! find what we can serve in the [`ServeIndex`] (a share of the logged-in
 //! user: every piece; a download in progress: its verified pieces), then
 //! check the ticket on our own: signed by the cluster, for the handshake's
 //! user, group and file, on the link key the peer just proved ([`Lease`];
 //! no tracker round trip) → `HandshakeOk` + `Bitfield`, or
-//! `HandshakeReject` with a typed [`Refusal`] and close. Then a reader
+//! `HandshakeReject` with a typed [`Refusal`] and close (also when every
+//! serving place is taken: the place is taken only now). Then a reader
 //! future queues `Request`s (drops `Cancel`led ones from the queue, renews
 //! the lease with fresh `Ticket`s) and a writer future answers them in
 //! order, one `Piece` frame read from disk straight into a reused buffer,
@@ -20,7 +21,7 @@ use super::lease::{now_s, Lease};
 use super::serve_index::{ServeIndex, Source};
 use super::storage::{fill_piece_frame, fill_piece_frame_cached, PartFile, ServeError};
 use super::wire::{
-    read_payload, write_bytes, write_msg, ConnError, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
+    read_payload, with_timeout, write_bytes, write_msg, ConnError, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
     KEEPALIVE_INTERVAL,
 };
 use crate::session::SessionStore;
@@ -34,6 +35,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
@@ -41,22 +43,52 @@ use tokio::sync::{watch, Notify};
 /// (a well-behaved downloader keeps `PIPELINE_DEPTH_BLOCKS` outstanding).
 pub const MAX_QUEUED_REQUESTS: usize = 64;
 
-/// Serve one peer connection to its end.
+/// How long a connecting peer has for the TLS handshake and its
+/// `Handshake` together, before it is admitted or refused.
+pub const OPENING_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serve one peer connection to its end. `opening` is held while the peer
+/// secures the link and shows its handshake (at most [`OPENING_DEADLINE`]);
+/// once the ticket checks out, `take_slot` gives the place it is served
+/// in, held to the end, or `None` (every place taken: it is refused as
+/// unavailable, to come back later). So a place is never held by a peer
+/// that has not proved it may fetch.
 ///
 /// # Errors
 /// Why the connection ended (refused, closed, timed out, misbehaved).
-pub async fn serve(stream: TcpStream, ctx: Arc<SwarmContext>) -> Result<(), ConnError> {
+pub async fn serve<H, S>(
+    stream: TcpStream,
+    ctx: Arc<SwarmContext>,
+    opening: H,
+    take_slot: impl FnOnce() -> Option<S>,
+) -> Result<(), ConnError> {
     let _ = stream.set_nodelay(true);
-    let secured = ctx
-        .endpoint
-        .accept(stream)
-        .await
-        .map_err(|e| ConnError::Protocol(format!("securing the link: {e}")))?;
-    let (mut rd, mut wr) = p2p_link::tls::split(secured.link);
+    let step = "securing the link and reading the handshake";
+    let (secured_peer, mut rd, mut wr, hs) = with_timeout(step, OPENING_DEADLINE, async {
+        let secured = ctx
+            .endpoint
+            .accept(stream)
+            .await
+            .map_err(|e| ConnError::Protocol(format!("securing the link: {e}")))?;
+        let (mut rd, wr) = p2p_link::tls::split(secured.link);
+        let hs = read_handshake(&mut rd).await?;
+        Ok((secured.peer, rd, wr, hs))
+    })
+    .await?;
+    drop(opening);
     let mut buf = Vec::with_capacity(256);
-    let hs = read_handshake(&mut rd).await?;
     let step = "answering the handshake";
-    let (source, serving_user, lease) = match admit(&ctx, &hs, secured.peer) {
+    let admitted = admit(&ctx, &hs, secured_peer).and_then(|admitted| match take_slot() {
+        Some(slot) => Ok((admitted, slot)),
+        None => Err(Refusal::new(
+            RefusalReason::Unavailable,
+            WireError::new(
+                ErrorCode::Io,
+                "this peer is serving as many downloaders as it can; try again later",
+            ),
+        )),
+    });
+    let ((source, serving_user, lease), _slot) = match admitted {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(user = %hs.user, group = %hs.group, name = %hs.name,

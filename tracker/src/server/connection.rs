@@ -23,23 +23,51 @@
 use super::handler::{self, welcome};
 use super::Shared;
 use p2p_link::{LinkReader, LinkWriter, PublicKey};
-use proto::frame::{read_frame, write_json, FrameError, MAX_TRACKER_FRAME_BYTES};
+use proto::frame::{
+    read_body_within, read_frame, read_len, write_json, FrameError, Pace, MAX_TRACKER_FRAME_BYTES,
+};
 use proto::tracker::{TrackerAnswer, TrackerCall, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Largest first frame: a hello is tiny, and a stranger should not make us
 /// reserve the 64 MiB a registration may need.
 const MAX_HELLO_FRAME_BYTES: u32 = 4096;
-/// How long a new link may take to say who it is.
+/// How long a new link may take, TLS handshake included, to say who it is.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest frame of a daemon's connection before a call on it proved a
+/// session (a login or a call with a live token): enough for every call
+/// but a registration of a file of thousands of pieces, and too little for
+/// strangers to make the tracker hold their bytes by the megabyte.
+pub(super) const MAX_UNTRUSTED_FRAME_BYTES: u32 = 64 * 1024;
+/// Time any frame gets from its first byte to its last ...
+const FRAME_DEADLINE: Duration = Duration::from_secs(30);
+/// ... plus a second per this many bytes, so a 64 MiB registration over a
+/// slow link still arrives while a trickle cannot hold a connection.
+const MIN_FRAME_BYTES_PER_SEC: u32 = 64 * 1024;
+
+/// Bytes of frames over [`MAX_UNTRUSTED_FRAME_BYTES`] the tracker holds at
+/// once, over all connections, from the length prefix until the call is
+/// decoded: one maximal registration. Anyone may make an account, so a
+/// session alone must not let a few connections each hold 64 MiB.
+pub(super) const LARGE_FRAME_BUDGET_BYTES: u32 = MAX_TRACKER_FRAME_BYTES;
+
+/// How fast a daemon's frames must come, for an idle timeout of `idle`.
+pub(super) fn pace(idle: Duration) -> Pace {
+    Pace {
+        idle,
+        frame: FRAME_DEADLINE,
+        min_bytes_per_sec: MIN_FRAME_BYTES_PER_SEC,
+    }
+}
 /// Calls of one connection handled at once; the reader waits beyond that,
 /// which pushes back on a client that floods without reading answers.
 const MAX_CALLS_IN_FLIGHT: usize = 64;
@@ -53,6 +81,9 @@ const MAX_ECHOED_ERROR_CHARS: usize = 200;
 
 /// A frame as read: bytes, a clean end of stream, or a framing error.
 type Frame = Result<Option<Vec<u8>>, FrameError>;
+/// A large frame's share of [`LARGE_FRAME_BUDGET_BYTES`], held until its
+/// call is decoded.
+type Budget = Option<OwnedSemaphorePermit>;
 
 pub(super) struct Connection {
     shared: Arc<Shared>,
@@ -90,31 +121,31 @@ impl Connection {
         tracing::debug!(peer = %self.peer, "connection opened");
         // Answers are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
-        let secured = tokio::select! {
-            () = self.cancel.cancelled() => return,
-            s = self.shared.cluster.endpoint().accept(socket) => s,
+        let opening = async {
+            let secured = self.shared.cluster.endpoint().accept(socket).await;
+            let secured = match secured {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "no TLS link");
+                    return None;
+                }
+            };
+            let key = secured.peer;
+            let (mut reader, writer) = p2p_link::tls::split(secured.link);
+            let first = read_frame(&mut reader, MAX_HELLO_FRAME_BYTES).await;
+            Some((key, reader, writer, first))
         };
-        let secured = match secured {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(peer = %self.peer, error = %e, "no TLS link");
+        let opened = tokio::select! {
+            () = self.cancel.cancelled() => return,
+            opened = tokio::time::timeout(HELLO_DEADLINE, opening) => opened,
+        };
+        let (key, reader, writer, first) = match opened {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "no TLS link and hello in time");
                 return;
             }
-        };
-        let key = secured.peer;
-        let (mut reader, writer) = p2p_link::tls::split(secured.link);
-        let first = tokio::select! {
-            () = self.cancel.cancelled() => return,
-            frame = tokio::time::timeout(
-                HELLO_DEADLINE,
-                read_frame(&mut reader, MAX_HELLO_FRAME_BYTES),
-            ) => match frame {
-                Ok(f) => f,
-                Err(_) => {
-                    tracing::debug!(peer = %self.peer, "no hello in time");
-                    return;
-                }
-            },
         };
         if let Some(hello) = first
             .as_ref()
@@ -177,7 +208,11 @@ impl Connection {
         match self.read_calls(&mut reader, &tx, first, key).await {
             Ending::Quiet => {}
             Ending::Refused { id, error } => {
-                tracing::warn!(peer = %self.peer, error = %error.message, "closing connection");
+                // Throttled: a flood of bad frames must not fill the log.
+                if let Some(count) = self.shared.refusals.note() {
+                    tracing::warn!(peer = %self.peer, error = %error.message,
+                        "closing a connection that broke the protocol ({count} since the last such line)");
+                }
                 let _ = tx
                     .send(TrackerAnswer {
                         id,
@@ -186,7 +221,9 @@ impl Connection {
                     .await;
             }
             Ending::Broken(e) => {
-                tracing::warn!(peer = %self.peer, error = %e, "closing connection");
+                // Debug only: resets are the other end's business, and a
+                // flood of them must not fill the log.
+                tracing::debug!(peer = %self.peer, error = %e, "closing connection");
             }
         }
         // The writer ends once this and every in-flight call's sender are
@@ -204,26 +241,24 @@ impl Connection {
         key: PublicKey,
     ) -> Ending {
         let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
+        // Set by the first call that proves a session (see `proves_session`).
+        let trusted = Arc::new(AtomicBool::new(false));
         let mut first = Some(first);
         let mut greeted = false;
         loop {
-            let limit = if greeted {
-                MAX_TRACKER_FRAME_BYTES
-            } else {
-                MAX_HELLO_FRAME_BYTES
-            };
-            let frame = match first.take() {
-                Some(frame) => frame,
+            let (frame, budget) = match first.take() {
+                Some(frame) => (frame, None),
                 None => tokio::select! {
                     () = self.cancel.cancelled() => return Ending::Quiet,
                     () = tx.closed() => return Ending::Quiet,
-                    frame = read_frame(reader, limit) => frame,
+                    read = self.read_frame(reader, greeted, &trusted, &permits) => read,
                 },
             };
             let call = match decode_call(frame) {
                 Ok(call) => call,
                 Err(ending) => return ending,
             };
+            drop(budget);
             if !greeted {
                 if let Err(ending) = self.greet(call, tx).await {
                     return ending;
@@ -239,12 +274,86 @@ impl Connection {
                 },
             };
             let (shared, tx, peer) = (Arc::clone(&self.shared), tx.clone(), self.peer);
+            let trusted = trusted.clone();
             self.tasks.spawn(async move {
+                let proving = proves_session(&call.request);
                 let answer = handler::answer(&shared, call, &key, peer.ip()).await;
+                if proving && answer.result.is_ok() {
+                    trusted.store(true, Ordering::Release);
+                }
                 let _ = tx.send(answer).await;
                 drop(permit);
             });
         }
+    }
+
+    /// Reads one frame of a daemon's connection at the tracker's pace. The
+    /// limit is [`MAX_HELLO_FRAME_BYTES`] before the hello,
+    /// [`MAX_UNTRUSTED_FRAME_BYTES`] until a call proved a session, then
+    /// [`MAX_TRACKER_FRAME_BYTES`]. A larger frame before that proof waits
+    /// for the calls in flight first: the login or heartbeat a daemon sends
+    /// ahead of a big registration may still be running.
+    async fn read_frame(
+        &self,
+        reader: &mut LinkReader,
+        greeted: bool,
+        trusted: &AtomicBool,
+        permits: &Arc<Semaphore>,
+    ) -> (Frame, Budget) {
+        let pace = self.shared.pace;
+        let len = match tokio::time::timeout(pace.idle, read_len(reader)).await {
+            Err(_) => return (Err(FrameError::Idle(pace.idle)), None),
+            Ok(Err(e)) => return (Err(e), None),
+            Ok(Ok(None)) => return (Ok(None), None),
+            Ok(Ok(Some(len))) => len,
+        };
+        let limit = if !greeted {
+            MAX_HELLO_FRAME_BYTES
+        } else if len > MAX_UNTRUSTED_FRAME_BYTES && len <= MAX_TRACKER_FRAME_BYTES {
+            if !trusted.load(Ordering::Acquire) {
+                // Every permit back = every call read so far has answered.
+                let all = u32::try_from(MAX_CALLS_IN_FLIGHT).unwrap_or(u32::MAX);
+                drop(permits.acquire_many(all).await);
+            }
+            if trusted.load(Ordering::Acquire) {
+                MAX_TRACKER_FRAME_BYTES
+            } else {
+                MAX_UNTRUSTED_FRAME_BYTES
+            }
+        } else {
+            MAX_TRACKER_FRAME_BYTES
+        };
+        if len > limit {
+            return (Err(FrameError::TooLarge { len, max: limit }), None);
+        }
+        let deadline = pace.frame_deadline(len);
+        let budget = if len > MAX_UNTRUSTED_FRAME_BYTES {
+            // Waiting for the budget counts against the frame's deadline.
+            let budget = Arc::clone(&self.shared.large_frames).acquire_many_owned(len);
+            match tokio::time::timeout(deadline, budget).await {
+                Ok(Ok(permit)) => Some(permit),
+                _ => {
+                    return (
+                        Err(FrameError::Slow {
+                            len,
+                            limit: deadline,
+                        }),
+                        None,
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        // A budgeted frame may have its memory at once: growing by doubling
+        // would hold two copies (and more in the allocator's caches).
+        // Room for the reader's final probe too, so nothing reallocates.
+        let mut buf = match budget {
+            Some(_) => Vec::with_capacity(len as usize + 64),
+            None => Vec::new(),
+        };
+        let read = read_body_within(reader, len, &mut buf, deadline).await;
+        (read.map(|()| Some(buf)), budget)
     }
 
     /// The first call must be a `Hello` of our protocol version.
@@ -276,16 +385,36 @@ impl Connection {
     }
 }
 
+/// Whether `request` succeeding proves the connection's other end has a
+/// session: a login, or any call made with a token.
+fn proves_session(request: &TrackerRequest) -> bool {
+    matches!(request, TrackerRequest::Login { .. }) || request.token().is_some()
+}
+
 /// The call in `frame`, or how the connection ends because of it.
 fn decode_call(frame: Frame) -> Result<TrackerCall, Ending> {
     let bytes = match frame {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Err(Ending::Quiet),
+        Err(FrameError::TooLarge { len, max }) if max == MAX_UNTRUSTED_FRAME_BYTES => {
+            return Err(Ending::Refused {
+                id: 0,
+                error: WireError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("frame of {len} bytes exceeds the limit of {max} for a connection without a session (log in first)"),
+                ),
+            })
+        }
         Err(e @ FrameError::TooLarge { .. }) => {
             return Err(Ending::Refused {
                 id: 0,
                 error: WireError::new(ErrorCode::InvalidArgument, e.to_string()),
             })
+        }
+        Err(e @ (FrameError::Idle(_) | FrameError::Slow { .. })) => {
+            // Debug only: a flood of these must not fill the log.
+            tracing::debug!(error = %e, "closing an idle or slow connection");
+            return Err(Ending::Quiet);
         }
         Err(e) => return Err(Ending::Broken(e)),
     };
@@ -350,6 +479,37 @@ mod tests {
         assert_eq!(call_id(br#"{"id": 7, "request": {"op": "nope"}}"#), 7);
         assert_eq!(call_id(b"\x00garbage"), 0);
         assert!(shorten(&"x".repeat(10_000)).chars().count() <= MAX_ECHOED_ERROR_CHARS + 1);
+    }
+
+    #[test]
+    fn only_a_login_or_a_call_with_a_token_proves_a_session() {
+        let call = |json: &str| serde_json::from_str::<TrackerRequest>(json).unwrap();
+        assert!(proves_session(&call(
+            r#"{"op": "login", "user": "u", "password": "p"}"#
+        )));
+        assert!(proves_session(&call(
+            r#"{"op": "list_groups", "token": "t"}"#
+        )));
+        assert!(!proves_session(&call(r#"{"op": "hello", "version": 1}"#)));
+        assert!(!proves_session(&call(
+            r#"{"op": "create_user", "user": "u", "password": "p"}"#
+        )));
+    }
+
+    #[test]
+    fn an_untrusted_oversized_frame_says_to_log_in() {
+        let too_large = Err(FrameError::TooLarge {
+            len: 1 << 20,
+            max: MAX_UNTRUSTED_FRAME_BYTES,
+        });
+        assert!(matches!(
+            decode_call(too_large),
+            Err(Ending::Refused { error, .. }) if error.message.contains("log in first")
+        ));
+        assert!(matches!(
+            decode_call(Err(FrameError::Idle(Duration::from_secs(60)))),
+            Err(Ending::Quiet)
+        ));
     }
 
     #[test]

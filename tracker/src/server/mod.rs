@@ -12,6 +12,14 @@
 //! Passwords ([`crate::passwords`]), tokens ([`crate::tokens`]) and the
 //! clock ([`crate::clock`]) live in files of their own.
 //!
+//! Limits (see `ARCHITECTURE.md`, "Hostile load"): at most
+//! [`ServerOptions::max_connections`] connections, and
+//! [`ServerOptions::max_connections_per_source`] from one address; more
+//! are accepted and closed at once. A connection has 10 s for TLS and its
+//! first frame; then a daemon's connection is closed after
+//! [`ServerOptions::idle_timeout`] without a frame, and any frame must be
+//! whole within 30 s (plus a second per 64 KiB) of its first byte.
+//!
 //! Shutdown: the trigger stops the accept loop and every reader; calls
 //! already read run to completion (a write is answered once durable),
 //! writers flush, and [`run`] waits for all of it up to
@@ -25,12 +33,24 @@ use crate::passwords;
 use crate::raft::Cluster;
 use crate::state::Caps;
 use connection::Connection;
+use proto::admission::{Admission, Throttled, LOG_EVERY};
+use proto::frame::Pace;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// A daemon heartbeats every 3 s, so a minute of silence is no daemon.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections from one address: a daemon holds one, so this leaves room
+/// for many users behind one NAT, and none for one host's flood.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 64;
+/// Connections in total when the open-files limit does not say less.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
 
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -41,6 +61,12 @@ pub struct ServerOptions {
     pub shutdown_deadline: Duration,
     /// The limits new writes are held to.
     pub caps: Caps,
+    /// A daemon's connection with no frame for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections held at once; more are closed as soon as accepted.
+    pub max_connections: usize,
+    /// Connections held at once from one source address.
+    pub max_connections_per_source: usize,
 }
 
 impl Default for ServerOptions {
@@ -49,6 +75,9 @@ impl Default for ServerOptions {
             node: 1,
             shutdown_deadline: Duration::from_secs(5),
             caps: Caps::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
         }
     }
 }
@@ -68,6 +97,13 @@ struct Shared {
     /// Signalled whenever a call gives back an address's hashing slot.
     slot_freed: tokio::sync::Notify,
     caps: Caps,
+    /// How fast a daemon's frames must come.
+    pace: Pace,
+    /// Bytes of large frames being read (see
+    /// [`connection::LARGE_FRAME_BUDGET_BYTES`]).
+    large_frames: Arc<Semaphore>,
+    /// Log lines about connections closed for a protocol violation.
+    refusals: Throttled,
 }
 
 /// Serves tracker connections on `listener` until `shutdown` completes, then
@@ -88,7 +124,17 @@ pub async fn run(
         throttle: std::sync::Mutex::default(),
         slot_freed: tokio::sync::Notify::new(),
         caps: options.caps,
+        pace: connection::pace(options.idle_timeout),
+        large_frames: Arc::new(Semaphore::new(
+            connection::LARGE_FRAME_BUDGET_BYTES as usize,
+        )),
+        refusals: Throttled::new(LOG_EVERY),
     });
+    let admission = Admission::new(
+        "tracker",
+        options.max_connections,
+        options.max_connections_per_source,
+    );
     // Stops the accept loop and, through child tokens, every reader.
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -99,10 +145,16 @@ pub async fn run(
         &stop,
         &tasks,
         || listener.accept(),
-        |(socket, peer)| {
+        |(socket, peer): (TcpStream, SocketAddr)| {
+            // Over a cap, the socket is dropped (closed) right here.
+            let place = admission.admit(peer.ip());
             let conn =
                 Connection::new(Arc::clone(&shared), peer, stop.child_token(), tasks.clone());
-            conn.serve(socket)
+            async move {
+                if let Ok(_place) = place {
+                    conn.serve(socket).await;
+                }
+            }
         },
     );
     tokio::join!(accepting, async {
