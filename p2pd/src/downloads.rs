@@ -75,6 +75,10 @@ impl Entry {
 
     fn info(&self) -> DownloadInfo {
         let s = self.status.get();
+        let reason = match s.state {
+            DownloadState::Paused => s.pause_reason(),
+            _ => s.error.as_ref().map(|e| e.to_wire().message),
+        };
         DownloadInfo {
             group: self.target.group.clone(),
             name: self.target.name.clone(),
@@ -84,7 +88,7 @@ impl Entry {
             path: self.target.path.clone(),
             peers: s.peers,
             rate: s.rate,
-            error: s.error.map(|e| e.to_wire().message),
+            error: reason,
         }
     }
 }
@@ -399,11 +403,7 @@ async fn wait_for(entry: &Arc<Entry>, progress: &ProgressSink) -> Result<CtlRepl
                 peers: s.connected,
                 rate: s.rate,
                 paused: s.state == DownloadState::Paused,
-                reason: s
-                    .error
-                    .as_ref()
-                    .filter(|_| s.state == DownloadState::Paused)
-                    .map(|e| e.to_string()),
+                reason: s.pause_reason(),
             }),
             r = rx.changed() => if r.is_err() {
                 return Err(WireError::new(ErrorCode::Io, "the download ended unexpectedly"));

@@ -332,8 +332,10 @@ async fn locate_first(job: &Job, patient: bool) -> Result<Option<Located>, Downl
             return Err(e);
         }
         tracing::debug!(name = %t.name, "cannot resume yet: {e}");
-        job.status
-            .update(|s| s.state = proto::ctl::DownloadState::Paused);
+        job.status.update(|s| {
+            s.state = proto::ctl::DownloadState::Paused;
+            s.waiting = Some(format!("cannot resume yet: {e}; retrying"));
+        });
         tokio::select! {
             _ = job.stop.cancelled() => return Ok(None),
             _ = tokio::time::sleep(RELOCATE_IDLE_INTERVAL) => {}

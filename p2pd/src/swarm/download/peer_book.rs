@@ -71,6 +71,10 @@ pub struct PeerBook {
     strikes: HashMap<UserId, u32>,
     /// Users the last `Locate` listed online.
     online: HashSet<UserId>,
+    /// Banned users the last `Locate` listed online (for [`why_idle`]).
+    ///
+    /// [`why_idle`]: PeerBook::why_idle
+    banned_online: Vec<UserId>,
 }
 
 impl PeerBook {
@@ -79,8 +83,13 @@ impl PeerBook {
     /// slot; known ones a fresh address and key (a restarted daemon).
     pub fn learn(&mut self, peers: Vec<PeerEntry>, me: &UserId, now: Instant) {
         self.online.clear();
+        self.banned_online.clear();
         for p in peers {
-            if &p.user == me || self.banned.contains(&p.user) {
+            if self.banned.contains(&p.user) {
+                self.banned_online.push(p.user);
+                continue;
+            }
+            if &p.user == me {
                 continue;
             }
             let Ok(key) = p.key.parse::<PublicKey>() else {
@@ -108,6 +117,29 @@ impl PeerBook {
     /// Whether the tracker listed anyone (usable) online.
     pub fn any_online(&self) -> bool {
         !self.online.is_empty()
+    }
+
+    /// Why no peer is connected, for people (`show_downloads`' `reason`,
+    /// the progress bar); `None` while one is.
+    pub fn why_idle(&self) -> Option<String> {
+        if self.connected() > 0 {
+            return None;
+        }
+        if !self.online.is_empty() {
+            let n = self.online.len();
+            return Some(format!(
+                "cannot reach any holder yet ({n} online); retrying"
+            ));
+        }
+        if !self.banned_online.is_empty() {
+            let mut names: Vec<&str> = self.banned_online.iter().map(UserId::as_str).collect();
+            names.sort_unstable();
+            return Some(format!(
+                "every holder online ({}) sent corrupt data; waiting for another holder",
+                names.join(", ")
+            ));
+        }
+        Some("no holder of the file is online; waiting for one".into())
     }
 
     /// Peers to dial now: online, not connected, past their retry time, in
@@ -299,6 +331,33 @@ mod tests {
         book.learn(vec![restarted], &me(), now);
         let b = book.get(PeerId(0)).unwrap();
         assert_eq!((b.addr.port(), b.key.to_string()), (5, "cd".repeat(32)));
+    }
+
+    #[test]
+    fn an_idle_download_says_why() {
+        let mut book = PeerBook::default();
+        let now = Instant::now();
+        assert_eq!(
+            book.why_idle().as_deref(),
+            Some("no holder of the file is online; waiting for one")
+        );
+        book.learn(vec![entry("bob", 1)], &me(), now);
+        assert_eq!(
+            book.why_idle().as_deref(),
+            Some("cannot reach any holder yet (1 online); retrying")
+        );
+        book.attach(PeerId(0), conn(1), now);
+        assert_eq!(book.why_idle(), None, "connected");
+        let blamed = book.blame(&[PeerId(0)]);
+        assert!(blamed[0].banned, "a sole liar is banned");
+        book.detach(PeerId(0), Duration::ZERO, now);
+        book.learn(vec![entry("bob", 1)], &me(), now);
+        assert_eq!(
+            book.why_idle().as_deref(),
+            Some("every holder online (bob) sent corrupt data; waiting for another holder")
+        );
+        book.learn(vec![entry("bob", 1), entry("carol", 2)], &me(), now);
+        assert!(book.why_idle().unwrap().starts_with("cannot reach"));
     }
 
     #[test]

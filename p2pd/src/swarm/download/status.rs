@@ -7,6 +7,9 @@ use proto::ctl::{DownloadState, PeerBytes};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Why a saved or stopped download waits.
+const RESUMES_AT_LOGIN: &str = "not running: it resumes at the next login of its user";
+
 /// One download as last published.
 #[derive(Debug, Clone)]
 pub struct DownloadStatus {
@@ -22,8 +25,11 @@ pub struct DownloadStatus {
     pub connected: u32,
     /// Peers the finished file came from.
     pub sources: u32,
-    /// Why it failed (state `failed`).
+    /// Why it failed (state `failed`), or why it waits (disk full).
     pub error: Option<Arc<DownloadError>>,
+    /// Why a running download has no peer (no holder online, every one
+    /// sent corrupt data, none reachable).
+    pub waiting: Option<String>,
 }
 
 impl DownloadStatus {
@@ -38,6 +44,7 @@ impl DownloadStatus {
             connected: 0,
             sources: 0,
             error: None,
+            waiting: None,
         }
     }
 
@@ -47,8 +54,21 @@ impl DownloadStatus {
             state: DownloadState::Paused,
             bytes_done,
             size,
+            waiting: Some(RESUMES_AT_LOGIN.into()),
             ..DownloadStatus::starting()
         }
+    }
+
+    /// Why it is paused, for people: the error that pauses it, else what
+    /// it waits for; `None` unless paused.
+    pub fn pause_reason(&self) -> Option<String> {
+        if self.state != DownloadState::Paused {
+            return None;
+        }
+        self.error
+            .as_ref()
+            .map(|e| e.to_string())
+            .or_else(|| self.waiting.clone())
     }
 
     /// Complete or failed: nothing more will happen to it.
@@ -90,6 +110,7 @@ impl StatusHandle {
             if s.state == DownloadState::Downloading {
                 s.state = DownloadState::Paused;
             }
+            s.waiting = Some(RESUMES_AT_LOGIN.into());
             s.idle();
         });
     }

@@ -276,6 +276,7 @@ impl<'a> Swarm<'a> {
             .collect();
         let ready = self.book.ready().len() as u32;
         let active = self.book.connected() > 0;
+        let waiting = self.book.why_idle();
         let (done, size, rate) = (self.pieces.verified_bytes(), self.meta.size, self.rate);
         self.job.status.update(|s| {
             s.state = if active {
@@ -288,6 +289,7 @@ impl<'a> Swarm<'a> {
             s.peers = peers;
             s.rate = rate;
             s.connected = ready;
+            s.waiting = waiting;
         });
     }
 
