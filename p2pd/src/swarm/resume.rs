@@ -184,11 +184,7 @@ pub fn save(dir: &Path, rec: &ResumeRecord) -> Result<PathBuf, ResumeError> {
         .create(dir)
         .map_err(io_err(dir))?;
     let path = dir.join(rec.file_name());
-    let json = serde_json::to_vec(&rec.to_disk()).map_err(|e| ResumeError::Io {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    write_atomic(&path, &json, 0o600).map_err(io_err(&path))?;
+    write_atomic(&path, &encode(rec), 0o600).map_err(io_err(&path))?;
     Ok(path)
 }
 
@@ -207,8 +203,22 @@ pub fn load(path: &Path) -> Result<ResumeRecord, ResumeError> {
         return Err(corrupt(format!("{len} bytes long")));
     }
     let bytes = fs::read(path).map_err(io_err(path))?;
-    let disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    ResumeRecord::from_disk(disk).map_err(corrupt)
+    decode(&bytes).map_err(corrupt)
+}
+
+/// A record from the bytes of its file, validated; why not, for people.
+/// (The decoder `load` uses; fuzzed by `fuzz/fuzz_targets/resume_record.rs`.)
+///
+/// # Errors
+/// Not JSON of a record, or a record that does not validate.
+pub fn decode(bytes: &[u8]) -> Result<ResumeRecord, String> {
+    let disk: OnDisk = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    ResumeRecord::from_disk(disk)
+}
+
+/// The bytes [`save`] writes for `rec`.
+pub fn encode(rec: &ResumeRecord) -> Vec<u8> {
+    serde_json::to_vec(&rec.to_disk()).expect("a record always serialises")
 }
 
 /// A record file and what loading it gave.
