@@ -2,7 +2,7 @@
 //! (`P2PD_FAULT` makes it SIGKILL itself exactly there) comes back
 //! consistent, and a download that runs out of disk pauses and resumes.
 
-use blackbox::{random_file, sha1_file, wait_until, Daemon, Pair};
+use blackbox::{random_file, sha1_file, wait_until, Daemon, Net, Pair};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +38,20 @@ fn download(d: &Daemon, name: &str) -> Option<Value> {
     all.as_array()?.iter().find(|x| x["name"] == name).cloned()
 }
 
+/// `d` starts downloading `g/f.bin` (detached) into a new directory
+/// `dir` of the net; returns that directory.
+fn start_download(d: &Daemon, net: &Net, dir: &str) -> PathBuf {
+    let dest = net.mkdir(dir);
+    d.ok(&[
+        "download_file",
+        "g",
+        "f.bin",
+        dest.to_str().unwrap(),
+        "--detach",
+    ]);
+    dest
+}
+
 /// Waits until `name` is complete on `d`; panics with its last state.
 fn wait_complete(d: &Daemon, name: &str, what: &str) -> Value {
     let mut last = None;
@@ -64,14 +78,7 @@ fn crash_after_register_leaves_no_phantom_holder() {
 
     restart_with_fault(&mut pair.a, None);
     // The holder the tracker lists serves the file.
-    let dest = pair.net.mkdir("bob-dl");
-    pair.b.ok(&[
-        "download_file",
-        "g",
-        "f.bin",
-        dest.to_str().unwrap(),
-        "--detach",
-    ]);
+    let dest = start_download(&pair.b, &pair.net, "bob-dl");
     wait_complete(&pair.b, "f.bin", "download from the restarted holder");
     assert_eq!(sha1_file(&dest.join("f.bin")), sha);
     assert_eq!(pair.a.status()["shares"], 1, "the share was recorded first");
@@ -135,14 +142,7 @@ fn refused_upload_is_not_recorded() {
         "name_taken",
     );
     assert_eq!(pair.a.status()["shares"], 1);
-    let dest = pair.net.mkdir("bob-dl");
-    pair.b.ok(&[
-        "download_file",
-        "g",
-        "f.bin",
-        dest.to_str().unwrap(),
-        "--detach",
-    ]);
+    let dest = start_download(&pair.b, &pair.net, "bob-dl");
     wait_complete(&pair.b, "f.bin", "served from the original path");
     assert_eq!(sha1_file(&dest.join("f.bin")), sha);
 }
@@ -157,14 +157,7 @@ fn crash_while_finishing(point: &str, part_left: bool) {
     pair.a
         .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
     restart_with_fault(&mut pair.b, Some(point));
-    let dest = pair.net.mkdir("bob-dl");
-    pair.b.ok(&[
-        "download_file",
-        "g",
-        "f.bin",
-        dest.to_str().unwrap(),
-        "--detach",
-    ]);
+    let dest = start_download(&pair.b, &pair.net, "bob-dl");
     wait_dead(&mut pair.b, "finishing the download");
     let (final_path, part) = (dest.join("f.bin"), dest.join("f.bin.part"));
     assert!(final_path.exists(), "the final name was linked");
@@ -184,14 +177,7 @@ fn crash_while_finishing(point: &str, part_left: bool) {
     pair.a.ok(&["accept_request", "g", "carol"]);
     pair.a.kill9();
     pair.b.wait_online("g", "f.bin", 1, "only bob online");
-    let cdest = pair.net.mkdir("carol-dl");
-    c.ok(&[
-        "download_file",
-        "g",
-        "f.bin",
-        cdest.to_str().unwrap(),
-        "--detach",
-    ]);
+    let cdest = start_download(&c, &pair.net, "carol-dl");
     let d = wait_complete(&c, "f.bin", "carol from bob");
     assert_eq!(sha1_file(&cdest.join("f.bin")), sha);
     assert_eq!(d["peers"][0]["user"], "bob", "{d}");
@@ -215,14 +201,7 @@ fn other_content_at_the_final_path_after_a_crash_is_never_touched() {
     pair.a
         .ok(&["upload_file", dir.join("f.bin").to_str().unwrap(), "g"]);
     restart_with_fault(&mut pair.b, Some("after_link"));
-    let dest = pair.net.mkdir("bob-dl");
-    pair.b.ok(&[
-        "download_file",
-        "g",
-        "f.bin",
-        dest.to_str().unwrap(),
-        "--detach",
-    ]);
+    let dest = start_download(&pair.b, &pair.net, "bob-dl");
     wait_dead(&mut pair.b, "finishing the download");
     // While the daemon is down, something else takes the final name
     // (same size, other bytes; a new inode, not the linked .part).
