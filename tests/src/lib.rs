@@ -15,6 +15,8 @@
 //! The number of trackers a [`Net`] starts comes from `P2P_TEST_TRACKERS`
 //! (default 1), so the same tests can run against a replicated cluster.
 
+pub mod raw;
+
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use std::ffi::OsString;

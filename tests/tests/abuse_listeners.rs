@@ -9,8 +9,8 @@
 //! flood from many hosts would meet them; the legitimate daemons stay on
 //! 127.0.0.1.
 
+use blackbox::raw::{endpoint, runtime};
 use blackbox::{frame, free_port, random_file, Daemon, Net, Trackers};
-use p2p_link::{Endpoint, KeyPairDoc};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -51,14 +51,6 @@ fn enough_files(want: u64) -> bool {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-}
-
 /// A TCP connection to `to` from 127.0.0.`host`.
 async fn connect_from(host: u8, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
@@ -88,14 +80,10 @@ fn hello() -> Vec<u8> {
     frame(br#"{"id": 1, "request": {"op": "hello", "version": 1}}"#)
 }
 
-fn stranger() -> Endpoint {
-    Endpoint::new(&KeyPairDoc::generate().expect("a random key"))
-}
-
 /// A TLS link to the tracker at `to` from 127.0.0.`host`, past its hello.
 async fn greeted(host: u8, to: SocketAddr) -> std::io::Result<p2p_link::tls::Link> {
     let tcp = connect_from(host, to).await?;
-    let mut link = stranger()
+    let mut link = endpoint()
         .connect(tcp)
         .await
         .map_err(std::io::Error::other)?
@@ -315,7 +303,7 @@ fn huge_frames_do_not_grow_the_tracker() {
             floods.spawn(async move {
                 let host = 2 + i;
                 let tcp = connect_from(host, tracker).await?;
-                let mut link = stranger()
+                let mut link = endpoint()
                     .connect(tcp)
                     .await
                     .map_err(std::io::Error::other)?

@@ -10,8 +10,9 @@
 //! address would be throttled together with the owner, which is what a
 //! per-address limit is for.
 
+use blackbox::raw::{endpoint, runtime};
 use blackbox::{Net, Trackers};
-use p2p_link::{Endpoint, KeyPairDoc, LinkReader, LinkWriter};
+use p2p_link::{LinkReader, LinkWriter};
 use proto::frame::{read_json, write_json, MAX_TRACKER_FRAME_BYTES};
 use proto::tracker::{TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
@@ -28,14 +29,6 @@ const CALL_WAIT: Duration = Duration::from_secs(15);
 const LOGIN_WITHIN: Duration = Duration::from_secs(3);
 /// The owner's password.
 const PW: &str = "correct horse";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn tracker_addr(net: &Net) -> SocketAddr {
     net.tracker_addrs()[0].parse().expect("a tracker address")
@@ -62,8 +55,7 @@ impl Attacker {
             .await
             .expect("connecting to the tracker in time")
             .expect("connect to the tracker");
-        let endpoint = Endpoint::new(&KeyPairDoc::generate().expect("a random key"));
-        let secured = endpoint.connect(tcp).await.expect("TLS to the tracker");
+        let secured = endpoint().connect(tcp).await.expect("TLS to the tracker");
         let (rd, wr) = p2p_link::tls::split(secured.link);
         let mut link = Attacker { rd, wr, next_id: 0 };
         let hello = TrackerRequest::Hello {

@@ -13,11 +13,12 @@
 //! the forgery is well-formed, so the refusal is due to the missing key and
 //! not to a typo in a hand-built frame.
 
+use blackbox::raw::{endpoint, runtime};
 use blackbox::{
     bin, frame, free_port, json, keygen, random_file, sha1_file, wait_until, Daemon, Net, Tracker,
     Trackers, START_TIMEOUT,
 };
-use p2p_link::{ClusterKey, Endpoint, KeyPairDoc};
+use p2p_link::{ClusterKey, Endpoint};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -43,19 +44,6 @@ const WRITE_BOUND: Duration = Duration::from_secs(10);
 const HIGH_TERM: u64 = 1_000_000;
 
 // ------------------------------------------------------------ attacker kit
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A TLS endpoint with a fresh key of the attacker's.
-fn random_endpoint() -> Endpoint {
-    Endpoint::new(&KeyPairDoc::generate().expect("a random key"))
-}
 
 /// The real cluster identity, from the key file the harness made for a
 /// replicated net: what a legitimate tracker presents.
@@ -251,7 +239,7 @@ async fn daemon_calls(addr: SocketAddr, requests: &[Value]) -> Vec<Value> {
     }
     let t = talk(
         addr,
-        &Via::Tls(random_endpoint()),
+        &Via::Tls(endpoint()),
         &bytes,
         requests.len() + 1,
         ANSWER_WAIT,
@@ -387,7 +375,7 @@ fn start_impostor(rt: &tokio::runtime::Runtime) -> Impostor {
     let addr = listener.local_addr().expect("impostor address");
     let handshakes = Arc::new(AtomicUsize::new(0));
     let received = Arc::new(Mutex::new(Vec::new()));
-    let endpoint = random_endpoint();
+    let endpoint = endpoint();
     let (h, r) = (Arc::clone(&handshakes), Arc::clone(&received));
     rt.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -559,13 +547,7 @@ fn forged_peer_hello_and_forwarded_writes_are_refused() {
             "tracker {}: plain TCP forgery answered: {plain:?}",
             i + 1
         );
-        let tls = rt.block_on(talk(
-            addr,
-            &Via::Tls(random_endpoint()),
-            &bytes,
-            1,
-            ANSWER_WAIT,
-        ));
+        let tls = rt.block_on(talk(addr, &Via::Tls(endpoint()), &bytes, 1, ANSWER_WAIT));
         assert!(
             tls.handshake,
             "tracker {}: TLS accepts any key at the handshake; refusing it is the tracker's job",
@@ -680,7 +662,7 @@ fn fake_votes_and_append_entries_change_no_leader_and_stop_no_write() {
             let end = tokio::time::Instant::now() + STORM;
             while tokio::time::Instant::now() < end {
                 for (&(addr, _), bytes) in targets.iter().zip(&storm_bytes) {
-                    for via in [Via::Plain, Via::Tls(random_endpoint())] {
+                    for via in [Via::Plain, Via::Tls(endpoint())] {
                         let t = talk(addr, &via, bytes, 1, Duration::from_millis(300)).await;
                         attempts.fetch_add(1, Ordering::SeqCst);
                         if t.any_reply() || (t.handshake && !t.received.is_empty()) {

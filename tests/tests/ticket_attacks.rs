@@ -16,18 +16,17 @@
 //! The revocation tests wait out a ticket's life (45 s) by necessity; they
 //! are separate tests so the harness runs them side by side.
 
+use blackbox::raw::{endpoint, runtime, TrackerLink};
 use blackbox::{random_file, wait_until, Daemon, Net, SETTLE_TIMEOUT};
 use p2p_link::ticket::{self, Claim};
-use p2p_link::{ClusterKey, Endpoint, KeyPairDoc, LinkReader, LinkWriter};
-use proto::frame::{
-    read_frame, read_json, write_json, MAX_PEER_FRAME_BYTES, MAX_TRACKER_FRAME_BYTES,
-};
+use p2p_link::{ClusterKey, Endpoint, LinkReader, LinkWriter};
+use proto::frame::{read_frame, MAX_PEER_FRAME_BYTES};
 use proto::peer::{
     decode, encode_frame, BlockRef, Handshake, Message, Refusal, RefusalReason,
     PEER_PROTOCOL_VERSION,
 };
-use proto::tracker::{SessionToken, TrackerAnswer, TrackerCall, TrackerReply, TrackerRequest};
-use proto::{ErrorCode, FileName, GroupId, Sha1Hash, UserId, WireError, PROTOCOL_VERSION};
+use proto::tracker::{TrackerReply, TrackerRequest};
+use proto::{ErrorCode, FileName, GroupId, Sha1Hash, UserId, WireError};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,8 +37,6 @@ use tokio::net::TcpStream;
 /// How long the attacker waits for a peer's answer before calling it
 /// silence.
 const ANSWER_WAIT: Duration = Duration::from_secs(5);
-/// How long a tracker call may take (a login runs argon2 on a busy box).
-const CALL_WAIT: Duration = Duration::from_secs(15);
 /// SPEC: a member who leaves or logs out stops receiving bytes within this.
 const REVOKED_WITHIN: Duration = Duration::from_secs(60);
 /// Over the last this much of [`REVOKED_WITHIN`], nothing may move.
@@ -55,19 +52,6 @@ const PROBE: BlockRef = BlockRef {
 };
 
 // ------------------------------------------------------------ small things
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A TLS endpoint with a fresh link key of the attacker's.
-fn endpoint() -> Endpoint {
-    Endpoint::new(&KeyPairDoc::generate().expect("a random key"))
-}
 
 fn now_ms() -> u64 {
     let d = SystemTime::now()
@@ -139,79 +123,19 @@ fn handshake(group: &str, name: &str, sha1: Sha1Hash, user: &str, ticket: &str) 
 
 // ------------------------------------------------------------ the attacker's tracker link
 
-/// The attacker's own link to a tracker, as a daemon would hold one: TLS
-/// with a key of the attacker's, `Hello`, then calls.
-struct TrackerLink {
-    rd: LinkReader,
-    wr: LinkWriter,
-    next_id: u64,
-    token: Option<SessionToken>,
+/// What these tests ask a tracker, on the attacker's link.
+trait TicketCalls {
+    async fn login_as(&mut self, user: &str);
+    async fn issue(&mut self, group: &str, name: &str) -> Result<String, WireError>;
+    async fn issue_ok(&mut self, group: &str, name: &str) -> String;
+    async fn assert_no_ticket(&mut self, group: &str, name: &str, code: ErrorCode);
+    async fn leave(&mut self, group: &str);
+    async fn logout(&mut self);
 }
 
-impl TrackerLink {
-    async fn open(addr: SocketAddr, endpoint: &Endpoint) -> TrackerLink {
-        let tcp = tokio::time::timeout(CALL_WAIT, TcpStream::connect(addr))
-            .await
-            .expect("connecting to the tracker in time")
-            .expect("connect to the tracker");
-        let secured = endpoint.connect(tcp).await.expect("TLS to the tracker");
-        let (rd, wr) = p2p_link::tls::split(secured.link);
-        let mut link = TrackerLink {
-            rd,
-            wr,
-            next_id: 0,
-            token: None,
-        };
-        let hello = TrackerRequest::Hello {
-            version: PROTOCOL_VERSION,
-        };
-        match link.call(hello).await {
-            Ok(TrackerReply::Welcome { .. }) => link,
-            other => panic!("hello: {other:?}"),
-        }
-    }
-
-    async fn call(&mut self, request: TrackerRequest) -> Result<TrackerReply, WireError> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let call = TrackerCall {
-            id,
-            request,
-            dedup: None,
-        };
-        tokio::time::timeout(
-            CALL_WAIT,
-            write_json(&mut self.wr, &call, MAX_TRACKER_FRAME_BYTES),
-        )
-        .await
-        .expect("writing to the tracker in time")
-        .expect("write to the tracker");
-        loop {
-            let answer: TrackerAnswer =
-                tokio::time::timeout(CALL_WAIT, read_json(&mut self.rd, MAX_TRACKER_FRAME_BYTES))
-                    .await
-                    .expect("the tracker answers in time")
-                    .expect("a well-formed answer")
-                    .expect("an answer, not the end of the link");
-            if answer.id == id {
-                return answer.result;
-            }
-        }
-    }
-
-    fn token(&self) -> SessionToken {
-        self.token.clone().expect("logged in on this link")
-    }
-
-    async fn login(&mut self, user: &str) {
-        let login = TrackerRequest::Login {
-            user: user.parse().expect("user id"),
-            password: pw(user),
-        };
-        match self.call(login).await {
-            Ok(TrackerReply::LoggedIn { token }) => self.token = Some(token),
-            other => panic!("login {user}: {other:?}"),
-        }
+impl TicketCalls for TrackerLink {
+    async fn login_as(&mut self, user: &str) {
+        self.login(user, &pw(user)).await;
     }
 
     async fn issue(&mut self, group: &str, name: &str) -> Result<String, WireError> {
@@ -603,11 +527,11 @@ fn a_captured_ticket_is_refused_to_another_user_and_on_another_link() {
 
     // bob's ticket, as the attacker gets it: logged in as bob on K1.
     let mut as_bob = rt.block_on(TrackerLink::open(tracker, &k1));
-    rt.block_on(as_bob.login("bob"));
+    rt.block_on(as_bob.login_as("bob"));
     let bob_ticket = rt.block_on(as_bob.issue_ok("g", "f.bin"));
     // carol on her own link K2; not a member, so no ticket of her own.
     let mut as_carol = rt.block_on(TrackerLink::open(tracker, &k2));
-    rt.block_on(as_carol.login("carol"));
+    rt.block_on(as_carol.login_as("carol"));
     rt.block_on(as_carol.assert_no_ticket("g", "f.bin", ErrorCode::NotMember));
 
     for member in [false, true] {
@@ -683,7 +607,7 @@ fn tickets_for_another_file_or_group_and_forged_tickets_are_refused() {
     let rt = runtime();
 
     let mut as_bob = rt.block_on(TrackerLink::open(net.trackers[0].addr, &k1));
-    rt.block_on(as_bob.login("bob"));
+    rt.block_on(as_bob.login_as("bob"));
     let t_f = rt.block_on(as_bob.issue_ok("g", "f.bin"));
     let t_other = rt.block_on(as_bob.issue_ok("g", "other.bin"));
     let t_g2 = rt.block_on(as_bob.issue_ok("g2", "f.bin"));
@@ -964,18 +888,18 @@ fn an_attacker_cut_from_the_group_or_logged_out_is_cut_off_with_its_ticket() {
         // A ticket for another of dave's links: logged in on Kx first (the
         // login on Kd below ends that session; the ticket stays signed).
         let mut on_kx = TrackerLink::open(tracker, &kx).await;
-        on_kx.login("dave").await;
+        on_kx.login_as("dave").await;
         let t_x = on_kx.issue_ok("g", "f.bin").await;
         let mut dave = TrackerLink::open(tracker, &kd).await;
-        dave.login("dave").await;
+        dave.login_as("dave").await;
         let dave_issued = now_ms();
         let t_d = dave.issue_ok("g", "f.bin").await;
         let mut erin = TrackerLink::open(tracker, &ke).await;
-        erin.login("erin").await;
+        erin.login_as("erin").await;
         let erin_issued = now_ms();
         let t_e = erin.issue_ok("g", "f.bin").await;
         let mut frank = TrackerLink::open(tracker, &kf).await;
-        frank.login("frank").await;
+        frank.login_as("frank").await;
         let t_f0 = frank.issue_ok("g", "f.bin").await;
 
         // Bad renewals on a served link end it at once.
