@@ -61,6 +61,13 @@ pub struct PeerEntry {
     pub key: String,
 }
 
+/// Names one shared file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SharedRef {
+    pub group: GroupId,
+    pub name: FileName,
+}
+
 /// One call from a daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackerCall {
@@ -112,7 +119,8 @@ pub enum TrackerRequest {
     },
     /// Keeps the session's user online at `peer_addr`; also how a restarted
     /// daemon resumes its session. `not_logged_in` if the session has ended
-    /// (logout, or a login elsewhere). Answered with [`TrackerReply::Alive`].
+    /// (logout, or a login elsewhere). Answered with [`TrackerReply::Alive`],
+    /// which names the caller's copies a downloader reported corrupt.
     Heartbeat {
         token: SessionToken,
         peer_addr: SocketAddr,
@@ -174,6 +182,16 @@ pub enum TrackerRequest {
         group: GroupId,
         name: FileName,
     },
+    /// `holder` sent the caller data of `name` that failed its SHA-1 (the
+    /// caller's download banned it): the trackers stop listing that copy
+    /// until `holder` registers the file again, which it does only after
+    /// re-hashing it (see [`TrackerReply::Alive`]).
+    ReportCorrupt {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+        holder: UserId,
+    },
     /// A short-lived ticket the caller shows a peer to prove it may fetch
     /// the file: signed by the cluster, naming the caller's user, the file,
     /// and the link key the caller proved on this connection, so that it is
@@ -219,7 +237,8 @@ impl TrackerRequest {
             | R::StopShare { token, .. }
             | R::Locate { token, .. }
             | R::MarkPartial { token, .. }
-            | R::IssueTicket { token, .. } => Some(token),
+            | R::IssueTicket { token, .. }
+            | R::ReportCorrupt { token, .. } => Some(token),
         }
     }
 
@@ -236,7 +255,8 @@ impl TrackerRequest {
             | R::AcceptRequest { .. }
             | R::RegisterFile { .. }
             | R::StopShare { .. }
-            | R::MarkPartial { .. } => Retry::Write,
+            | R::MarkPartial { .. }
+            | R::ReportCorrupt { .. } => Retry::Write,
             R::ListRequests { .. }
             | R::ListGroups { .. }
             | R::ListFiles { .. }
@@ -265,6 +285,10 @@ pub enum TrackerReply {
     },
     Alive {
         user: UserId,
+        /// The caller's copies reported corrupt and no longer listed: the
+        /// daemon re-hashes each, then registers it again or stops sharing.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        recheck: Vec<SharedRef>,
     },
     Users {
         users: Vec<UserId>,

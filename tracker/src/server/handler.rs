@@ -159,6 +159,20 @@ async fn handle(
         R::MarkPartial { token, group, name } => {
             write(cluster, Command::MarkPartial { token, group, name }, dedup).await
         }
+        R::ReportCorrupt {
+            token,
+            group,
+            name,
+            holder,
+        } => {
+            let cmd = Command::ReportCorrupt {
+                token,
+                group,
+                name,
+                holder,
+            };
+            write(cluster, cmd, dedup).await
+        }
         R::ListRequests { token, group } => list_requests(&cluster.state(), &token, &group),
         R::ListGroups { token } => list_groups(&cluster.state(), &token),
         R::ListFiles { token, group } => {
@@ -280,7 +294,8 @@ async fn heartbeat(
         key: Some(caller.to_string()),
     };
     cluster.heartbeat(seen).await;
-    Ok(TrackerReply::Alive { user })
+    let recheck = cluster.state().rechecks_of(&user);
+    Ok(TrackerReply::Alive { user, recheck })
 }
 
 // -------------------------------------------------------------- throttling

@@ -10,7 +10,7 @@ use super::{
     SharedFile, TrackerState, BAD_CREDENTIALS,
 };
 use proto::raft::SeenPeer;
-use proto::tracker::{FileMeta, SessionToken};
+use proto::tracker::{FileMeta, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +38,12 @@ impl TrackerState {
             }
             Command::StopShare { token, group, name } => self.stop_share(&token, &group, &name),
             Command::MarkPartial { token, group, name } => self.mark_partial(&token, &group, name),
+            Command::ReportCorrupt {
+                token,
+                group,
+                name,
+                holder,
+            } => self.report_corrupt(&token, group, name, holder),
             Command::Presence { seen } => Ok(self.note_presence(seen)),
             Command::SetTicketSecret { secret } => Ok(self.set_ticket_secret(secret)),
             Command::Dedup {
@@ -164,12 +170,22 @@ impl TrackerState {
         // `retain` keeps join order, so the new members[0] is the
         // longest-standing member left: the new owner.
         g.members.retain(|m| m != &user);
-        g.files.retain(|_, f| {
+        let mut delisted = Vec::new();
+        g.files.retain(|name, f| {
             f.holders.remove(&user);
             f.partial.remove(&user);
-            !f.holders.is_empty()
+            let kept = !f.holders.is_empty();
+            if !kept {
+                delisted.push(name.clone());
+            }
+            kept
         });
-        if g.members.is_empty() {
+        self.suspects.clear_group(&user, group);
+        for name in delisted {
+            let group = group.clone();
+            self.suspects.clear_file(&SharedRef { group, name });
+        }
+        if self.groups.get(group).is_some_and(|g| g.members.is_empty()) {
             self.groups.remove(group);
         }
         Ok(Applied::done(format!("left group {group}")))
@@ -230,17 +246,24 @@ impl TrackerState {
             }
             Some(f) => {
                 f.partial.remove(&user);
-                f.holders.insert(user);
+                f.holders.insert(user.clone());
             }
             None => {
                 let shared = SharedFile {
                     meta,
-                    holders: BTreeSet::from([user]),
+                    holders: BTreeSet::from([user.clone()]),
                     partial: BTreeSet::new(),
                 };
                 g.files.insert(name.clone(), shared);
             }
         }
+        // A holder re-hashes a copy reported corrupt before registering it
+        // again.
+        let file = SharedRef {
+            group: group.clone(),
+            name: name.clone(),
+        };
+        self.suspects.clear(&user, &file);
         Ok(Applied::done(format!("{name} shared in {group}")))
     }
 
@@ -264,10 +287,41 @@ impl TrackerState {
                 format!("you are not sharing {name} in {group}"),
             ));
         }
-        if f.holders.is_empty() {
+        let delisted = f.holders.is_empty();
+        if delisted {
             g.files.remove(name);
         }
+        let file = SharedRef {
+            group: group.clone(),
+            name: name.clone(),
+        };
+        match delisted {
+            true => self.suspects.clear_file(&file),
+            false => self.suspects.clear(&user, &file),
+        }
         Ok(Applied::done(format!("stopped sharing {name} in {group}")))
+    }
+
+    /// Unlists `holder`'s copy of `name` until it registers it again.
+    /// Marking a copy already marked is accepted and changes nothing.
+    fn report_corrupt(
+        &mut self,
+        token: &SessionToken,
+        group: GroupId,
+        name: FileName,
+        holder: UserId,
+    ) -> Result<Applied, WireError> {
+        let user = self.user_of(token)?.clone();
+        let f = self.member_file(&user, &group, &name)?;
+        if holder == user || !(f.holders.contains(&holder) || f.partial.contains(&holder)) {
+            return Err(WireError::new(
+                ErrorCode::NotHolder,
+                format!("{holder} does not share {name} in {group}"),
+            ));
+        }
+        let message = format!("{holder}'s copy of {name} is no longer listed in {group}");
+        self.suspects.mark(holder, SharedRef { group, name });
+        Ok(Applied::done(message))
     }
 
     /// The caller serves verified pieces of `name` while downloading it.

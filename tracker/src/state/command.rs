@@ -64,6 +64,13 @@ pub enum Command {
         group: GroupId,
         name: FileName,
     },
+    /// `holder`'s copy of `name` sent the caller's download corrupt data.
+    ReportCorrupt {
+        token: SessionToken,
+        group: GroupId,
+        name: FileName,
+        holder: UserId,
+    },
     /// A batch of heartbeats, each stamped by the tracker that heard it.
     Presence {
         seen: Vec<SeenPeer>,

@@ -37,22 +37,25 @@
 //! - `apply`: `apply`, dispatching each command to its own method.
 //! - `dedup`: remembered request ids, for exactly-once retries.
 //! - `caps`: [`Caps`], the limits a [`Command::Capped`] write must keep.
+//! - `suspects`: copies reported corrupt, unlisted until re-hashed.
 
 mod apply;
 mod caps;
 mod command;
 mod dedup;
+mod suspects;
 
 pub use caps::Caps;
 pub use command::{Applied, Command};
 
 use dedup::{outcomes_as_list, Outcome};
 use proto::ctl::{FileInfo, GroupInfo};
-use proto::tracker::{FileMeta, RequestId, SessionToken};
+use proto::tracker::{FileMeta, RequestId, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use suspects::Suspects;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Account {
@@ -138,6 +141,9 @@ pub struct TrackerState {
     /// expiry is cheap.
     #[serde(default)]
     outcome_order: VecDeque<(u64, RequestId)>,
+    /// Copies reported corrupt (see `suspects`), unlisted until re-hashed.
+    #[serde(default, skip_serializing_if = "Suspects::is_empty")]
+    suspects: Suspects,
 }
 
 fn no_such_group(group: &GroupId) -> WireError {
@@ -254,7 +260,7 @@ impl TrackerState {
     }
 
     /// Files of `group` sorted by name; `online` counts the complete holders
-    /// for which `is_online` says yes.
+    /// for which `is_online` says yes, except copies reported corrupt.
     ///
     /// # Errors
     /// `no_such_group`, `not_member`.
@@ -267,19 +273,32 @@ impl TrackerState {
         let g = self.member_group(user, group)?;
         Ok(g.files
             .values()
-            .map(|f| FileInfo {
-                name: f.meta.name.clone(),
-                size: f.meta.size,
-                sha1: f.meta.sha1,
-                holders: count(f.holders.len()),
-                online: count(f.holders.iter().filter(|h| is_online(h)).count()),
+            .map(|f| {
+                let file = SharedRef {
+                    group: group.clone(),
+                    name: f.meta.name.clone(),
+                };
+                let listed = |h: &&'s UserId| !self.suspects.contains(h, &file);
+                FileInfo {
+                    name: f.meta.name.clone(),
+                    size: f.meta.size,
+                    sha1: f.meta.sha1,
+                    holders: count(f.holders.len()),
+                    online: count(
+                        f.holders
+                            .iter()
+                            .filter(listed)
+                            .filter(|h| is_online(h))
+                            .count(),
+                    ),
+                }
             })
             .collect())
     }
 
-    /// The file's metadata and everyone but `user` who holds it: complete
-    /// holders first, then partial ones, each sorted by user id. Presence is
-    /// the caller's business.
+    /// The file's metadata and everyone but `user` who holds it, except
+    /// copies reported corrupt: complete holders first, then partial ones,
+    /// each sorted by user id. Presence is the caller's business.
     ///
     /// # Errors
     /// `no_such_group`, `not_member`, `no_such_file`.
@@ -298,11 +317,20 @@ impl TrackerState {
             user: u.clone(),
             complete: false,
         });
+        let file = SharedRef {
+            group: group.clone(),
+            name: name.clone(),
+        };
         let holders = complete
             .chain(partial)
-            .filter(|h| &h.user != user)
+            .filter(|h| &h.user != user && !self.suspects.contains(&h.user, &file))
             .collect();
         Ok((f.meta.clone(), holders))
+    }
+
+    /// `user`'s copies reported corrupt, for it to re-hash.
+    pub fn rechecks_of(&self, user: &UserId) -> Vec<SharedRef> {
+        self.suspects.of(user)
     }
 
     /// Checks that `user` may ask for a ticket for `name` in `group`.
@@ -500,6 +528,19 @@ mod tests {
             token: tok(user),
             group: g(group),
             meta: m,
+        })
+    }
+
+    fn stop(
+        s: &mut TrackerState,
+        user: &str,
+        group: &str,
+        name: &str,
+    ) -> Result<Applied, WireError> {
+        s.apply(Command::StopShare {
+            token: tok(user),
+            group: g(group),
+            name: n(name),
         })
     }
 
@@ -935,6 +976,81 @@ mod tests {
             .list_files(&u("bob"), &g("g1"), |_| true)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn a_copy_reported_corrupt_is_unlisted_until_its_holder_registers_it_again() {
+        let mut s = with_users(&["alice", "bob", "carol", "eve"]);
+        create(&mut s, "alice", "g1");
+        join_and_accept(&mut s, "alice", "bob", "g1");
+        join_and_accept(&mut s, "alice", "carol", "g1");
+        register(&mut s, "alice", "g1", meta("f", b"x")).unwrap();
+        register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
+        let report = |s: &mut TrackerState, who: &str, holder: &str| {
+            s.apply(Command::ReportCorrupt {
+                token: tok(who),
+                group: g("g1"),
+                name: n("f"),
+                holder: u(holder),
+            })
+        };
+        let located = |s: &TrackerState| -> Vec<String> {
+            let (_, holders) = s.locate(&u("carol"), &g("g1"), &n("f")).unwrap();
+            holders.iter().map(|h| h.user.to_string()).collect()
+        };
+        let online =
+            |s: &TrackerState| s.list_files(&u("carol"), &g("g1"), |_| true).unwrap()[0].online;
+        // Only a member can report, only a holder can be reported, and
+        // nobody reports themselves.
+        assert_eq!(code(report(&mut s, "eve", "bob")), ErrorCode::NotMember);
+        assert_eq!(code(report(&mut s, "carol", "carol")), ErrorCode::NotHolder);
+        assert_eq!(code(report(&mut s, "bob", "bob")), ErrorCode::NotHolder);
+        assert_eq!(located(&s), ["alice", "bob"]);
+
+        report(&mut s, "carol", "bob").unwrap();
+        report(&mut s, "carol", "bob").unwrap();
+        assert_eq!(located(&s), ["alice"]);
+        assert_eq!(online(&s), 1, "the unlisted copy is not counted online");
+        assert_eq!(
+            s.list_files(&u("carol"), &g("g1"), |_| true).unwrap()[0].holders,
+            2
+        );
+        let f1 = SharedRef {
+            group: g("g1"),
+            name: n("f"),
+        };
+        assert_eq!(s.rechecks_of(&u("bob")), std::slice::from_ref(&f1));
+        assert!(s.rechecks_of(&u("alice")).is_empty());
+
+        // A snapshot keeps the marks.
+        let copy: TrackerState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(copy, s);
+
+        // Registering again (after re-hashing) lists the copy again.
+        register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
+        assert_eq!(located(&s), ["alice", "bob"]);
+        assert!(s.rechecks_of(&u("bob")).is_empty());
+
+        // Stopping the share, or leaving the group, takes the mark along.
+        report(&mut s, "carol", "bob").unwrap();
+        stop(&mut s, "bob", "g1", "f").unwrap();
+        assert!(s.rechecks_of(&u("bob")).is_empty());
+        register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
+        report(&mut s, "carol", "bob").unwrap();
+        report(&mut s, "carol", "alice").unwrap();
+        leave(&mut s, "bob", "g1").unwrap();
+        assert!(s.rechecks_of(&u("bob")).is_empty());
+        assert_eq!(s.rechecks_of(&u("alice")), [f1]);
+        // A delisted file takes every mark of it along, partial holders' too.
+        s.apply(Command::MarkPartial {
+            token: tok("carol"),
+            group: g("g1"),
+            name: n("f"),
+        })
+        .unwrap();
+        report(&mut s, "alice", "carol").unwrap();
+        stop(&mut s, "alice", "g1", "f").unwrap();
+        assert!(s.rechecks_of(&u("carol")).is_empty() && s.rechecks_of(&u("alice")).is_empty());
     }
 
     #[test]
