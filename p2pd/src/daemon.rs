@@ -119,8 +119,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let presence = Arc::new(Presence::new(
         client.clone(),
         shares.clone(),
-        options.advertise,
-        peer_local,
+        (options.advertise, peer_local),
+        (tasks.clone(), shutdown.child_token()),
     ));
     let downloads = Downloads::new(swarm.clone(), shutdown.child_token());
     let commands = Arc::new(Commands::new(
@@ -222,6 +222,7 @@ mod tests {
                     },
                     TrackerRequest::Heartbeat { .. } => TrackerReply::Alive {
                         user: "alice".parse().unwrap(),
+                        recheck: vec![],
                     },
                     TrackerRequest::ListFiles { .. } => TrackerReply::Files { files: vec![] },
                     _ => TrackerReply::Done {

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 
 /// Buffers in flight between the reader and the piece hasher: two batches
 /// of the lane kernel, so the reader goes on while a batch is hashed; 8 MiB
@@ -66,6 +67,18 @@ pub fn hash_file(
         },
         ReadFailed::Cancelled => HashError::Cancelled,
     })
+}
+
+/// Sets its flag when dropped: hashing on a blocking thread for a future
+/// that was dropped (daemon stopping, caller gone) stops at the next piece
+/// instead of reading on for minutes.
+#[derive(Debug)]
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]

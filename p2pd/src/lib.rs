@@ -12,6 +12,7 @@
 //!   (re-announcing shares) on every tracker connection.
 //! - [`swarm`]: the swarm engine: one download's whole life, the seeder,
 //!   the peer protocol, pieces, the picker, storage, verification.
+//! - [`recheck`]: re-hashing our shares that a downloader reported corrupt.
 //! - [`shares`]: `shares.json`, what each user shares and its validity.
 //! - [`tracker_client`]: every call to the tracker, typed, and the one
 //!   "`not_logged_in` ends the session" rule.
@@ -34,6 +35,7 @@ pub mod options;
 pub mod peer_listener;
 pub mod presence;
 pub mod progress;
+pub mod recheck;
 pub mod session;
 pub mod shares;
 pub mod swarm;

@@ -5,7 +5,9 @@
 //!
 //! 1. `Heartbeat` (the tracker marks the user online at our peer address);
 //! 2. `RegisterFile` for every share of the user (idempotent), dropping a
-//!    share whose file vanished or changed, or that the tracker refuses.
+//!    share whose file vanished or changed, or that the tracker refuses;
+//!    except shares the heartbeat's answer names as reported corrupt, which
+//!    are re-hashed first ([`Rechecker`]).
 //!
 //! It happens once per (tracker connection, session): after login, at
 //! daemon start with a saved session, and after every reconnect. Between
@@ -13,19 +15,22 @@
 //! answered `not_logged_in` ends the local session (the tracker client
 //! applies that rule).
 
+use crate::recheck::Rechecker;
 use crate::shares::{forget_stale, ShareSet};
 use crate::tracker_client::{SessionClient, TrackerClient};
-use proto::tracker::{SessionToken, HEARTBEAT_INTERVAL};
+use proto::tracker::{SessionToken, SharedRef, HEARTBEAT_INTERVAL};
 use proto::{ErrorCode, WireError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Heartbeats and session resumes of this daemon.
 #[derive(Debug)]
 pub struct Presence {
     client: TrackerClient,
     shares: Arc<ShareSet>,
+    recheck: Arc<Rechecker>,
     addr: PeerAddr,
     /// Serialises resumes, so two triggers (login, reconnect) do not
     /// announce the shares twice at once.
@@ -49,14 +54,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Presence {
+    /// Re-checks run on `tasks` until `stop`.
     pub fn new(
         client: TrackerClient,
         shares: Arc<ShareSet>,
-        advertise: Option<SocketAddr>,
-        listener: SocketAddr,
+        (advertise, listener): (Option<SocketAddr>, SocketAddr),
+        (tasks, stop): (TaskTracker, CancellationToken),
     ) -> Presence {
         Presence {
             client,
+            recheck: Arc::new(Rechecker::new(shares.clone(), tasks, stop)),
             shares,
             addr: PeerAddr {
                 advertise,
@@ -148,16 +155,17 @@ impl Presence {
         if lock(&self.resumed).as_ref() == Some(&key) {
             return false;
         }
-        if self.heartbeat(session).await.is_err() {
+        let Ok(recheck) = self.heartbeat(session).await else {
             return true;
-        }
-        if self.announce_shares(session).await {
+        };
+        if self.announce_shares(session, &recheck).await {
             *lock(&self.resumed) = Some(key);
         }
         true
     }
 
-    async fn heartbeat(&self, session: &SessionClient) -> Result<(), WireError> {
+    /// Returns our shares reported corrupt (their re-checks started).
+    async fn heartbeat(&self, session: &SessionClient) -> Result<Vec<SharedRef>, WireError> {
         let Some(peer_addr) = self.advertised_addr() else {
             return Err(WireError::new(
                 ErrorCode::TrackerUnavailable,
@@ -165,17 +173,28 @@ impl Presence {
             ));
         };
         let r = session.heartbeat(peer_addr).await;
-        if let Err(e) = &r {
-            tracing::debug!("heartbeat: {e}");
+        match &r {
+            Ok(recheck) if !recheck.is_empty() => self.recheck.start(session, recheck.clone()),
+            Ok(_) => {}
+            Err(e) => tracing::debug!("heartbeat: {e}"),
         }
         r
     }
 
-    /// Re-registers every share of the session's user. Returns false if the
-    /// tracker could not be reached (so the next reconnect tries again).
-    async fn announce_shares(&self, session: &SessionClient) -> bool {
+    /// Re-registers every share of the session's user but those reported
+    /// corrupt (`recheck`: their re-check registers them if intact).
+    /// Returns false if the tracker could not be reached (so the next
+    /// reconnect tries again).
+    async fn announce_shares(&self, session: &SessionClient, recheck: &[SharedRef]) -> bool {
         let mut announced = 0usize;
         for entry in self.shares.of_user(session.user()) {
+            let file = SharedRef {
+                group: entry.group.clone(),
+                name: entry.name.clone(),
+            };
+            if recheck.contains(&file) || self.recheck.is_pending(session.user(), &file) {
+                continue;
+            }
             if let Some(why) = entry.staleness() {
                 forget_stale(&self.shares, session, &entry, &why);
                 continue;
@@ -219,7 +238,6 @@ mod tests {
     use crate::tracker_link::{fake, TrackerLink};
     use proto::tracker::{FileMeta, TrackerReply, TrackerRequest};
     use std::time::Duration;
-    use tokio_util::task::TaskTracker;
 
     fn share(dir: &std::path::Path, name: &str) -> ShareEntry {
         let path = dir.join(name);
@@ -258,6 +276,15 @@ mod tests {
                 if what == "register taken" {
                     return Err(WireError::new(ErrorCode::NameTaken, "other content"));
                 }
+                if what.starts_with("heartbeat") {
+                    let named = |name: &str| SharedRef {
+                        group: "g".parse().unwrap(),
+                        name: name.parse().unwrap(),
+                    };
+                    let recheck = vec![named("intact"), named("rotten")];
+                    let user = "alice".parse().unwrap();
+                    return Ok(TrackerReply::Alive { user, recheck });
+                }
                 Ok(TrackerReply::Done {
                     message: "ok".into(),
                 })
@@ -278,14 +305,25 @@ mod tests {
             user: "alice".parse().unwrap(),
             token: SessionToken("t".into()),
         });
-        for name in ["kept", "taken", "changed"] {
+        for name in ["kept", "taken", "changed", "intact", "rotten"] {
             shares
                 .upsert(session.user(), share(dir.path(), name))
                 .unwrap();
         }
         std::fs::write(dir.path().join("changed"), "changed since").unwrap();
+        // Same size, same mtime, other bytes: only a re-hash tells.
+        let rotten = dir.path().join("rotten");
+        let mtime = std::fs::metadata(&rotten).unwrap().modified().unwrap();
+        std::fs::write(&rotten, "ROTTEN").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&rotten)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
         let listener: SocketAddr = "0.0.0.0:7777".parse().unwrap();
-        let presence = Presence::new(client.clone(), shares.clone(), None, listener);
+        let tasks = (TaskTracker::new(), stop.clone());
+        let presence = Presence::new(client.clone(), shares.clone(), (None, listener), tasks);
         assert_eq!(presence.listen_addr(), listener, "not connected yet");
         // Wait for the link, then resume.
         let mut conn = client.link().subscribe();
@@ -300,20 +338,26 @@ mod tests {
             Some("127.0.0.1:7777".parse().unwrap()),
             "the connection's local IP with the listener's port"
         );
+        // Shares named as reported corrupt are re-hashed, not announced:
+        // the intact one is registered again, the rotten one dropped.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let wanted = ["stop changed", "stop rotten", "register intact"];
+        while !wanted.iter().all(|w| lock(&calls).contains(&w.to_string())) {
+            assert!(tokio::time::Instant::now() < deadline, "{:?}", lock(&calls));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let names: Vec<String> = shares
             .of_user(session.user())
             .into_iter()
             .map(|e| e.name.to_string())
             .collect();
-        assert_eq!(names, ["kept"]);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !lock(&calls).contains(&"stop changed".to_string()) {
-            assert!(tokio::time::Instant::now() < deadline, "{:?}", lock(&calls));
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        assert_eq!(names, ["kept", "intact"]);
         let seen = lock(&calls).clone();
         assert_eq!(seen[0], "heartbeat 127.0.0.1:7777");
         assert!(seen.contains(&"register kept".to_string()), "{seen:?}");
+        assert!(!seen.contains(&"register rotten".to_string()), "{seen:?}");
+        let intact = seen.iter().filter(|c| *c == "register intact").count();
+        assert_eq!(intact, 1, "registered once, by its re-check: {seen:?}");
         presence.forget_resumed();
         assert!(presence.resume(&session).await, "again after a logout");
         stop.cancel();

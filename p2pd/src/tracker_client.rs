@@ -13,7 +13,7 @@
 use crate::session::{Session, SessionStore};
 use crate::tracker_link::TrackerLink;
 use proto::ctl::{FileInfo, GroupInfo};
-use proto::tracker::{FileMeta, PeerEntry, SessionToken, TrackerReply, TrackerRequest};
+use proto::tracker::{FileMeta, PeerEntry, SessionToken, SharedRef, TrackerReply, TrackerRequest};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -176,17 +176,40 @@ impl SessionClient {
             })
     }
 
-    /// Keeps the user online at `peer_addr`.
+    /// Keeps the user online at `peer_addr`. Returns our copies a
+    /// downloader reported corrupt, which the tracker no longer lists.
     ///
     /// # Errors
     /// The tracker's refusal; `not_logged_in` has ended the session.
-    pub async fn heartbeat(&self, peer_addr: SocketAddr) -> Result<(), WireError> {
-        self.call(TrackerRequest::Heartbeat {
-            token: self.token(),
-            peer_addr,
-        })
-        .await
-        .map(|_| ())
+    pub async fn heartbeat(&self, peer_addr: SocketAddr) -> Result<Vec<SharedRef>, WireError> {
+        let token = self.token();
+        match self
+            .call(TrackerRequest::Heartbeat { token, peer_addr })
+            .await?
+        {
+            TrackerReply::Alive { recheck, .. } => Ok(recheck),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `holder` sent our download of `name` data that failed its SHA-1.
+    ///
+    /// # Errors
+    /// The tracker's refusal (`not_holder`, ...).
+    pub async fn report_corrupt(
+        &self,
+        group: GroupId,
+        name: FileName,
+        holder: UserId,
+    ) -> Result<(), WireError> {
+        let token = self.token();
+        let report = TrackerRequest::ReportCorrupt {
+            token,
+            group,
+            name,
+            holder,
+        };
+        self.call(report).await.map(|_| ())
     }
 
     /// # Errors

@@ -3,7 +3,9 @@
 //!
 //! The holder here lies without knowing it: its shared file changed on disk
 //! with its modification time put back, so the daemon still serves it and
-//! every piece it sends fails its SHA-1.
+//! every piece it sends fails its SHA-1. The downloader reports it; the
+//! tracker stops listing that copy and tells its holder, which re-hashes
+//! the file, finds it changed and stops sharing it.
 
 use blackbox::{random_file, sha1_file, wait_until, Daemon, Pair};
 use serde_json::Value;
@@ -63,6 +65,31 @@ fn a_holder_whose_file_changed_is_named_and_an_honest_one_finishes_it() {
     assert!(named, "no reason naming bob within 30 s: {last:?}");
     let human = a.ctl_human(&["show_downloads"]).stdout;
     assert!(human.contains("corrupt"), "{human}");
+
+    // bob was the only holder: once he has re-hashed and dropped his copy,
+    // nobody shares f.bin, and the download waits for someone who does.
+    let mut files = None;
+    let unlisted = wait_until(REASON_WITHIN, || {
+        files = a.ctl(&["list_files", "g"]).json;
+        files
+            .as_ref()
+            .and_then(Value::as_array)
+            .is_some_and(|all| all.iter().all(|f| f["name"] != "f.bin"))
+    });
+    assert!(unlisted, "bob's corrupt copy is still listed: {files:?}");
+    let told = wait_until(REASON_WITHIN, || {
+        last = download(a, "f.bin");
+        last.as_ref().is_some_and(|x| {
+            x["state"] == "paused"
+                && x["reason"].as_str().is_some_and(|r| {
+                    r.contains("(bob) sent corrupt data") && r.contains("nobody else shares")
+                })
+        })
+    });
+    assert!(
+        told,
+        "the reason does not say nobody shares it now: {last:?}"
+    );
 
     // carol joins and shares the real file: the download finishes from her.
     let c = pair.net.daemon("c");

@@ -3,7 +3,7 @@
 
 use super::Commands;
 use crate::fault;
-use crate::hashing::{hash_file, FileHashes, HashError};
+use crate::hashing::{hash_file, CancelOnDrop, FileHashes, HashError};
 use crate::progress::ProgressSink;
 use crate::shares::{FileStamp, ShareEntry};
 use crate::swarm::rate::RateMeter;
@@ -215,14 +215,6 @@ async fn hash_with_progress(
             tracing::error!("hashing task failed: {e}");
             Err(io_error("hashing failed unexpectedly"))
         }
-    }
-}
-
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -69,13 +69,20 @@ impl DownloadError {
         WireError::new(code, self.to_string())
     }
 
-    /// Refusals after which trying again cannot help: the file or the
-    /// group is gone, or we are no longer a member.
+    /// Refusals that end a download: the group is gone or we are no longer
+    /// a member. A file no longer shared (`no_such_file`) refuses a new
+    /// download but not one under way, which waits for someone to share
+    /// the file again (see [`DownloadError::is_unknown_file`]).
     pub fn is_permanent(&self) -> bool {
         matches!(self, DownloadError::Tracker(e) if matches!(
             e.code,
-            ErrorCode::NoSuchFile | ErrorCode::NoSuchGroup | ErrorCode::NotMember
+            ErrorCode::NoSuchGroup | ErrorCode::NotMember
         ))
+    }
+
+    /// The tracker knows no such file in the group (now).
+    pub fn is_unknown_file(&self) -> bool {
+        matches!(self, DownloadError::Tracker(e) if e.code == ErrorCode::NoSuchFile)
     }
 }
 

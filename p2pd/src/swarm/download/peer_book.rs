@@ -61,6 +61,8 @@ pub struct Blame {
     pub user: UserId,
     /// Banned now (else: a strike only).
     pub banned: bool,
+    /// Banned by this blame, not before: the moment to tell the tracker.
+    pub newly: bool,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +77,8 @@ pub struct PeerBook {
     ///
     /// [`why_idle`]: PeerBook::why_idle
     banned_online: Vec<UserId>,
+    /// The last `Locate` said the file is no longer shared in its group.
+    delisted: bool,
 }
 
 impl PeerBook {
@@ -84,6 +88,7 @@ impl PeerBook {
     pub fn learn(&mut self, peers: Vec<PeerEntry>, me: &UserId, now: Instant) {
         self.online.clear();
         self.banned_online.clear();
+        self.delisted = false;
         for p in peers {
             if self.banned.contains(&p.user) {
                 self.banned_online.push(p.user);
@@ -119,6 +124,15 @@ impl PeerBook {
         !self.online.is_empty()
     }
 
+    /// Learns that the file is no longer shared in its group (every holder
+    /// stopped sharing it): nobody is online for it until someone shares it
+    /// again.
+    pub fn learn_delisted(&mut self) {
+        self.online.clear();
+        self.banned_online.clear();
+        self.delisted = true;
+    }
+
     /// Why no peer is connected, for people (`show_downloads`' `reason`,
     /// the progress bar); `None` while one is.
     pub fn why_idle(&self) -> Option<String> {
@@ -131,15 +145,39 @@ impl PeerBook {
                 "cannot reach any holder yet ({n} online); retrying"
             ));
         }
-        if !self.banned_online.is_empty() {
-            let mut names: Vec<&str> = self.banned_online.iter().map(UserId::as_str).collect();
+        let names = |users: &mut dyn Iterator<Item = &UserId>| {
+            let mut names: Vec<&str> = users.map(UserId::as_str).collect();
             names.sort_unstable();
+            names.join(", ")
+        };
+        if !self.banned_online.is_empty() {
             return Some(format!(
                 "every holder online ({}) sent corrupt data; waiting for another holder",
-                names.join(", ")
+                names(&mut self.banned_online.iter())
             ));
         }
-        Some("no holder of the file is online; waiting for one".into())
+        // The tracker stops listing a copy reported corrupt, so the liars
+        // are no longer among those online: say what happened to them.
+        let liars = match self.banned.is_empty() {
+            true => String::new(),
+            false => format!(
+                " ({}) sent corrupt data and",
+                names(&mut self.banned.iter())
+            ),
+        };
+        Some(match (self.delisted, liars.is_empty()) {
+            (false, true) => "no holder of the file is online; waiting for one".into(),
+            (false, false) => {
+                format!("the holders found{liars} no other is online; waiting for another holder")
+            }
+            (true, true) => {
+                "nobody shares the file any more; waiting for someone to share it again".into()
+            }
+            (true, false) => format!(
+                "the holders found{liars} nobody else shares the file; waiting for someone to \
+                 share it again"
+            ),
+        })
     }
 
     /// Peers to dial now: online, not connected, past their retry time, in
@@ -263,11 +301,16 @@ impl PeerBook {
                 let strikes = self.strikes.entry(user.clone()).or_default();
                 *strikes += 1;
                 let banned = sole || *strikes >= MAX_STRIKES;
+                let newly = banned && self.banned.insert(user.clone());
                 if banned {
-                    self.banned.insert(user.clone());
                     self.online.remove(&user);
                 }
-                Blame { peer, user, banned }
+                Blame {
+                    peer,
+                    user,
+                    banned,
+                    newly,
+                }
             })
             .collect()
     }
@@ -358,6 +401,29 @@ mod tests {
         );
         book.learn(vec![entry("bob", 1), entry("carol", 2)], &me(), now);
         assert!(book.why_idle().unwrap().starts_with("cannot reach"));
+        // The tracker stopped listing bob's copy, then the file.
+        book.learn(vec![], &me(), now);
+        assert_eq!(
+            book.why_idle().as_deref(),
+            Some(
+                "the holders found (bob) sent corrupt data and no other is online; \
+                 waiting for another holder"
+            )
+        );
+        book.learn_delisted();
+        assert_eq!(
+            book.why_idle().as_deref(),
+            Some(
+                "the holders found (bob) sent corrupt data and nobody else shares the file; \
+                 waiting for someone to share it again"
+            )
+        );
+        let mut fresh = PeerBook::default();
+        fresh.learn_delisted();
+        assert!(fresh
+            .why_idle()
+            .unwrap()
+            .starts_with("nobody shares the file any more"));
     }
 
     #[test]
@@ -433,7 +499,7 @@ mod tests {
         }
         // The third shared strike bans both.
         let v = book.blame(&[a, b]);
-        assert!(v.iter().all(|x| x.banned), "{v:?}");
+        assert!(v.iter().all(|x| x.banned && x.newly), "{v:?}");
         assert_eq!(book.due(now, 16), vec![c]);
         // A banned user explains a later shared corruption: c keeps clean.
         assert!(book.blame(&[a, c]).is_empty());
@@ -444,9 +510,13 @@ mod tests {
             vec![Blame {
                 peer: c,
                 user: "c".parse().unwrap(),
-                banned: true
+                banned: true,
+                newly: true,
             }]
         );
+        // A second corrupt piece of c's, already in flight: banned, not anew.
+        let v = book.blame(&[c]);
+        assert!(v[0].banned && !v[0].newly, "{v:?}");
         book.learn(vec![entry("c", 3)], &me(), now);
         assert!(book.due(now, 16).is_empty());
         assert!(!book.any_online());

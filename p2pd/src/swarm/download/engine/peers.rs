@@ -232,6 +232,9 @@ impl Swarm<'_> {
                 tracing::warn!(user = %b.user, %name, piece,
                     "peer sent a corrupt piece; dropped for this download");
                 self.drop_peer(b.peer, "", RETRY_AFTER_BAN);
+                if b.newly {
+                    self.report_corrupt(b.user);
+                }
             } else {
                 tracing::warn!(user = %b.user, %name, piece,
                     "a corrupt piece had blocks from this peer and others");

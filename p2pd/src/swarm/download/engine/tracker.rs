@@ -9,7 +9,7 @@ use crate::swarm::pieces::PeerId;
 use crate::tracker_client::Located;
 use proto::peer::{Handshake, PEER_PROTOCOL_VERSION};
 use proto::tracker::PeerEntry;
-use proto::WireError;
+use proto::{UserId, WireError};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -56,6 +56,24 @@ impl Swarm<'_> {
         });
     }
 
+    /// Tells the tracker that `holder` sent data failing its SHA-1, so it
+    /// stops listing that copy for everyone until the holder re-hashes it.
+    pub(super) fn report_corrupt(&mut self, holder: UserId) {
+        let client = self.job.client.clone();
+        let (group, name) = (self.job.target.group.clone(), self.job.target.name.clone());
+        self.job.ctx.tasks.spawn(async move {
+            match client
+                .report_corrupt(group, name.clone(), holder.clone())
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(%holder, %name, "reported the corrupt copy to the tracker")
+                }
+                Err(e) => tracing::debug!(%holder, %name, "report_corrupt: {e}"),
+            }
+        });
+    }
+
     pub(super) fn on_located(
         &mut self,
         r: Result<(Located, Option<String>), WireError>,
@@ -64,6 +82,16 @@ impl Swarm<'_> {
         let (located, ticket) = match r.map_err(DownloadError::from) {
             Ok(l) => l,
             Err(e) if e.is_permanent() && self.book.connected() == 0 => return Err(e),
+            // Every holder stopped sharing it (one whose copy proved
+            // corrupt, say): wait for someone to share it again, as
+            // `why_idle` then says.
+            Err(e) if e.is_unknown_file() => {
+                tracing::debug!(name = %self.job.target.name, "locate: {e}");
+                self.book.learn_delisted();
+                // Whoever shares it next lists it afresh, without us.
+                self.marked_partial = false;
+                return Ok(());
+            }
             Err(e) => {
                 tracing::debug!(name = %self.job.target.name, "locate: {e}");
                 return Ok(());
