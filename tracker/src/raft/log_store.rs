@@ -83,20 +83,31 @@ pub fn open(dir: &Path) -> Result<Arc<Database>, OpenError> {
         source,
     })?;
     let path = dir.join(DB_FILE);
+    let open_error = |path: &Path, source: redb::Error| OpenError::Open {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    };
+    // A new database is made under another name and renamed into place
+    // once its tables are committed: killed while redb writes its first
+    // pages, a tracker would otherwise leave a file it cannot open again.
+    let fresh = !path.try_exists().unwrap_or(true);
+    let made_at = match fresh {
+        true => dir.join(format!("{DB_FILE}.new")),
+        false => path.clone(),
+    };
+    if fresh {
+        // A leftover of such a kill: never committed, nothing to keep.
+        let _ = std::fs::remove_file(&made_at);
+    }
     // Opened here rather than by redb: 0600, and never through a symlink.
-    let file = crate::data_dir::open_private(&path).map_err(|e| OpenError::Open {
-        path: path.clone(),
-        source: Box::new(e.into()),
-    })?;
+    let file =
+        crate::data_dir::open_private(&made_at).map_err(|e| open_error(&made_at, e.into()))?;
     let db = redb::Builder::new()
         .set_cache_size(CACHE_BYTES)
         .create_file(file)
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse { path: path.clone() },
-            other => OpenError::Open {
-                path: path.clone(),
-                source: Box::new(other.into()),
-            },
+            other => open_error(&made_at, other.into()),
         })?;
     // Create both tables once, so readers never meet a missing table.
     let init = || -> Result<(), redb::Error> {
@@ -106,10 +117,13 @@ pub fn open(dir: &Path) -> Result<Arc<Database>, OpenError> {
         txn.commit()?;
         Ok(())
     };
-    init().map_err(|e| OpenError::Open {
-        path: path.clone(),
-        source: Box::new(e),
-    })?;
+    init().map_err(|e| open_error(&made_at, e))?;
+    if fresh {
+        // redb has the file open; the name is all that changes.
+        let placed =
+            std::fs::rename(&made_at, &path).and_then(|()| std::fs::File::open(dir)?.sync_all());
+        placed.map_err(|e| open_error(&path, e.into()))?;
+    }
     Ok(Arc::new(db))
 }
 
@@ -418,6 +432,26 @@ mod tests {
                 .is_none(),
             "old layout removed"
         );
+    }
+
+    #[test]
+    fn a_new_database_appears_only_whole_and_a_half_made_one_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a kill while redb wrote its first pages leaves: garbage
+        // under the temporary name, nothing under the real one.
+        let half = dir.path().join(format!("{DB_FILE}.new"));
+        std::fs::write(&half, b"half a header").unwrap();
+        let db = open(dir.path()).unwrap();
+        write_meta(&db, "k", &7u32, true).unwrap();
+        drop(db);
+        assert!(!half.exists(), "renamed into place");
+        let db = open(dir.path()).unwrap();
+        assert_eq!(read_meta::<u32>(&db, "k").unwrap(), Some(7));
+        drop(db);
+        // An existing database is opened where it is, never replaced.
+        std::fs::write(&half, b"stray").unwrap();
+        let db = open(dir.path()).unwrap();
+        assert_eq!(read_meta::<u32>(&db, "k").unwrap(), Some(7));
     }
 
     /// openraft's own conformance suite for log storage and state machines:
