@@ -299,6 +299,9 @@ pub struct Tracker {
     pub log: PathBuf,
     /// Further command-line flags, used from the next (re)start on.
     pub extra_args: Vec<OsString>,
+    /// A command that runs the tracker (e.g. `prlimit --nofile=1024 --`),
+    /// used from the next (re)start on; empty: run it directly.
+    pub launcher: Vec<OsString>,
     info: PathBuf,
     proc: Option<Proc>,
 }
@@ -312,7 +315,16 @@ impl Tracker {
             self.data_dir.clone().into(),
         ];
         args.extend(self.extra_args.iter().cloned());
-        self.proc = Some(Proc::spawn(&bin("tracker"), &args, &self.log));
+        let tracker = bin("tracker");
+        self.proc = Some(match self.launcher.split_first() {
+            None => Proc::spawn(&tracker, &args, &self.log),
+            Some((program, prefix)) => {
+                let mut all = prefix.to_vec();
+                all.push(tracker.into());
+                all.extend(args);
+                Proc::spawn(Path::new(program), &all, &self.log)
+            }
+        });
     }
 
     /// Wait until it accepts TCP connections.
@@ -401,6 +413,7 @@ impl Tracker {
             data_dir: data_dir.to_path_buf(),
             log: log.to_path_buf(),
             extra_args: args.to_vec(),
+            launcher: Vec::new(),
             info: info.to_path_buf(),
             proc: None,
         };
@@ -499,6 +512,7 @@ impl Net {
                 data_dir: root.join(format!("t{}", i + 1)),
                 log: root.join(format!("t{}.log", i + 1)),
                 extra_args: tracker_args.clone(),
+                launcher: Vec::new(),
                 info: info.clone(),
                 proc: None,
             })

@@ -10,7 +10,7 @@
 //! 127.0.0.1.
 
 use blackbox::raw::{endpoint, runtime};
-use blackbox::{frame, free_port, random_file, Daemon, Net, Trackers};
+use blackbox::{frame, free_port, random_file, wait_until, Daemon, Net, Trackers};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -445,4 +445,130 @@ fn idle_control_connections_neither_lock_the_user_out_nor_stay_open() {
         started.elapsed()
     );
     quick(&d, &["status"]);
+}
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The original measurement: under a 1,024-file limit, 1,100 idle
+/// connections made a legitimate client time out and filled the log with
+/// `accept failed: Too many open files`. Here they come from 20 addresses
+/// (under the per-address cap), keep coming as fast as one connection at a
+/// time goes, and the attacker never closes one.
+#[test]
+fn a_many_address_flood_under_a_1024_file_limit_keeps_no_daemon_out() {
+    const LIMIT: u64 = 1024;
+    const HELD: usize = 1100;
+    const MAX_OPENED: usize = 8000;
+    if !enough_files(9000) {
+        return;
+    }
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIPPED: no prlimit(1) to start the tracker under a {LIMIT}-file limit");
+        return;
+    }
+    let mut net = Net::start_with(Trackers(1));
+    let nofile = format!("--nofile={LIMIT}:{LIMIT}");
+    net.trackers[0].launcher = vec!["prlimit".into(), nofile.into(), "--".into()];
+    net.trackers[0].restart();
+    let tracker_log = net.trackers[0].log.clone();
+    let read_log = || std::fs::read_to_string(&tracker_log).unwrap_or_default();
+    let budget = wait_until(Duration::from_secs(10), || {
+        read_log().contains("at most 768 connections")
+    });
+    assert!(budget, "1,024 files less a reserve of 256: {}", read_log());
+    let pid = net.trackers[0].pid().expect("the tracker runs");
+    let port = free_port();
+    let (_a, b, sha) = two_users(&net, port);
+    let tracker = tracker_addr(&net);
+    let rt = runtime();
+
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let opened = std::sync::Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        rt.spawn(async move {
+            // Never closed on this side: only the tracker frees places.
+            let mut held = Vec::new();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) && n < MAX_OPENED {
+                let host = 2 + u8::try_from(n % 20).expect("20 hosts");
+                if let Ok(s) = connect_from(host, tracker).await {
+                    held.push(s);
+                    n += 1;
+                    opened.store(n, Ordering::Relaxed);
+                }
+                if n >= HELD {
+                    // Then as fast as one connection at a time goes, so
+                    // every place the tracker frees is taken again.
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    // Past the burst, and then enough more that every place the tracker
+    // has is taken and the backlog behind it full.
+    let burst = wait_until(Duration::from_secs(30), || {
+        opened.load(Ordering::Relaxed) >= 3 * HELD || flood.is_finished()
+    });
+    assert!(burst, "the flood did not get going");
+    let mut most_fds = open_fds(pid);
+
+    // Users already in are served; a daemon that connects now gets in,
+    // creates an account and logs in; a download completes.
+    quick(&b, &["list_groups"]);
+    let c = net.daemon("c");
+    let t = Instant::now();
+    c.ok(&["create_user", "carol", "pw-c"]);
+    c.ok(&["login", "carol", "pw-c"]);
+    println!(
+        "a new daemon signed up in {:?} during the flood ({} opened so far)",
+        t.elapsed(),
+        opened.load(Ordering::Relaxed)
+    );
+    assert!(
+        t.elapsed() < 2 * ANSWER_WITHIN,
+        "signing up took {:?}",
+        t.elapsed()
+    );
+    quick(&c, &["list_groups"]);
+    most_fds = most_fds.max(open_fds(pid));
+    let dest = net.mkdir("dl");
+    let t = Instant::now();
+    b.ok(&["download_file", "g", "file.bin", p(&dest)]);
+    assert!(
+        t.elapsed() < ANSWER_WITHIN,
+        "the download took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(blackbox::sha1_file(&dest.join("file.bin")), sha);
+    most_fds = most_fds.max(open_fds(pid));
+
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(flood).expect("the flood task");
+    let opened = opened.load(Ordering::Relaxed);
+    println!("the flood opened {opened} connections; the tracker held at most {most_fds} files");
+    assert!(opened > HELD, "the flood was not sustained ({opened})");
+    assert!(most_fds < 1000, "the tracker held {most_fds} files");
+    let log = read_log();
+    for line in log.lines().filter(|l| l.contains("refused")) {
+        println!("tracker: {line}");
+    }
+    assert!(!log.contains("Too many open files"), "{log}");
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"));
+    let warnings = warnings.count();
+    assert!(
+        warnings < 30,
+        "the flood filled the log: {warnings} warnings\n{log}"
+    );
+    quick(&b, &["list_groups"]);
 }

@@ -16,6 +16,10 @@
 //! that connection only, after an `invalid_argument` answer where one can
 //! still be written.
 //!
+//! Until a call proves a session (or the peer tracker proves the cluster
+//! key), the connection also holds an *unproven* place ([`Proof`]), which
+//! a newcomer may take when all are held (see `server::run`).
+//!
 //! Stop: the connection's token ends the reader; calls already read run to
 //! completion; the writer ends once every sender is gone, after writing
 //! what they sent.
@@ -23,6 +27,7 @@
 use super::handler::{self, welcome};
 use super::Shared;
 use p2p_link::{LinkReader, LinkWriter, PublicKey};
+use proto::admission::Admitted;
 use proto::frame::{
     read_body_within, read_frame, read_len, write_json, FrameError, Pace, MAX_TRACKER_FRAME_BYTES,
 };
@@ -30,7 +35,7 @@ use proto::tracker::{TrackerAnswer, TrackerCall, TrackerRequest};
 use proto::{ErrorCode, WireError, PROTOCOL_VERSION};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -85,6 +90,34 @@ type Frame = Result<Option<Vec<u8>>, FrameError>;
 /// call is decoded.
 type Budget = Option<OwnedSemaphorePermit>;
 
+/// Whether a call on this connection has proved a session. Until one has,
+/// the connection holds an unproven place, given back at the proof.
+pub(super) struct Proof {
+    trusted: AtomicBool,
+    unproven: Mutex<Option<Admitted>>,
+}
+
+impl Proof {
+    pub(super) fn new(unproven: Admitted) -> Arc<Proof> {
+        Arc::new(Proof {
+            trusted: AtomicBool::new(false),
+            unproven: Mutex::new(Some(unproven)),
+        })
+    }
+
+    fn is_set(&self) -> bool {
+        self.trusted.load(Ordering::Acquire)
+    }
+
+    /// Trusted from now on: the unproven place goes back, so a newcomer can
+    /// no longer take this connection's place.
+    fn set(&self) {
+        self.trusted.store(true, Ordering::Release);
+        let place = self.unproven.lock().map(|mut p| p.take());
+        drop(place);
+    }
+}
+
 pub(super) struct Connection {
     shared: Arc<Shared>,
     peer: SocketAddr,
@@ -117,7 +150,7 @@ impl Connection {
         }
     }
 
-    pub(super) async fn serve(self, socket: TcpStream) {
+    pub(super) async fn serve(self, socket: TcpStream, proof: Arc<Proof>) {
         tracing::debug!(peer = %self.peer, "connection opened");
         // Answers are small and latency matters more than packet count.
         let _ = socket.set_nodelay(true);
@@ -156,6 +189,7 @@ impl Connection {
             if !self.is_cluster_peer(&key, hello.from) {
                 return;
             }
+            proof.set();
             if hello.version != PROTOCOL_VERSION {
                 tracing::warn!(peer = %self.peer, version = hello.version, "peer tracker speaks another protocol version");
                 return;
@@ -172,7 +206,7 @@ impl Connection {
             .await;
             return;
         }
-        self.serve_daemon(reader, writer, first, key).await;
+        self.serve_daemon(reader, writer, first, (key, proof)).await;
     }
 
     /// Whether a connection whose hello claims to be tracker `from` may
@@ -201,11 +235,11 @@ impl Connection {
         mut reader: LinkReader,
         writer: LinkWriter,
         first: Frame,
-        key: PublicKey,
+        (key, proof): (PublicKey, Arc<Proof>),
     ) {
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
         let writer = self.tasks.spawn(write_answers(writer, rx, self.peer));
-        match self.read_calls(&mut reader, &tx, first, key).await {
+        match self.read_calls(&mut reader, &tx, first, (key, proof)).await {
             Ending::Quiet => {}
             Ending::Refused { id, error } => {
                 // Throttled: a flood of bad frames must not fill the log.
@@ -238,11 +272,11 @@ impl Connection {
         reader: &mut LinkReader,
         tx: &mpsc::Sender<TrackerAnswer>,
         first: Frame,
-        key: PublicKey,
+        (key, trusted): (PublicKey, Arc<Proof>),
     ) -> Ending {
         let permits = Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT));
-        // Set by the first call that proves a session (see `proves_session`).
-        let trusted = Arc::new(AtomicBool::new(false));
+        // `trusted` is set by the first call that proves a session (see
+        // `proves_session`).
         let mut first = Some(first);
         let mut greeted = false;
         loop {
@@ -279,7 +313,7 @@ impl Connection {
                 let proving = proves_session(&call.request);
                 let answer = handler::answer(&shared, call, &key, peer.ip()).await;
                 if proving && answer.result.is_ok() {
-                    trusted.store(true, Ordering::Release);
+                    trusted.set();
                 }
                 let _ = tx.send(answer).await;
                 drop(permit);
@@ -297,7 +331,7 @@ impl Connection {
         &self,
         reader: &mut LinkReader,
         greeted: bool,
-        trusted: &AtomicBool,
+        trusted: &Proof,
         permits: &Arc<Semaphore>,
     ) -> (Frame, Budget) {
         let pace = self.shared.pace;
@@ -310,12 +344,12 @@ impl Connection {
         let limit = if !greeted {
             MAX_HELLO_FRAME_BYTES
         } else if len > MAX_UNTRUSTED_FRAME_BYTES && len <= MAX_TRACKER_FRAME_BYTES {
-            if !trusted.load(Ordering::Acquire) {
+            if !trusted.is_set() {
                 // Every permit back = every call read so far has answered.
                 let all = u32::try_from(MAX_CALLS_IN_FLIGHT).unwrap_or(u32::MAX);
                 drop(permits.acquire_many(all).await);
             }
-            if trusted.load(Ordering::Acquire) {
+            if trusted.is_set() {
                 MAX_TRACKER_FRAME_BYTES
             } else {
                 MAX_UNTRUSTED_FRAME_BYTES

@@ -15,7 +15,12 @@
 //! Limits (see `ARCHITECTURE.md`, "Hostile load"): at most
 //! [`ServerOptions::max_connections`] connections, and
 //! [`ServerOptions::max_connections_per_source`] from one address; more
-//! are accepted and closed at once. A connection has 10 s for TLS and its
+//! are accepted and closed at once. Of those, at most half may be
+//! *unproven* (no call has proved a session yet, no peer tracker has proved
+//! the cluster key); a newcomer beyond that takes the oldest unproven
+//! connection's place. So strangers from any number of addresses hold at
+//! most half the places, and cannot keep out a daemon, which proves its
+//! session within moments of connecting. A connection has 10 s for TLS and its
 //! first frame; then a daemon's connection is closed after
 //! [`ServerOptions::idle_timeout`] without a frame, and any frame must be
 //! whole within 30 s (plus a second per 64 KiB) of its first byte.
@@ -32,7 +37,7 @@ mod throttle;
 use crate::passwords;
 use crate::raft::Cluster;
 use crate::state::Caps;
-use connection::Connection;
+use connection::{Connection, Proof};
 use proto::admission::{Admission, Throttled, LOG_EVERY};
 use proto::frame::Pace;
 use std::future::Future;
@@ -135,6 +140,11 @@ pub async fn run(
         options.max_connections,
         options.max_connections_per_source,
     );
+    let unproven = Admission::evicting_oldest(
+        "tracker (unproven)",
+        (options.max_connections / 2).max(1),
+        options.max_connections_per_source,
+    );
     // Stops the accept loop and, through child tokens, every reader.
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -148,11 +158,20 @@ pub async fn run(
         |(socket, peer): (TcpStream, SocketAddr)| {
             // Over a cap, the socket is dropped (closed) right here.
             let place = admission.admit(peer.ip());
+            let unproven = place.as_ref().ok().map(|_| unproven.admit(peer.ip()));
             let conn =
                 Connection::new(Arc::clone(&shared), peer, stop.child_token(), tasks.clone());
             async move {
-                if let Ok(_place) = place {
-                    conn.serve(socket).await;
+                let (Ok(_place), Some(Ok(unproven))) = (place, unproven) else {
+                    return;
+                };
+                // Cancelled only while unproven: a proof gives the place back.
+                let evicted = unproven.eviction();
+                tokio::select! {
+                    () = conn.serve(socket, Proof::new(unproven)) => {}
+                    () = evicted.cancelled() => {
+                        tracing::debug!(%peer, "closed an unproven connection to make room");
+                    }
                 }
             }
         },
