@@ -14,7 +14,7 @@ use blackbox::{frame, free_port, random_file, wait_until, Daemon, Net, Trackers}
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// The tracker's idle timeout in these tests (`--idle-timeout`; the
@@ -278,6 +278,55 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("a VmRSS line")
 }
 
+/// Sends a frame header announcing `announced` bytes, then all of them but
+/// the last 64 KiB, so the frame never completes.
+async fn announce_and_hold<W: AsyncWrite + Unpin>(
+    link: &mut W,
+    announced: u32,
+) -> std::io::Result<usize> {
+    link.write_all(&announced.to_be_bytes()).await?;
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0usize;
+    while sent < announced as usize - chunk.len() {
+        link.write_all(&chunk).await?;
+        sent += chunk.len();
+    }
+    Ok(sent)
+}
+
+/// The highest RSS (KiB) of `pid`, sampled every 50 ms, while the floods
+/// `start` puts in the set run (at most `deadline`, then 0.5 s more).
+fn peak_rss_during(
+    pid: u32,
+    deadline: Duration,
+    start: impl FnOnce(&mut tokio::task::JoinSet<std::io::Result<usize>>),
+) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let max = std::sync::Arc::new(AtomicU64::new(rss_kib(pid)));
+    runtime().block_on(async {
+        let sampler = {
+            let max = max.clone();
+            tokio::spawn(async move {
+                loop {
+                    max.fetch_max(rss_kib(pid), Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let mut floods = tokio::task::JoinSet::new();
+        start(&mut floods);
+        let _ = tokio::time::timeout(deadline, async {
+            while let Some(r) = floods.join_next().await {
+                println!("a flood ended: {:?}", r.expect("a flood task"));
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sampler.abort();
+    });
+    max.load(Ordering::SeqCst)
+}
+
 #[test]
 fn huge_frames_do_not_grow_the_tracker() {
     let net = Net::start_with_tracker_args(Trackers(1), &[]);
@@ -286,19 +335,7 @@ fn huge_frames_do_not_grow_the_tracker() {
     let pid = net.trackers[0].pid().expect("tracker running");
     let tracker = tracker_addr(&net);
     let before = rss_kib(pid);
-    let rt = runtime();
-    let max = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    rt.block_on(async {
-        let sampler = {
-            let max = max.clone();
-            tokio::spawn(async move {
-                loop {
-                    max.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        };
-        let mut floods = tokio::task::JoinSet::new();
+    let peak = peak_rss_during(pid, Duration::from_secs(60), |floods| {
         for i in 0..16u8 {
             floods.spawn(async move {
                 let host = 2 + i;
@@ -317,27 +354,10 @@ fn huge_frames_do_not_grow_the_tracker() {
                 } else {
                     512 * 1024 * 1024
                 };
-                link.write_all(&announced.to_be_bytes()).await?;
-                let chunk = vec![b' '; 64 * 1024];
-                let mut sent = 0usize;
-                while sent < announced as usize - chunk.len() {
-                    link.write_all(&chunk).await?;
-                    sent += chunk.len();
-                }
-                std::io::Result::Ok(sent)
+                announce_and_hold(&mut link, announced).await
             });
         }
-        let deadline = Duration::from_secs(60);
-        let _ = tokio::time::timeout(deadline, async {
-            while let Some(r) = floods.join_next().await {
-                println!("a flood ended: {:?}", r.expect("a flood task"));
-            }
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        sampler.abort();
     });
-    let peak = max.load(std::sync::atomic::Ordering::SeqCst);
     println!("tracker RSS: {before} KiB before, {peak} KiB at most during the floods");
     assert!(
         peak < RSS_LIMIT_KIB,
@@ -359,19 +379,7 @@ fn huge_frames_of_logged_in_connections_share_one_budget() {
     let pid = net.trackers[0].pid().expect("tracker running");
     let tracker = tracker_addr(&net);
     let before = rss_kib(pid);
-    let rt = runtime();
-    let max = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    rt.block_on(async {
-        let sampler = {
-            let max = max.clone();
-            tokio::spawn(async move {
-                loop {
-                    max.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            })
-        };
-        let mut floods = tokio::task::JoinSet::new();
+    let peak = peak_rss_during(pid, Duration::from_secs(90), |floods| {
         for i in 0..8u8 {
             floods.spawn(async move {
                 let mut link = greeted(2 + i, tracker).await?;
@@ -380,27 +388,10 @@ fn huge_frames_of_logged_in_connections_share_one_budget() {
                     br#"{"id": 2, "request": {"op": "login", "user": "alice", "password": "pw"}}"#,
                 );
                 link.write_all(&login).await?;
-                let announced: u32 = 63 * 1024 * 1024;
-                link.write_all(&announced.to_be_bytes()).await?;
-                let chunk = vec![b' '; 64 * 1024];
-                let mut sent = 0usize;
-                while sent < announced as usize - chunk.len() {
-                    link.write_all(&chunk).await?;
-                    sent += chunk.len();
-                }
-                std::io::Result::Ok(sent)
+                announce_and_hold(&mut link, 63 * 1024 * 1024).await
             });
         }
-        let _ = tokio::time::timeout(Duration::from_secs(90), async {
-            while let Some(r) = floods.join_next().await {
-                println!("a flood ended: {:?}", r.expect("a flood task"));
-            }
-        })
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        sampler.abort();
     });
-    let peak = max.load(std::sync::atomic::Ordering::SeqCst);
     println!("tracker RSS: {before} KiB before, {peak} KiB at most during the floods");
     assert!(
         peak - before < LOGGED_IN_GROWTH_LIMIT_KIB,
