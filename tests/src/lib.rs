@@ -264,12 +264,23 @@ fn print_log_on_panic(what: &str, log: &Path) {
     }
 }
 
-/// Bind 127.0.0.1:0, read the port, let it go.
+/// A port of 127.0.0.1 that nothing listens on now, for a process to bind.
+///
+/// Picked below Linux's ephemeral range (32768 and up), which a port bound
+/// to 0 would come from: between this pick and the process binding it, any
+/// outgoing connection on the host (trackers dialling each other, daemons,
+/// floods in other tests) may be given an ephemeral port, and one landed on
+/// a tracker's chosen port once ("Address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000 after 1000 tries")
 }
 
 // ---------------------------------------------------------------- trackers
