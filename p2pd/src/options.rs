@@ -31,10 +31,10 @@ pub struct Cli {
     /// Tracker list. Default: HOME/tracker_info.txt if present, else ./tracker_info.txt.
     #[arg(long, value_name = "FILE")]
     pub tracker_info: Option<PathBuf>,
-    /// Upload limit in bytes per second, optional suffix K, M or G (powers of 1024).
+    /// Upload limit in bytes per second, optional unit K, M or G (powers of 1024; 10M = 10MB = 10MiB).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
-    /// Download limit in bytes per second, optional suffix K, M or G (powers of 1024).
+    /// Download limit in bytes per second, optional unit K, M or G (powers of 1024; 10M = 10MB = 10MiB).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_download_rate: Option<u64>,
 }
@@ -114,36 +114,13 @@ impl Cli {
     }
 }
 
-/// Parse a rate: bytes per second with an optional `K`, `M` or `G` suffix
-/// (powers of 1024, case-insensitive, an optional trailing `B` or `/s` is
-/// not accepted to keep the syntax SPEC's).
+/// Parse a rate for clap: bytes per second in [`proto::units::parse_bytes`]'s
+/// forms (`500K`, `10M`, `10MB`, `10MiB`: powers of 1024).
 ///
 /// # Errors
 /// A sentence naming the bad value.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (digits, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => return Err(format!("rate {s:?}: unknown suffix {c:?}; use K, M or G")),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "rate {s:?} is not a number of bytes per second (e.g. 500K, 10M)"
-        ));
-    }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("rate {s:?} is too large"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("rate {s:?} is too large"))
+    proto::units::parse_bytes(s)
 }
 
 #[cfg(test)]
@@ -158,13 +135,15 @@ mod tests {
         assert_eq!(parse_rate("1k"), Ok(1024));
         assert_eq!(parse_rate("10M"), Ok(10 << 20));
         assert_eq!(parse_rate("2G"), Ok(2 << 30));
+        assert_eq!(parse_rate("10MB"), Ok(10 << 20));
+        assert_eq!(parse_rate("10MiB"), Ok(10 << 20));
         for bad in [
             "",
             "K",
             "1.5M",
             "-1",
-            "1T",
-            "12KB",
+            "1P",
+            "12KBs",
             "abc",
             "99999999999999999999G",
         ] {

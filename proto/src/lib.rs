@@ -16,6 +16,7 @@
 //!   which p2pctl does not depend on.
 //! - [`tracker_info`]: the one parser of `tracker_info.txt`.
 //! - [`dirs`]: default state directories and the control socket's name.
+//! - [`units`]: byte counts and rates, parsed and shown in binary units.
 //! - `service` (feature `service`): what `tracker` and `p2pd` share beyond
 //!   the wire: logging, signals, the accept loop, durable file writes.
 //! - `admission` (feature `service`): caps on the connections a listener
@@ -36,6 +37,7 @@ pub mod raft;
 pub mod service;
 pub mod tracker;
 pub mod tracker_info;
+pub mod units;
 
 pub use error::{ErrorCode, WireError};
 pub use hash::Sha1Hash;
