@@ -1,0 +1,130 @@
+//! The tracker's own documentation: `tracker completions SHELL`
+//! (clap_complete) and `tracker man [--dir DIR]` (clap_mangen), generated
+//! from [`Cli`] so they never disagree with `--help`.
+
+use crate::cli::Cli;
+use clap::CommandFactory;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The completion script for `shell`.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "tracker", &mut buf);
+    out.write_all(&buf)
+}
+
+/// The man page, roff.
+///
+/// # Errors
+/// Writing to `out` failed.
+pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(out)
+}
+
+/// Write `DIR/tracker.1`; returns its path.
+///
+/// # Errors
+/// The directory cannot be made or the file written.
+pub fn man_to_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("tracker.1");
+    let mut page = Vec::new();
+    man(&mut page)?;
+    std::fs::write(&path, page)?;
+    Ok(path)
+}
+
+/// `tracker completions` / `tracker man` on stdout; a closed pipe
+/// (`tracker man | head`) is not an error.
+///
+/// # Errors
+/// Writing failed otherwise.
+pub fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
+    match write(&mut std::io::stdout().lock()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap_complete::Shell;
+
+    fn long_flags() -> Vec<String> {
+        Cli::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .filter(|l| l != "help" && l != "version")
+            .collect()
+    }
+
+    #[test]
+    fn every_argument_is_described() {
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            assert!(arg.get_help().is_some(), "{} has no help", arg.get_id());
+        }
+        for sub in cmd.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{}", sub.get_name());
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} {}",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn man_page_mentions_every_flag_and_the_sections() {
+        let mut page = Vec::new();
+        man(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH"), "roff");
+        for flag in long_flags() {
+            assert!(
+                page.contains(&format!("\\-\\-{}", flag.replace('-', "\\-"))),
+                "{flag}"
+            );
+        }
+        for word in ["Examples:", "Exit status:", "keygen", "fingerprint"] {
+            assert!(page.contains(word), "{word}");
+        }
+    }
+
+    #[test]
+    fn completions_for_every_shell_mention_every_flag() {
+        for shell in [
+            Shell::Bash,
+            Shell::Zsh,
+            Shell::Fish,
+            Shell::Elvish,
+            Shell::PowerShell,
+        ] {
+            let mut script = Vec::new();
+            completions(shell, &mut script).unwrap();
+            let script = String::from_utf8(script).unwrap();
+            for flag in long_flags() {
+                assert!(script.contains(&flag), "{shell}: {flag}");
+            }
+            for sub in ["keygen", "fingerprint", "completions", "man"] {
+                assert!(script.contains(sub), "{shell}: {sub}");
+            }
+        }
+    }
+
+    #[test]
+    fn man_dir_writes_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = man_to_dir(&dir.path().join("man1")).unwrap();
+        assert_eq!(path, dir.path().join("man1/tracker.1"));
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+    }
+}
