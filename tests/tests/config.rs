@@ -344,3 +344,27 @@ fn man_pages_and_completions_come_from_the_binaries() {
     );
     assert!(man.stdout().contains(".TH"));
 }
+
+#[test]
+fn the_harness_hides_the_developers_config_from_every_process() {
+    let net = Net::start_with(Trackers(1));
+    let mut a = net.daemon("a");
+    let pids = [
+        ("p2pd", a.pid().expect("daemon pid")),
+        ("tracker", net.trackers[0].pid().expect("tracker pid")),
+    ];
+    for (what, pid) in pids {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+        let config_home = environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"XDG_CONFIG_HOME="))
+            .map(|v| PathBuf::from(String::from_utf8_lossy(v).into_owned()));
+        let config_home = config_home.unwrap_or_else(|| panic!("{what}: no XDG_CONFIG_HOME"));
+        assert!(
+            config_home.starts_with(net.dir()),
+            "{what}: {config_home:?}"
+        );
+        assert!(!config_home.exists(), "{what}: {config_home:?} is empty");
+    }
+    assert!(a.is_running());
+}
