@@ -160,6 +160,52 @@ mod tests {
         Config::parse(text, Path::new("/etc/p2p/config.toml"))
     }
 
+    /// The ```toml blocks of docs/configuration.md whose first line
+    /// contains `marker`.
+    fn doc_examples(marker: &str) -> Vec<String> {
+        let doc = include_str!("../../docs/configuration.md");
+        doc.split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .filter(|block| block.lines().next().is_some_and(|l| l.contains(marker)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The keys serde knows, from its own "expected one of" list.
+    fn known_keys(message: &str) -> Vec<String> {
+        let list = message.split("expected one of").nth(1).expect("key list");
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_every_key_is_documented() {
+        let examples = doc_examples("config.toml");
+        assert_eq!(examples.len(), 1, "one p2pd example in the docs");
+        let c = Config::parse(&examples[0], Path::new("/u/.config/p2pshare/config.toml")).unwrap();
+        assert_eq!(
+            c.tracker_info,
+            Some(PathBuf::from("/u/.config/p2pshare/tracker_info.txt"))
+        );
+        assert_eq!(c.listen, Some("0.0.0.0:7000".parse().unwrap()));
+        assert_eq!(c.max_upload_rate, Some(2 << 20));
+        assert_eq!(c.max_download_rate, Some(10 << 20));
+        let e = parse("zzz = 1").unwrap_err().to_string();
+        let doc = include_str!("../../docs/configuration.md");
+        let keys = known_keys(&e);
+        assert_eq!(keys.len(), 6, "{e}");
+        for key in keys {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "{key} not in the docs' table"
+            );
+        }
+    }
+
     #[test]
     fn every_key() {
         let c = parse(

@@ -104,6 +104,55 @@ mod tests {
         TrackerConfig::parse(text, Path::new("/etc/p2p/tracker.toml"))
     }
 
+    /// The ```toml blocks of docs/configuration.md whose first line
+    /// contains `marker`.
+    fn doc_examples(marker: &str) -> Vec<String> {
+        let doc = include_str!("../../docs/configuration.md");
+        doc.split("```toml\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .filter(|block| block.lines().next().is_some_and(|l| l.contains(marker)))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The keys serde knows, from its own "expected one of" list.
+    fn known_keys(message: &str) -> Vec<String> {
+        let list = message.split("expected one of").nth(1).expect("key list");
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_every_key_is_documented() {
+        let examples = doc_examples("tracker-1.toml");
+        assert_eq!(examples.len(), 1, "one tracker example in the docs");
+        let c =
+            TrackerConfig::parse(&examples[0], Path::new("/etc/p2pshare/tracker-1.toml")).unwrap();
+        assert_eq!(
+            c.tracker_info,
+            Some(PathBuf::from("/etc/p2pshare/tracker_info.txt"))
+        );
+        assert_eq!(c.n, Some(1));
+        assert_eq!(
+            c.cluster_key,
+            Some(PathBuf::from("/etc/p2pshare/cluster.key"))
+        );
+        let e = parse("zzz = 1").unwrap_err().to_string();
+        let doc = include_str!("../../docs/configuration.md");
+        let keys = known_keys(&e);
+        assert_eq!(keys.len(), 9, "{e}");
+        for key in keys {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "{key} not in the docs' table"
+            );
+        }
+    }
+
     #[test]
     fn relative_paths_are_from_the_file() {
         let c = parse("tracker_info = \"info.txt\"\ncluster_key = \"/abs/k\"\ndata_dir = \"d\"")
