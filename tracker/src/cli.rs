@@ -352,8 +352,10 @@ mod tests {
             e.contains("tracker_info") && e.contains("/etc/t.toml"),
             "{e}"
         );
-        let mut only_info = TrackerConfig::default();
-        only_info.tracker_info = Some("i.txt".into());
+        let only_info = TrackerConfig {
+            tracker_info: Some("i.txt".into()),
+            ..TrackerConfig::default()
+        };
         let e = c.resolve(Some(only_info)).unwrap_err().to_string();
         assert!(e.contains("`n`"), "{e}");
     }
