@@ -15,31 +15,6 @@ use std::path::{Path, PathBuf};
 /// The tracker list's file name in the home and the config directory.
 pub const TRACKER_INFO_FILE: &str = "tracker_info.txt";
 
-const AFTER_HELP: &str = "\
-Examples:
-  p2pd --tracker-info ~/tracker_info.txt
-  p2pd --home /srv/p2p --listen 0.0.0.0:7000 --advertise 192.0.2.10:7000
-  p2pd --max-upload-rate 2M --max-download-rate 10MiB
-  p2pd completions bash > ~/.local/share/bash-completion/completions/p2pd
-  p2pd man --dir ~/.local/share/man/man1
-
-Files:
-  HOME/p2pd.sock          control socket p2pctl talks to (HOME: --home, P2P_HOME,
-                          `home` in the config file, else ~/.local/share/p2pshare)
-  ~/.config/p2pshare/config.toml
-                          config file read when present (or --config FILE); keys are
-                          the long options: home, listen, advertise, tracker_info,
-                          max_upload_rate, max_download_rate; flags override it
-  tracker_info.txt        the tracker list; the first found of: --tracker-info FILE,
-                          `tracker_info` in the config file, HOME/tracker_info.txt,
-                          ~/.config/p2pshare/tracker_info.txt, ./tracker_info.txt
-
-Exit status:
-  0  stopped cleanly (SIGTERM, SIGINT)
-  1  could not start or failed (bad config, no tracker_info.txt, home in use, ...)
-  2  usage error (unknown option, bad value)
-";
-
 /// `p2pd [--config FILE] [--home DIR] [--listen IP:PORT] [--advertise IP:PORT]
 /// [--tracker-info FILE] [--max-upload-rate RATE] [--max-download-rate RATE]`,
 /// `p2pd completions SHELL`, `p2pd man [--dir DIR]`.
@@ -52,7 +27,7 @@ Exit status:
                   the files you share to the members of your groups, and runs your \
                   downloads. p2pctl talks to it over HOME/p2pd.sock. Runs in the \
                   foreground and logs to stderr; stops cleanly on SIGTERM or SIGINT.",
-    after_help = AFTER_HELP,
+    after_help = crate::manual::EXTRA.help_text(),
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

@@ -9,27 +9,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tracker::server;
 
-const AFTER_HELP: &str = "\
-Examples:
-  tracker tracker_info.txt 1
-  tracker keygen cluster.key
-  tracker tracker_info.txt 2 --cluster-key cluster.key --data-dir /var/lib/p2pshare/tracker-2
-  tracker --config /etc/p2pshare/tracker-1.toml
-  tracker fingerprint --data-dir ~/.local/share/p2pshare/tracker-1
-  tracker completions bash > ~/.local/share/bash-completion/completions/tracker
-  tracker man --dir ~/.local/share/man/man1
-
-Config file (--config FILE, TOML): keys are the long options in snake_case
-(data_dir, cluster_key, snapshot_every, max_groups, idle_timeout,
-max_connections_per_ip, max_connections) plus tracker_info and n; relative
-paths are taken from the file's directory; flags and arguments override it.
-
-Exit status:
-  0  stopped cleanly (SIGTERM, SIGINT, `quit` on stdin), or a subcommand succeeded
-  1  could not start or failed (bad config or tracker_info.txt, port in use, ...)
-  2  usage error (unknown option, bad value)
-";
-
 /// Smallest `--idle-timeout`: daemons heartbeat every 3 s.
 pub const MIN_IDLE_TIMEOUT_SECS: u64 = 5;
 
@@ -42,7 +21,7 @@ pub const MIN_IDLE_TIMEOUT_SECS: u64 = 5;
 #[command(
     name = "tracker",
     version,
-    after_help = AFTER_HELP,
+    after_help = crate::manual::EXTRA.help_text(),
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
