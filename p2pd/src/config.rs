@@ -82,15 +82,11 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// The default file, if it exists: `CONFIG_DIR/config.toml`.
-    ///
-    /// # Errors
-    /// As [`Config::load`], for a file that exists.
-    pub fn load_default() -> Result<Option<Config>, ConfigError> {
-        match config_dir().map(|d| d.join(CONFIG_FILE)) {
-            Some(path) if path.exists() => Config::load(&path).map(Some),
-            _ => Ok(None),
-        }
+    /// The default file's path, if it exists: `CONFIG_DIR/config.toml`.
+    pub fn default_path() -> Option<PathBuf> {
+        config_dir()
+            .map(|d| d.join(CONFIG_FILE))
+            .filter(|p| p.exists())
     }
 
     /// Check `text`, the contents of `path` (named in errors; relative
@@ -99,11 +95,19 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with_home(text, path, user_home().as_deref())
+    }
+
+    /// [`Config::parse`] with `~` meaning `home`.
+    fn parse_with_home(
+        text: &str,
+        path: &Path,
+        home: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: one_line(&e, text),
         })?;
-        let base = path.parent().unwrap_or(Path::new(""));
         let bad = |key: &'static str, value: &str, reason: &str| ConfigError::Value {
             path: path.to_path_buf(),
             key,
@@ -127,14 +131,29 @@ impl Config {
                 .map_err(|reason| bad(key, &t, &reason)),
         };
         Ok(Config {
-            home: raw.home.map(|p| base.join(p)),
+            home: raw.home.map(|p| path_in_file(path, p, home)),
             listen: addr("listen", raw.listen)?,
             advertise: addr("advertise", raw.advertise)?,
-            tracker_info: raw.tracker_info.map(|p| base.join(p)),
+            tracker_info: raw.tracker_info.map(|p| path_in_file(path, p, home)),
             max_upload_rate: rate("max_upload_rate", raw.max_upload_rate)?,
             max_download_rate: rate("max_download_rate", raw.max_download_rate)?,
         })
     }
+}
+
+/// A path as written in the config file at `file`: `~/x` is in the user's
+/// home (as a shell would have it), a relative path is from the file's
+/// directory (not the working directory, so a unit and a shell agree).
+fn path_in_file(file: &Path, value: PathBuf, home: Option<&Path>) -> PathBuf {
+    if let (Ok(rest), Some(home)) = (value.strip_prefix("~"), home) {
+        return home.join(rest);
+    }
+    file.parent().unwrap_or(Path::new("")).join(value)
+}
+
+/// The user's home directory, for `~/` in config files.
+fn user_home() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
 }
 
 /// toml's message on one line, with the line of the file it is about
@@ -226,6 +245,20 @@ mod tests {
             }
         );
         assert_eq!(parse("# nothing\n").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn a_tilde_is_the_users_home() {
+        let text = "home = \"~/p2p\"\ntracker_info = \"~user/t.txt\"";
+        let c = Config::parse_with_home(
+            text,
+            Path::new("/etc/p2p/config.toml"),
+            Some(Path::new("/home/u")),
+        )
+        .unwrap();
+        assert_eq!(c.home, Some(PathBuf::from("/home/u/p2p")));
+        // Only `~` alone is the home; `~user` is a relative name.
+        assert_eq!(c.tracker_info, Some(PathBuf::from("/etc/p2p/~user/t.txt")));
     }
 
     #[test]

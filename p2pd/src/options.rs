@@ -153,11 +153,13 @@ impl Cli {
     /// # Errors
     /// The file is missing (`--config` only), unreadable or invalid.
     pub fn config_file(&self) -> Result<Option<Config>, OptionsError> {
-        match &self.config {
-            Some(path) => Config::load(path).map(Some),
-            None => Config::load_default(),
-        }
-        .map_err(OptionsError::Config)
+        let Some(path) = self.config.clone().or_else(Config::default_path) else {
+            return Ok(None);
+        };
+        let config = Config::load(&path).map_err(OptionsError::Config)?;
+        // Which file was read is the first question when a setting surprises.
+        tracing::info!("config file {}", path.display());
+        Ok(Some(config))
     }
 
     /// Merge the command line over `file` over the defaults (`default_home`
@@ -206,6 +208,11 @@ impl Cli {
             }
         };
         let info = proto::tracker_info::read(&info_path).map_err(OptionsError::TrackerInfo)?;
+        tracing::info!(
+            "tracker list {} ({} tracker(s))",
+            info_path.display(),
+            info.trackers.len()
+        );
         // tracker_info checked its form already.
         let fingerprint = info.fingerprint.and_then(|f| f.parse().ok());
         Ok(Options {

@@ -158,7 +158,7 @@ fn p2pd_takes_home_listen_and_tracker_info_from_its_config_file() {
     let user = User::new();
     let port = free_port();
     // `home` relative: from the config file's directory.
-    user.write_config(&format!(
+    let config = user.write_config(&format!(
         "# written by the test\nhome = \"state\"\nlisten = \"127.0.0.1:{port}\"\n\
          tracker_info = {}\nmax_upload_rate = \"1MiB\"\n",
         toml_str(&net.info)
@@ -174,6 +174,16 @@ fn p2pd_takes_home_listen_and_tracker_info_from_its_config_file() {
     );
     let status = status.unwrap();
     assert_eq!(status["listen"], format!("127.0.0.1:{port}"), "{status}");
+    // The log says which files it used.
+    let log = p2pd.stderr();
+    assert!(
+        log.contains(&format!("config file {}", config.display())),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("tracker list {}", net.info.display())),
+        "{log}"
+    );
     let ctl = |args: &[&str]| Ctl::new(&home).args(args).run();
     assert_eq!(ctl(&["create_user", "alice", "pw-alice"]).status, 0);
     let login = ctl(&["login", "alice", "pw-alice"]);

@@ -53,6 +53,15 @@ impl TrackerConfig {
     /// # Errors
     /// As [`TrackerConfig::load`].
     pub fn parse(text: &str, path: &Path) -> Result<TrackerConfig, ConfigError> {
+        TrackerConfig::parse_with_home(text, path, user_home().as_deref())
+    }
+
+    /// [`TrackerConfig::parse`] with `~` meaning `home`.
+    fn parse_with_home(
+        text: &str,
+        path: &Path,
+        home: Option<&Path>,
+    ) -> Result<TrackerConfig, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
@@ -73,12 +82,26 @@ impl TrackerConfig {
             1,
         )?;
         too_small("max_connections", c.max_connections.map(|v| v as u64), 1)?;
-        let base = path.parent().unwrap_or(Path::new(""));
         for p in [&mut c.tracker_info, &mut c.cluster_key, &mut c.data_dir] {
-            *p = p.take().map(|p| base.join(p));
+            *p = p.take().map(|p| path_in_file(path, p, home));
         }
         Ok(c)
     }
+}
+
+/// A path as written in the config file at `file`: `~/x` is in the user's
+/// home (as a shell would have it), a relative path is from the file's
+/// directory (not the working directory, so a unit and a shell agree).
+fn path_in_file(file: &Path, value: PathBuf, home: Option<&Path>) -> PathBuf {
+    if let (Ok(rest), Some(home)) = (value.strip_prefix("~"), home) {
+        return home.join(rest);
+    }
+    file.parent().unwrap_or(Path::new("")).join(value)
+}
+
+/// The user's home directory, for `~/` in config files.
+fn user_home() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
 }
 
 /// toml's message on one line, with the line of the file it is about
@@ -161,6 +184,17 @@ mod tests {
         assert_eq!(c.cluster_key, Some(PathBuf::from("/abs/k")));
         assert_eq!(c.data_dir, Some(PathBuf::from("/etc/p2p/d")));
         assert_eq!(parse("").unwrap(), TrackerConfig::default());
+    }
+
+    #[test]
+    fn a_tilde_is_the_users_home() {
+        let c = TrackerConfig::parse_with_home(
+            "data_dir = \"~/t1\"",
+            Path::new("/etc/p2p/tracker.toml"),
+            Some(Path::new("/home/u")),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, Some(PathBuf::from("/home/u/t1")));
     }
 
     #[test]
