@@ -34,11 +34,12 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Tool>,
     /// Config file (TOML) to read instead of ~/.config/p2pshare/config.toml,
-    /// which is read when it exists. Its values are overridden by flags.
+    /// which is read when it exists. Its keys are the options below in
+    /// snake_case (`max_upload_rate`); options given here override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// State directory: control socket, session, shares [default:
-    /// ~/.local/share/p2pshare].
+    /// State directory: control socket, session, shares [default: `home` in
+    /// the config file, else ~/.local/share/p2pshare].
     #[arg(long, env = "P2P_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Address the peer listener binds; port 0 picks a free one [default:
@@ -50,9 +51,9 @@ pub struct Cli {
     /// listener's port].
     #[arg(long, value_name = "IP:PORT")]
     pub advertise: Option<SocketAddr>,
-    /// Tracker list, one IP:PORT per line [default: the first of
-    /// HOME/tracker_info.txt, ~/.config/p2pshare/tracker_info.txt,
-    /// ./tracker_info.txt].
+    /// Tracker list, one IP:PORT per line [default: `tracker_info` in the
+    /// config file, else the first of HOME/tracker_info.txt,
+    /// ~/.config/p2pshare/tracker_info.txt, ./tracker_info.txt].
     #[arg(long, value_name = "FILE")]
     pub tracker_info: Option<PathBuf>,
     /// Upload limit in bytes per second, unit K, M, G optional (powers of
