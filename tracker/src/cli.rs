@@ -22,6 +22,10 @@ pub const MIN_IDLE_TIMEOUT_SECS: u64 = 5;
     name = "tracker",
     version,
     after_help = crate::manual::EXTRA.help_text(),
+    // clap would show both arguments as optional: they are, only with --config.
+    override_usage = "tracker [OPTIONS] <TRACKER_INFO> <N>\n       \
+                      tracker --config FILE [OPTIONS] [TRACKER_INFO] [N]\n       \
+                      tracker <COMMAND>",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -201,6 +205,7 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
     use std::path::Path;
 
     fn cli(args: &[&str]) -> Cli {
@@ -238,6 +243,16 @@ mod tests {
         ));
         assert!(matches!(cli(&["man"]).command, Some(Command::Man { .. })));
         assert!(cli(&["--config", "t.toml"]).tracker_info.is_none());
+    }
+
+    #[test]
+    fn usage_shows_the_arguments_as_required_without_config() {
+        let usage = Cli::command().render_usage().to_string();
+        assert!(
+            usage.contains("tracker [OPTIONS] <TRACKER_INFO> <N>"),
+            "{usage}"
+        );
+        assert!(usage.contains("tracker --config FILE"), "{usage}");
     }
 
     #[test]
