@@ -141,8 +141,8 @@ pub enum OptionsError {
     #[error("tracker list: {0}")]
     TrackerInfo(proto::tracker_info::TrackerInfoError),
     #[error(
-        "no tracker list found: looked for {looked}. Pass --tracker-info FILE, or put \
-             the tracker_info.txt you were given in {hint}"
+        "no tracker list found: looked for {looked}. Pass --tracker-info FILE, or copy \
+             the tracker_info.txt you were given to {hint}"
     )]
     NoTrackerInfo { looked: String, hint: String },
 }
@@ -401,6 +401,32 @@ mod tests {
         let c = cli(&["--home", "man"]);
         assert_eq!(c.home, Some(PathBuf::from("man")));
         assert!(c.command.is_none());
+    }
+
+    #[test]
+    fn the_docs_show_the_real_error_messages() {
+        let doc = include_str!("../../docs/configuration.md");
+        let alice = Path::new("/home/alice");
+        let config_dir = alice.join(".config/p2pshare");
+        let candidates = tracker_info_candidates(
+            &alice.join(".local/share/p2pshare"),
+            Some(&config_dir),
+            alice,
+        );
+        let e = find_first(&candidates, Some(&config_dir)).unwrap_err();
+        assert!(
+            doc.contains(&format!("error: {e}\n")),
+            "docs/configuration.md: {e}"
+        );
+        let e = Config::parse(
+            "listen = \"0.0.0.0:7000\"\n\nmax_rate = \"1M\"\n",
+            &config_dir.join("config.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            doc.contains(&format!("error: {e}\n")),
+            "docs/configuration.md: {e}"
+        );
     }
 
     #[test]
