@@ -21,16 +21,20 @@
 //! - [`progress`]: how long commands report progress to p2pctl.
 //! - [`hashing`]: one-pass whole-file and per-piece SHA-1 of a file.
 //! - [`home`]: HOME, its lock, where the state files live.
-//! - [`options`]: command line and configuration.
+//! - [`options`]: command line and configuration, merged.
+//! - [`config`]: the config file (`~/.config/p2pshare/config.toml`).
+//! - [`manual`]: `p2pd completions SHELL` and `p2pd man`.
 //! - [`fault`]: test-only crash points (`P2PD_FAULT`).
 
 pub mod commands;
+pub mod config;
 pub mod daemon;
 pub mod downloads;
 pub mod fault;
 pub mod hashing;
 pub mod home;
 pub mod ipc;
+pub mod manual;
 pub mod options;
 pub mod peer_listener;
 pub mod presence;
@@ -44,4 +48,4 @@ pub mod tracker_link;
 pub mod trust;
 
 pub use daemon::{run, DaemonError};
-pub use options::{Cli, Options};
+pub use options::{Cli, Options, Tool};

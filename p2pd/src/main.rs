@@ -1,11 +1,23 @@
-//! `p2pd`: parse the command line, set up logging and signals, run the daemon.
+//! `p2pd`: parse the command line, set up logging and signals, run the
+//! daemon; or print its completions or man page.
 
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> std::process::ExitCode {
-    let cli = p2pd::Cli::parse();
+    let mut cli = p2pd::Cli::parse();
+    if let Some(tool) = cli.command.take() {
+        return match p2pd::manual::run(tool, &mut std::io::stdout().lock()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            // `p2pd man | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     proto::service::init_logging("info");
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -169,9 +169,14 @@ impl Proc {
             .open(log)
             .unwrap_or_else(|e| panic!("open log {}: {e}", log.display()));
         let err = out.try_clone().expect("clone log handle");
+        // A developer's own ~/.config/p2pshare/config.toml must never
+        // reach a test: point the config directory at one nothing writes
+        // (a test sets its own in `env`, which comes later and wins).
+        let no_config = log.with_file_name("no-xdg-config");
         let child = Command::new(program)
             .args(args)
             .env_remove("P2P_HOME")
+            .env("XDG_CONFIG_HOME", &no_config)
             // Plain logs for failure reports.
             .env("NO_COLOR", "1")
             .envs(env.iter().map(|(k, v)| (k, v)))

@@ -1,9 +1,15 @@
-//! `tracker <tracker_info.txt> <n> [--data-dir DIR] [--cluster-key FILE]`,
-//! `tracker keygen FILE` and `tracker fingerprint`: arguments, the cluster
-//! key, logging and signals; the work is in the library.
+//! `tracker <tracker_info.txt> <n> [--data-dir DIR] [--cluster-key FILE]`
+//! (or `--config FILE`), `tracker keygen FILE`, `tracker fingerprint`,
+//! `tracker completions SHELL` and `tracker man`: arguments ([`cli`]), the
+//! cluster key, logging and signals; the work is in the library.
+
+mod cli;
+mod config;
+mod manual;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use cli::Args;
 use p2p_link::ClusterKey;
 use proto::tracker_info;
 use std::io::BufRead;
@@ -24,71 +30,18 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// How long Raft may take to stop at exit.
 const RAFT_STOP_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The p2pshare tracker: accounts, groups, and who holds which file.
-///
-/// Stops cleanly on SIGTERM, SIGINT, or `quit` typed on stdin.
-#[derive(Debug, Parser)]
-#[command(
-    version,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
-struct Args {
-    #[command(subcommand)]
-    command: Option<KeyCommand>,
-    /// File listing the trackers, one `IP:PORT` (or `IP PORT`) per line,
-    /// optionally followed by the cluster's fingerprint.
-    #[arg(required = true)]
-    tracker_info: Option<PathBuf>,
-    /// Which tracker of the file this is (1-based line, not counting blank
-    /// lines and comments).
-    #[arg(required = true)]
-    n: Option<u32>,
-    /// The cluster key (from `tracker keygen FILE`), the same file on every
-    /// tracker of the cluster. Required when tracker_info.txt lists more
-    /// than one tracker; a single tracker makes `DATA_DIR/cluster.key`.
-    #[arg(long, value_name = "FILE")]
-    cluster_key: Option<PathBuf>,
-    /// Directory of the durable state [default: the platform data directory,
-    /// `tracker-<n>`].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Raft log entries between snapshots; older entries are then purged.
-    #[arg(long, value_name = "N", default_value_t = tracker::raft::SNAPSHOT_EVERY_ENTRIES,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    snapshot_every: u64,
-    /// Most groups the tracker holds in all; creating one more is refused
-    /// (`invalid_argument`). Keeps `list_groups` far below a frame limit.
-    #[arg(long, value_name = "N", default_value_t = tracker::state::Caps::default().groups,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_groups: u32,
-    /// Seconds without a frame after which a daemon's connection is closed
-    /// (daemons heartbeat every 3 s).
-    #[arg(long, value_name = "SECS", default_value_t = server::DEFAULT_IDLE_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(5..))]
-    idle_timeout: u64,
-    /// Connections held at once from one IP address; more are closed as
-    /// soon as they are accepted.
-    #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    max_connections_per_ip: usize,
-    /// Connections held at once in total [default: the open-files limit,
-    /// raised to its hard limit at start, less 256 kept for the Raft links
-    /// and files, at most 50000].
-    #[arg(long, value_name = "N",
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    max_connections: Option<usize>,
-}
-
 /// Descriptors kept out of the connection budget: listeners, the store,
 /// logs, outgoing links to the other trackers.
 const RESERVED_FILES: u64 = 256;
 
 #[derive(Debug, Subcommand)]
-enum KeyCommand {
+pub(crate) enum KeyCommand {
     /// Writes a new cluster key to FILE (mode 0600, never overwrites) and
     /// prints its fingerprint.
-    Keygen { file: PathBuf },
+    Keygen {
+        /// Where to write the key; an existing file is never overwritten.
+        file: PathBuf,
+    },
     /// Prints the fingerprint of a cluster key, for tracker_info.txt.
     Fingerprint {
         /// The key file.
@@ -106,10 +59,17 @@ const CLUSTER_KEY_FILE: &str = "cluster.key";
 fn main() -> ExitCode {
     // Before anything creates a file: the key, the store, the logs.
     tracker::data_dir::restrict_umask();
-    let args = Args::parse();
-    let result = match args.command {
-        Some(command) => key_command(command),
-        None => run(args),
+    let result = match cli::Cli::parse().action() {
+        Ok(cli::Action::Key(command)) => key_command(command),
+        Ok(cli::Action::Completions(shell)) => {
+            manual::print(|out| manual::completions(shell, out)).map_err(Into::into)
+        }
+        Ok(cli::Action::Man(None)) => manual::print(manual::man).map_err(Into::into),
+        Ok(cli::Action::Man(Some(dir))) => manual::man_to_dir(&dir)
+            .map(|path| println!("{}", path.display()))
+            .map_err(Into::into),
+        Ok(cli::Action::Serve(args)) => run(*args),
+        Err(e) => Err(e.into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
