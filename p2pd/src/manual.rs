@@ -54,8 +54,8 @@ pub const EXTRA: Extra = Extra {
         (
             "tracker_info.txt",
             "The tracker list, the first found of: --tracker-info FILE, `tracker_info`
-             in the config file, HOME/tracker_info.txt,
-             ~/.config/p2pshare/tracker_info.txt, ./tracker_info.txt.",
+             in the config file, HOME/tracker_info.txt, ./tracker_info.txt,
+             ~/.config/p2pshare/tracker_info.txt.",
         ),
     ],
     exit_status: &[

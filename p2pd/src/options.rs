@@ -53,7 +53,7 @@ pub struct Cli {
     pub advertise: Option<SocketAddr>,
     /// Tracker list, one IP:PORT per line [default: `tracker_info` in the
     /// config file, else the first of HOME/tracker_info.txt,
-    /// ~/.config/p2pshare/tracker_info.txt, ./tracker_info.txt].
+    /// ./tracker_info.txt, ~/.config/p2pshare/tracker_info.txt].
     #[arg(long, value_name = "FILE")]
     pub tracker_info: Option<PathBuf>,
     /// Upload limit in bytes per second, unit K, M, G optional (powers of
@@ -229,12 +229,12 @@ impl Cli {
 }
 
 /// Where tracker_info.txt is looked for when neither the command line nor
-/// the config file names it, in order: the home, the config directory, the
-/// working directory.
+/// the config file names it, in order: the home, the working directory (the
+/// two SPEC names, in its order), then the config directory as the last
+/// fallback, so a file in either of SPEC's places always wins.
 pub fn tracker_info_candidates(home: &Path, config_dir: Option<&Path>, cwd: &Path) -> Vec<PathBuf> {
-    let mut places = vec![home.join(TRACKER_INFO_FILE)];
+    let mut places = vec![home.join(TRACKER_INFO_FILE), cwd.join(TRACKER_INFO_FILE)];
     places.extend(config_dir.map(|d| d.join(TRACKER_INFO_FILE)));
-    places.push(cwd.join(TRACKER_INFO_FILE));
     places
 }
 
@@ -442,8 +442,8 @@ mod tests {
             candidates,
             vec![
                 home.join(TRACKER_INFO_FILE),
-                conf.join(TRACKER_INFO_FILE),
-                cwd.join(TRACKER_INFO_FILE)
+                cwd.join(TRACKER_INFO_FILE),
+                conf.join(TRACKER_INFO_FILE)
             ]
         );
         let e = find_first(&candidates, Some(&conf))
@@ -457,15 +457,15 @@ mod tests {
         for d in [&home, &conf, &cwd] {
             std::fs::create_dir_all(d).unwrap();
         }
-        std::fs::write(cwd.join(TRACKER_INFO_FILE), "127.0.0.1:1\n").unwrap();
-        assert_eq!(
-            find_first(&candidates, None).unwrap(),
-            cwd.join(TRACKER_INFO_FILE)
-        );
         std::fs::write(conf.join(TRACKER_INFO_FILE), "127.0.0.1:1\n").unwrap();
         assert_eq!(
             find_first(&candidates, None).unwrap(),
             conf.join(TRACKER_INFO_FILE)
+        );
+        std::fs::write(cwd.join(TRACKER_INFO_FILE), "127.0.0.1:1\n").unwrap();
+        assert_eq!(
+            find_first(&candidates, None).unwrap(),
+            cwd.join(TRACKER_INFO_FILE)
         );
         std::fs::write(home.join(TRACKER_INFO_FILE), "127.0.0.1:1\n").unwrap();
         assert_eq!(
