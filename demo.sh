@@ -27,6 +27,8 @@ done
 
 # Short path: control sockets live inside it and socket paths are limited.
 t=$(mktemp -d /tmp/p2pdemo.XXXXXX)
+# The demo runs on its own settings, never the ~/.config/p2pshare of whoever runs it.
+export XDG_CONFIG_HOME=$t/config
 pids=()
 names=()
 

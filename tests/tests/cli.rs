@@ -214,6 +214,8 @@ fn p2pd_rate_options_accept_suffixes_and_refuse_garbage() {
         .args(["--home", home.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(["--tracker-info", net.info.to_str().unwrap()])
         .args(["--max-upload-rate", "fast"])
+        // Never the developer's own ~/.config/p2pshare/config.toml.
+        .env("XDG_CONFIG_HOME", net.dir().join("no-xdg-config"))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

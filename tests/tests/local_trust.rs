@@ -81,6 +81,8 @@ impl Started {
             .args(["--home", p(home), "--listen", "127.0.0.1:0"])
             .args(["--tracker-info", p(info)])
             .env_remove("P2P_HOME")
+            // Never the developer's own ~/.config/p2pshare/config.toml.
+            .env("XDG_CONFIG_HOME", home.with_file_name("no-xdg-config"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone log"))
