@@ -168,39 +168,6 @@ fn no_daemon(json: bool, home: &Path, socket: &Path) -> Outcome {
     Outcome::NoDaemon
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_flag_found_anywhere_before_a_double_dash() {
-        let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
-        assert!(json_requested(&argv(&["p2pctl", "--json", "bogus"])));
-        assert!(json_requested(&argv(&["p2pctl", "bogus", "x", "--json"])));
-        assert!(!json_requested(&argv(&["p2pctl", "bogus"])));
-        assert!(!json_requested(&argv(&["p2pctl", "x", "--", "--json"])));
-        assert!(
-            !json_requested(&argv(&["--json"])),
-            "argv[0] is the program"
-        );
-    }
-
-    #[test]
-    fn usage_sentence_is_clap_first_paragraph() {
-        assert_eq!(
-            usage_sentence(
-                "error: the following required arguments were not provided:\n  <GROUP_ID>\n\nUsage: p2pctl x\n"
-            ),
-            "the following required arguments were not provided: <GROUP_ID>"
-        );
-        assert_eq!(
-            usage_sentence("error: unrecognized subcommand 'x'\n\n  tip: ...\n"),
-            "unrecognized subcommand 'x'"
-        );
-        assert_eq!(usage_sentence(""), "bad usage");
-    }
-}
-
 async fn run(cli: cli::Cli) -> Outcome {
     let json = cli.json;
     let Command::Daemon(command) = &cli.command else {
@@ -292,5 +259,38 @@ fn answer(
         }
         Some(Err(client::ClientError::NoDaemon { .. })) => no_daemon(json, home, socket),
         Some(Err(e)) => refuse(json, e.to_wire()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_flag_found_anywhere_before_a_double_dash() {
+        let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        assert!(json_requested(&argv(&["p2pctl", "--json", "bogus"])));
+        assert!(json_requested(&argv(&["p2pctl", "bogus", "x", "--json"])));
+        assert!(!json_requested(&argv(&["p2pctl", "bogus"])));
+        assert!(!json_requested(&argv(&["p2pctl", "x", "--", "--json"])));
+        assert!(
+            !json_requested(&argv(&["--json"])),
+            "argv[0] is the program"
+        );
+    }
+
+    #[test]
+    fn usage_sentence_is_clap_first_paragraph() {
+        assert_eq!(
+            usage_sentence(
+                "error: the following required arguments were not provided:\n  <GROUP_ID>\n\nUsage: p2pctl x\n"
+            ),
+            "the following required arguments were not provided: <GROUP_ID>"
+        );
+        assert_eq!(
+            usage_sentence("error: unrecognized subcommand 'x'\n\n  tip: ...\n"),
+            "unrecognized subcommand 'x'"
+        );
+        assert_eq!(usage_sentence(""), "bad usage");
     }
 }
