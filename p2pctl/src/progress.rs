@@ -110,7 +110,10 @@ pub fn message(kind: Kind, name: &str, p: &Progress) -> String {
         let s = if p.peers == 1 { "" } else { "s" };
         parts.push(format!("{} peer{s}", p.peers));
     }
-    parts.push(name);
+    parts.push(match kind {
+        Kind::Download => name,
+        Kind::Upload => format!("hashing {name}"),
+    });
     parts.join("  ")
 }
 
@@ -167,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             message(Kind::Upload, "big.bin", &progress(0, 5 << 20, 0, false)),
-            "5.00 MiB/s  ETA 2s  big.bin"
+            "5.00 MiB/s  ETA 2s  hashing big.bin"
         );
     }
 

@@ -112,7 +112,7 @@ pub fn human(reply: &CtlReply, tty: bool) -> String {
         CtlReply::Requests { users } => requests_table(users, tty),
         CtlReply::Files { files } => files_table(files, tty),
         CtlReply::Downloads { downloads } => downloads_table(downloads, tty),
-        CtlReply::Status(status) => status_lines(status),
+        CtlReply::Status(status) => status_lines(status, tty),
         CtlReply::Progress(_) | CtlReply::Error(_) => String::new(),
     }
 }
@@ -287,7 +287,9 @@ pub fn downloads_table(downloads: &[DownloadInfo], tty: bool) -> String {
     out
 }
 
-pub fn status_lines(s: &StatusInfo) -> String {
+/// `name: value` lines; `uploaded` in binary units on a terminal, in bytes
+/// when piped.
+pub fn status_lines(s: &StatusInfo, tty: bool) -> String {
     let user = s
         .user
         .as_ref()
@@ -295,7 +297,14 @@ pub fn status_lines(s: &StatusInfo) -> String {
     let tracker = s.tracker.as_deref().unwrap_or("(not connected)");
     format!(
         "user: {user}\ntracker: {tracker}\nlisten: {}\nshares: {}\ndownloads: {}\nuploaded: {}\n",
-        s.listen, s.shares, s.downloads, s.uploaded
+        s.listen,
+        s.shares,
+        s.downloads,
+        if tty {
+            Bytes(s.uploaded).to_string()
+        } else {
+            s.uploaded.to_string()
+        }
     )
 }
 
@@ -584,6 +593,7 @@ mod tests {
             out.starts_with("user: (not logged in)\ntracker: (not connected)\n"),
             "{out}"
         );
+        assert!(out.ends_with("uploaded: 4.00 KiB\n"), "{out}");
     }
 
     #[test]

@@ -172,4 +172,20 @@ mod tests {
             "{paused}"
         );
     }
+
+    #[test]
+    fn downloading_what_you_share_is_invalid_argument_naming_the_file() {
+        let e = DownloadError::AlreadyShared {
+            name: "f".parse().unwrap(),
+            group: "g".parse().unwrap(),
+            path: "/data/f".into(),
+        }
+        .to_wire();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains("you already share f in g") && e.message.contains("/data/f"),
+            "{}",
+            e.message
+        );
+    }
 }
