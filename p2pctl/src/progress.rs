@@ -6,7 +6,7 @@
 use crate::render;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use proto::ctl::Progress;
-use proto::units::Rate;
+use proto::units::{Bytes, Rate};
 
 /// Uploads smaller than this hash in a moment: no bar.
 pub const UPLOAD_BAR_MIN_BYTES: u64 = 64 * 1024 * 1024;
@@ -24,9 +24,18 @@ const TEMPLATE: &str = "{percent:>3}% {bar:20.cyan/blue} {binary_bytes}/{binary_
 /// Below this many columns the bar itself is left out.
 const NARROW: &str = "{percent:>3}% {binary_bytes}/{binary_total_bytes} {msg}";
 const NARROW_BELOW: usize = 72;
-/// Widest the fixed part gets: `100% ` + bar + ` 1023.99 MiB/1023.99 MiB `.
-const FIXED_WIDE: usize = 5 + 20 + 1 + 23 + 1;
-const FIXED_NARROW: usize = 5 + 23 + 1;
+
+/// The template for a terminal `width` columns wide, and how many columns
+/// its fixed part takes at `done` of `size` bytes (indicatif's binary bytes
+/// are formatted as [`Bytes`] is).
+fn layout(width: usize, done: u64, size: u64) -> (&'static str, usize) {
+    let numbers = format!("{}/{}", Bytes(done), Bytes(size)).chars().count();
+    if width < NARROW_BELOW {
+        (NARROW, 5 + numbers + 1)
+    } else {
+        (TEMPLATE, 5 + 21 + numbers + 1)
+    }
+}
 
 /// A bar created lazily on the first tick that deserves one.
 pub struct ProgressView {
@@ -56,11 +65,8 @@ impl ProgressView {
             return;
         }
         let width = usize::from(console::Term::stderr().size().1);
-        let (template, fixed) = if width < NARROW_BELOW {
-            (NARROW, FIXED_NARROW)
-        } else {
-            (TEMPLATE, FIXED_WIDE)
-        };
+        let done = p.bytes_done.min(p.size);
+        let (template, fixed) = layout(width, done, p.size);
         let bar = self.bar.get_or_insert_with(|| {
             ProgressBar::with_draw_target(Some(p.size), ProgressDrawTarget::stderr())
         });
@@ -72,7 +78,7 @@ impl ProgressView {
         let room = width.saturating_sub(fixed + 1);
         bar.set_message(fit(&message(self.kind, &self.name, p), room));
         bar.set_length(p.size);
-        bar.set_position(p.bytes_done.min(p.size));
+        bar.set_position(done);
     }
 
     /// Remove the bar before the final reply is printed.
@@ -178,16 +184,14 @@ mod tests {
     fn the_line_fits_narrow_and_wide_terminals() {
         let long = "a very long file name that would never fit on one line.iso";
         let text = message(Kind::Download, long, &progress(0, 1 << 20, 3, false));
+        let size = 10 << 20;
         for width in [40, 80, 200] {
-            let (fixed, template) = if width < NARROW_BELOW {
-                (FIXED_NARROW, NARROW)
-            } else {
-                (FIXED_WIDE, TEMPLATE)
-            };
+            // The widest numbers: 1023.99 KiB of 10.00 MiB.
+            let (template, fixed) = layout(width, (1 << 20) - 10, size);
             assert!(ProgressStyle::with_template(template).is_ok());
+            assert_eq!(template == TEMPLATE, width >= NARROW_BELOW);
             let room = width - fixed - 1;
             let shown = fit(&text, room);
-            assert!(shown.chars().count() <= room, "{width}: {shown}");
             assert!(fixed + shown.chars().count() < width, "{width}: {shown}");
             if width == 200 {
                 assert_eq!(shown, text, "all of it fits at 200 columns");
@@ -199,6 +203,7 @@ mod tests {
                 );
             }
         }
+        assert_eq!(layout(40, 0, 0).1, "100% 0 B/0 B ".len());
         assert_eq!(fit("abc", 0), "");
         assert_eq!(fit("abc", 3), "abc");
         assert_eq!(fit("abcd", 3), "ab…");
