@@ -201,10 +201,11 @@ pub enum DaemonCommand {
     #[command(
         alias = "show-downloads",
         after_long_help = "Lines start with [D] [group] name (in progress or paused), [C] (complete)\n\
-            or [F] (failed); percent, sizes, rate, ETA, destination and reason follow.\n\n\
+            or [F] (failed). On a terminal: a header, then percent, done/size, rate, ETA, state,\n\
+            destination and reason, aligned. Piped: tab-separated, no header: the [X] [group] name\n\
+            prefix, percent, bytes done, size, rate in bytes/s, state, destination, reason.\n\n\
             JSON (--json):\n  \
-            [{\"group\": \"g1\", \"name\": \"f.iso\", \"state\": \"downloading|complete|failed|paused\",\n    \
-            \"bytes_done\": 0, \"size\": 123, \"path\": \"/abs/f.iso\", \"peers\": [{\"user\": \"bob\", \"bytes\": 0}]}]\n  \
+            [{\"group\": \"g1\", \"name\": \"f.iso\", \"state\": \"downloading|complete|failed|paused\", \"bytes_done\": 0, \"size\": 123, \"path\": \"/abs/f.iso\", \"peers\": [{\"user\": \"bob\", \"bytes\": 0}]}]\n  \
             peers: every peer this download has received verified bytes from, with how many;\n  \
             a paused or failed download also has \"reason\": \"<human sentence>\"\n\n\
             EXAMPLES:\n  p2pctl show_downloads --watch && echo all done"
@@ -231,8 +232,7 @@ pub enum DaemonCommand {
     Logout,
     /// Who is logged in, the tracker in use, the peer address, counts
     #[command(after_long_help = "JSON (--json):\n  \
-            {\"user\": \"alice\" or null, \"tracker\": \"IP:PORT\" or null, \"listen\": \"IP:PORT\",\n   \
-            \"shares\": 3, \"downloads\": 1, \"uploaded\": 0}\n  \
+            {\"user\": \"alice\" or null, \"tracker\": \"IP:PORT\" or null, \"listen\": \"IP:PORT\", \"shares\": 3, \"downloads\": 1, \"uploaded\": 0}\n  \
             uploaded: piece bytes this daemon has served to peers since it started")]
     Status,
 }
@@ -570,6 +570,35 @@ mod tests {
                     arg.get_id()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn long_help_of_the_listings_has_spec_json_shapes_verbatim() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        for (name, shape) in [
+            (
+                "list_groups",
+                r#"[{"group": "g1", "owner": "alice", "members": 2}]"#,
+            ),
+            ("list_requests", r#"["bob", "carol"]"#),
+            (
+                "list_files",
+                r#"[{"name": "f.iso", "size": 123, "sha1": "<40 hex>", "holders": 2, "online": 1}]"#,
+            ),
+            (
+                "show_downloads",
+                r#"[{"group": "g1", "name": "f.iso", "state": "downloading|complete|failed|paused", "bytes_done": 0, "size": 123, "path": "/abs/f.iso", "peers": [{"user": "bob", "bytes": 0}]}]"#,
+            ),
+            (
+                "status",
+                r#"{"user": "alice" or null, "tracker": "IP:PORT" or null, "listen": "IP:PORT", "shares": 3, "downloads": 1, "uploaded": 0}"#,
+            ),
+        ] {
+            let sub = cmd.find_subcommand_mut(name).expect(name);
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains(shape), "{name}:\n{help}");
         }
     }
 
