@@ -69,8 +69,10 @@ fn usage_sentence(clap_text: &str) -> String {
     }
 }
 
-/// `completions` and `man`: printed from the clap definition alone.
-fn describe(command: &Command) -> Option<ExitCode> {
+/// `completions` and `man`: printed from the clap definition alone. What
+/// they print is the script or page, `--json` or not; only `man --dir`,
+/// which prints nothing else, answers `--json` with a document.
+fn describe(command: &Command, json: bool) -> Option<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     let written = match command {
         Command::Completions { shell } => {
@@ -86,13 +88,21 @@ fn describe(command: &Command) -> Option<ExitCode> {
         }),
         Command::Daemon(_) => return None,
     };
+    drop(stdout);
     Some(match written {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if let (true, Command::Man { dir: Some(dir) }) = (json, command) {
+                out(&render::json(&CtlReply::Ok {
+                    message: format!("wrote the man pages into {}", dir.display()),
+                }));
+            }
+            ExitCode::SUCCESS
+        }
         // A closed pipe (`p2pctl man | head`) is not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            err(&render::error_line(&e.to_string()));
-            ExitCode::from(render::EXIT_REFUSED)
+            let outcome = refuse(json, WireError::new(ErrorCode::Io, e.to_string()));
+            ExitCode::from(render::exit_status(&outcome))
         }
     })
 }
@@ -103,7 +113,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, json_requested(&argv)),
     };
-    if let Some(code) = describe(&cli.command) {
+    if let Some(code) = describe(&cli.command, cli.json) {
         return code;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()

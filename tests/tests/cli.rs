@@ -407,10 +407,21 @@ fn completions_and_man_pages_need_no_daemon() {
             .unwrap_or_else(|e| panic!("{page}.1: {e}"));
         assert!(text.contains(".SH NAME"), "{page}.1: {text}");
     }
-    // A directory that cannot be made: refused (1), said on stderr.
-    let (status, _, stderr) = p2pctl_raw(&["man", "--dir", "/proc/no/such"]);
-    assert_eq!(status, 1, "{stderr}");
+    // A directory that cannot be made: refused (1), said on stderr, and
+    // under --json as the one failure document.
+    let (status, stdout, stderr) = p2pctl_raw(&["man", "--dir", "/proc/no/such"]);
+    assert_eq!((status, stdout.as_str()), (1, ""), "{stderr}");
     assert!(stderr.starts_with("error:"), "{stderr}");
+    let (status, stdout, _) = p2pctl_raw(&["man", "--dir", "/proc/no/such", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one document");
+    assert_eq!(
+        (status, &doc["code"]),
+        (1, &serde_json::json!("io")),
+        "{doc}"
+    );
+    let (status, stdout, _) = p2pctl_raw(&["--json", "man", "--dir", man1.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one document");
+    assert_eq!((status, &doc["ok"]), (0, &serde_json::json!(true)), "{doc}");
 }
 
 #[test]
