@@ -12,80 +12,228 @@ use std::ffi::OsString;
 use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 
+const EXAMPLES_AND_EXIT_STATUS: &str = "\
+EXAMPLES:
+  p2pctl create_user alice            # prompts for the password twice
+  p2pctl login alice
+  p2pctl create_group friends
+  p2pctl upload_file ./notes.pdf friends
+  p2pctl list_files friends
+  p2pctl download_file friends notes.pdf ~/Downloads
+  p2pctl --json status | jq -r .user
+
+Every command also answers to its kebab-case name (create-user = create_user).
+
+EXIT STATUS:
+  0  success
+  1  the command was refused or failed (a sentence on stderr starting 'error:'),
+     including a well-formed command with an invalid value (code invalid_argument)
+  2  bad usage: unknown command, wrong number of arguments, unknown flag
+  3  no daemon answers on the control socket (the message says how to start one)
+
+With --json, stdout holds exactly one JSON document, also on failure:
+  {\"ok\": false, \"code\": \"<code>\", \"error\": \"<sentence>\"} (code usage for bad usage)";
+
 /// Control the local p2pshare daemon (p2pd): one command per invocation.
 #[derive(Debug, Parser)]
-#[command(name = "p2pctl", version, about, max_term_width = 100)]
+#[command(
+    name = "p2pctl",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = EXAMPLES_AND_EXIT_STATUS
+)]
 pub struct Cli {
     /// The daemon's state directory; its control socket is DIR/p2pd.sock
     /// [default: the platform data directory]
     #[arg(long, env = "P2P_HOME", value_name = "DIR", global = true)]
     pub home: Option<PathBuf>,
-    /// Print exactly one JSON document on stdout
+    /// Print exactly one JSON document on stdout (also for errors)
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// One variant per SPEC command, named as SPEC names it.
+/// The daemon's commands, and two that only describe p2pctl itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Daemon(DaemonCommand),
+    /// Print a shell completion script on stdout (no daemon needed)
+    #[command(after_help = "EXAMPLES:\n  \
+        p2pctl completions bash > ~/.local/share/bash-completion/completions/p2pctl\n  \
+        p2pctl completions zsh > ~/.zfunc/_p2pctl\n  \
+        p2pctl completions fish > ~/.config/fish/completions/p2pctl.fish")]
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page on stdout, or write every page into a directory (no daemon needed)
+    #[command(after_help = "EXAMPLES:\n  \
+        p2pctl man | man -l -\n  \
+        p2pctl man --dir ~/.local/share/man/man1")]
+    Man {
+        /// Write p2pctl.1 and one p2pctl-<command>.1 per command into DIR instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+const USER_ID: &str = "A user name: 1 to 64 of A-Z a-z 0-9 _ . -";
+const GROUP_ID: &str = "A group name: 1 to 64 of A-Z a-z 0-9 _ . -";
+
+/// One variant per SPEC command, named as SPEC names it; each also answers
+/// to its kebab-case spelling, since that is what most CLIs use.
 #[derive(Debug, Subcommand)]
 #[command(rename_all = "snake_case")]
-pub enum Command {
+pub enum DaemonCommand {
     /// Create an account (the password is prompted for when omitted; `-` reads it from stdin)
+    #[command(
+        alias = "create-user",
+        after_help = "EXAMPLES:\n  p2pctl create_user alice\n  \
+            printf '%s\\n' \"$PW\" | p2pctl create_user alice -"
+    )]
     CreateUser {
+        #[arg(help = USER_ID)]
         user_id: String,
+        /// The password; omitted: prompted for on a terminal, else one line of stdin; `-`: one line of stdin
         #[arg(allow_hyphen_values = true)]
         password: Option<String>,
     },
     /// Log this daemon in (the password is prompted for when omitted; `-` reads it from stdin)
+    #[command(after_help = "EXAMPLES:\n  p2pctl login alice\n  \
+            p2pctl login alice - < ~/.p2pshare-password")]
     Login {
+        #[arg(help = USER_ID)]
         user_id: String,
+        /// The password; omitted: prompted for on a terminal, else one line of stdin; `-`: one line of stdin
         #[arg(allow_hyphen_values = true)]
         password: Option<String>,
     },
     /// Create a group; you become its owner and first member
-    CreateGroup { group_id: String },
-    /// Ask to join a group
-    JoinGroup { group_id: String },
+    #[command(alias = "create-group")]
+    CreateGroup {
+        #[arg(help = GROUP_ID)]
+        group_id: String,
+    },
+    /// Ask to join a group (its owner accepts with accept_request)
+    #[command(alias = "join-group")]
+    JoinGroup {
+        #[arg(help = GROUP_ID)]
+        group_id: String,
+    },
     /// Leave a group; your files in it stop being shared by you
-    LeaveGroup { group_id: String },
+    #[command(alias = "leave-group")]
+    LeaveGroup {
+        #[arg(help = GROUP_ID)]
+        group_id: String,
+    },
     /// Pending join requests of a group you own
-    ListRequests { group_id: String },
+    #[command(
+        alias = "list-requests",
+        after_long_help = "JSON (--json):\n  [\"bob\", \"carol\"]"
+    )]
+    ListRequests {
+        /// A group you own
+        group_id: String,
+    },
     /// Accept a user's join request
-    AcceptRequest { group_id: String, user_id: String },
+    #[command(alias = "accept-request")]
+    AcceptRequest {
+        /// A group you own
+        group_id: String,
+        /// The user whose request list_requests shows
+        user_id: String,
+    },
     /// Every group in the network, its owner and member count
+    #[command(
+        alias = "list-groups",
+        after_long_help = "JSON (--json):\n  [{\"group\": \"g1\", \"owner\": \"alice\", \"members\": 2}]"
+    )]
     ListGroups,
     /// Files shared in a group: name, size, SHA-1, holders, online holders
-    ListFiles { group_id: String },
+    #[command(
+        alias = "list-files",
+        after_long_help = "On a terminal: a header, aligned columns, human sizes and short SHA-1s.\n\
+            Piped: no header, tab-separated, sizes in bytes, full SHA-1s.\n\n\
+            JSON (--json):\n  \
+            [{\"name\": \"f.iso\", \"size\": 123, \"sha1\": \"<40 hex>\", \"holders\": 2, \"online\": 1}]\n  \
+            holders: users holding the complete file; online: those of them logged in now"
+    )]
+    ListFiles {
+        /// A group you are a member of
+        group_id: String,
+    },
     /// Share a file with a group (served from where it lies, not copied)
+    #[command(
+        alias = "upload-file",
+        after_help = "EXAMPLES:\n  p2pctl upload_file ./holiday.mp4 friends"
+    )]
     UploadFile {
         // OsString, not PathBuf: clap refuses an empty PathBuf as bad usage,
         // and SPEC makes a bad value `invalid_argument` (exit 1).
-        /// The file to share, relative to the current directory
+        /// The file to share, relative to the current directory; it is listed under its base name
         file_path: OsString,
+        /// A group you are a member of
         group_id: String,
     },
     /// Download a file of a group to a directory or a file path
+    #[command(
+        alias = "download-file",
+        after_help = "EXAMPLES:\n  \
+            p2pctl download_file friends holiday.mp4 ~/Videos\n  \
+            p2pctl download_file friends holiday.mp4 ./copy.mp4 --detach\n  \
+            p2pctl show_downloads --watch"
+    )]
     DownloadFile {
+        /// A group you are a member of
         group_id: String,
         /// The file's name as list_files shows it
         file_name: OsString,
-        /// An existing directory (the file keeps its name) or a new file's path
+        /// An existing directory (the file keeps its name) or a new file's path; never overwritten
         destination_path: OsString,
-        /// Return at once; the daemon carries on
+        /// Return at once; the daemon carries on (see show_downloads)
         #[arg(long)]
         detach: bool,
     },
     /// Downloads of this daemon and how far they are
-    ShowDownloads,
+    #[command(
+        alias = "show-downloads",
+        after_long_help = "Lines start with [D] [group] name (in progress or paused), [C] (complete)\n\
+            or [F] (failed). On a terminal: a header, then percent, done/size, rate, ETA, state,\n\
+            destination and reason, aligned. Piped: tab-separated, no header: the [X] [group] name\n\
+            prefix, percent, bytes done, size, rate in bytes/s, state, destination, reason.\n\n\
+            JSON (--json):\n  \
+            [{\"group\": \"g1\", \"name\": \"f.iso\", \"state\": \"downloading|complete|failed|paused\", \"bytes_done\": 0, \"size\": 123, \"path\": \"/abs/f.iso\", \"peers\": [{\"user\": \"bob\", \"bytes\": 0}]}]\n  \
+            peers: every peer this download has received verified bytes from, with how many;\n  \
+            a paused or failed download also has \"reason\": \"<human sentence>\"\n\n\
+            EXAMPLES:\n  p2pctl show_downloads --watch && echo all done"
+    )]
+    ShowDownloads {
+        /// Redraw until every download is complete or failed (Ctrl-C stops watching); piped or
+        /// with --json: wait, then print the final listing once
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between two looks with --watch
+        #[arg(long, value_name = "SECS", default_value_t = 1, requires = "watch",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+    },
     /// Stop serving a file
+    #[command(alias = "stop-share")]
     StopShare {
+        /// A group you share the file in
         group_id: String,
+        /// The file's name as list_files shows it
         file_name: OsString,
     },
     /// Stop sharing everything and pause downloads until the next login
     Logout,
     /// Who is logged in, the tracker in use, the peer address, counts
+    #[command(after_long_help = "JSON (--json):\n  \
+            {\"user\": \"alice\" or null, \"tracker\": \"IP:PORT\" or null, \"listen\": \"IP:PORT\", \"shares\": 3, \"downloads\": 1, \"uploaded\": 0}\n  \
+            uploaded: piece bytes this daemon has served to peers since it started")]
     Status,
 }
 
@@ -246,50 +394,50 @@ impl Prepared {
     }
 }
 
-impl Command {
+impl DaemonCommand {
     /// Validate every value and build the request.
     ///
     /// # Errors
     /// `invalid_argument` for an id, file name or path the daemon would refuse.
     pub fn prepare(&self) -> Result<Prepared, WireError> {
         Ok(match self {
-            Command::CreateUser { user_id, password } => Prepared {
+            DaemonCommand::CreateUser { user_id, password } => Prepared {
                 request: CtlRequest::CreateUser {
                     user: user(user_id)?,
                     password: String::new(),
                 },
                 password: Some(PasswordSource::choose(password, true)),
             },
-            Command::Login { user_id, password } => Prepared {
+            DaemonCommand::Login { user_id, password } => Prepared {
                 request: CtlRequest::Login {
                     user: user(user_id)?,
                     password: String::new(),
                 },
                 password: Some(PasswordSource::choose(password, false)),
             },
-            Command::CreateGroup { group_id } => Prepared::plain(CtlRequest::CreateGroup {
+            DaemonCommand::CreateGroup { group_id } => Prepared::plain(CtlRequest::CreateGroup {
                 group: group(group_id)?,
             }),
-            Command::JoinGroup { group_id } => Prepared::plain(CtlRequest::JoinGroup {
+            DaemonCommand::JoinGroup { group_id } => Prepared::plain(CtlRequest::JoinGroup {
                 group: group(group_id)?,
             }),
-            Command::LeaveGroup { group_id } => Prepared::plain(CtlRequest::LeaveGroup {
+            DaemonCommand::LeaveGroup { group_id } => Prepared::plain(CtlRequest::LeaveGroup {
                 group: group(group_id)?,
             }),
-            Command::ListRequests { group_id } => Prepared::plain(CtlRequest::ListRequests {
+            DaemonCommand::ListRequests { group_id } => Prepared::plain(CtlRequest::ListRequests {
                 group: group(group_id)?,
             }),
-            Command::AcceptRequest { group_id, user_id } => {
+            DaemonCommand::AcceptRequest { group_id, user_id } => {
                 Prepared::plain(CtlRequest::AcceptRequest {
                     group: group(group_id)?,
                     user: user(user_id)?,
                 })
             }
-            Command::ListGroups => Prepared::plain(CtlRequest::ListGroups),
-            Command::ListFiles { group_id } => Prepared::plain(CtlRequest::ListFiles {
+            DaemonCommand::ListGroups => Prepared::plain(CtlRequest::ListGroups),
+            DaemonCommand::ListFiles { group_id } => Prepared::plain(CtlRequest::ListFiles {
                 group: group(group_id)?,
             }),
-            Command::UploadFile {
+            DaemonCommand::UploadFile {
                 file_path,
                 group_id,
             } => {
@@ -303,7 +451,7 @@ impl Command {
                 file_name(&base.to_owned())?;
                 Prepared::plain(CtlRequest::UploadFile { path, group })
             }
-            Command::DownloadFile {
+            DaemonCommand::DownloadFile {
                 group_id,
                 file_name: name,
                 destination_path,
@@ -314,16 +462,16 @@ impl Command {
                 dest: absolute(Path::new(destination_path))?,
                 detach: *detach,
             }),
-            Command::ShowDownloads => Prepared::plain(CtlRequest::ShowDownloads),
-            Command::StopShare {
+            DaemonCommand::ShowDownloads { .. } => Prepared::plain(CtlRequest::ShowDownloads),
+            DaemonCommand::StopShare {
                 group_id,
                 file_name: name,
             } => Prepared::plain(CtlRequest::StopShare {
                 group: group(group_id)?,
                 name: file_name(name)?,
             }),
-            Command::Logout => Prepared::plain(CtlRequest::Logout),
-            Command::Status => Prepared::plain(CtlRequest::Status),
+            DaemonCommand::Logout => Prepared::plain(CtlRequest::Logout),
+            DaemonCommand::Status => Prepared::plain(CtlRequest::Status),
         })
     }
 }
@@ -348,6 +496,130 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("p2pctl").chain(args.iter().copied()))
+    }
+
+    fn daemon(cli: &Cli) -> &DaemonCommand {
+        match &cli.command {
+            Command::Daemon(d) => d,
+            other => panic!("not a daemon command: {other:?}"),
+        }
+    }
+
+    /// The request a command line becomes (passwords given, so no prompt).
+    fn request(args: &[&str]) -> CtlRequest {
+        let cli = parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        daemon(&cli).prepare().unwrap().request
+    }
+
+    #[test]
+    fn kebab_case_aliases_make_the_same_request() {
+        for args in [
+            &["create_user", "alice", "pw"][..],
+            &["create_group", "g"],
+            &["join_group", "g"],
+            &["leave_group", "g"],
+            &["list_requests", "g"],
+            &["accept_request", "g", "bob"],
+            &["list_groups"],
+            &["list_files", "g"],
+            &["upload_file", "f", "g"],
+            &["download_file", "g", "f", "d", "--detach"],
+            &["download_file", "g", "f", "d"],
+            &["show_downloads"],
+            &["stop_share", "g", "f"],
+        ] {
+            let kebab = args[0].replace('_', "-");
+            assert_ne!(kebab, args[0]);
+            let mut aliased = args.to_vec();
+            aliased[0] = &kebab;
+            assert_eq!(
+                format!("{:?}", request(args)),
+                format!("{:?}", request(&aliased)),
+                "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_daemon_command_with_an_underscore_has_its_kebab_alias() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            if name.contains('_') {
+                let kebab = name.replace('_', "-");
+                assert!(
+                    sub.get_all_aliases().any(|a| a == kebab),
+                    "{name} lacks the alias {kebab}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_argument_is_described() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|h| !h.to_string().trim().is_empty()),
+                    "{} {}: no description",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_help_of_the_listings_has_spec_json_shapes_verbatim() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        for (name, shape) in [
+            (
+                "list_groups",
+                r#"[{"group": "g1", "owner": "alice", "members": 2}]"#,
+            ),
+            ("list_requests", r#"["bob", "carol"]"#),
+            (
+                "list_files",
+                r#"[{"name": "f.iso", "size": 123, "sha1": "<40 hex>", "holders": 2, "online": 1}]"#,
+            ),
+            (
+                "show_downloads",
+                r#"[{"group": "g1", "name": "f.iso", "state": "downloading|complete|failed|paused", "bytes_done": 0, "size": 123, "path": "/abs/f.iso", "peers": [{"user": "bob", "bytes": 0}]}]"#,
+            ),
+            (
+                "status",
+                r#"{"user": "alice" or null, "tracker": "IP:PORT" or null, "listen": "IP:PORT", "shares": 3, "downloads": 1, "uploaded": 0}"#,
+            ),
+        ] {
+            let sub = cmd.find_subcommand_mut(name).expect(name);
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains(shape), "{name}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn watch_and_interval() {
+        let cli = parse(&["show_downloads", "--watch", "--interval", "3"]).unwrap();
+        match daemon(&cli) {
+            DaemonCommand::ShowDownloads { watch, interval } => {
+                assert!(*watch);
+                assert_eq!(*interval, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse(&["show_downloads", "--interval", "3"])
+                .unwrap_err()
+                .exit_code(),
+            2,
+            "--interval means nothing without --watch"
+        );
+        assert!(parse(&["show_downloads", "--watch", "--interval", "0"]).is_err());
     }
 
     #[test]
@@ -383,7 +655,6 @@ mod tests {
     fn usage_errors_are_clap_errors() {
         for args in [
             &["no_such_command"][..],
-            &["create-user", "a", "b"],
             &["create_group"],
             &["create_group", "g", "extra"],
             &["status", "--bogus"],
@@ -412,11 +683,13 @@ mod tests {
     fn password_may_start_with_a_hyphen_and_dash_means_stdin() {
         let cli = parse(&["login", "alice", "-secret"]).unwrap();
         match cli.command {
-            Command::Login { password, .. } => assert_eq!(password.as_deref(), Some("-secret")),
+            Command::Daemon(DaemonCommand::Login { password, .. }) => {
+                assert_eq!(password.as_deref(), Some("-secret"))
+            }
             other => panic!("{other:?}"),
         }
         let cli = parse(&["login", "alice", "-"]).unwrap();
-        let prepared = cli.command.prepare().unwrap();
+        let prepared = daemon(&cli).prepare().unwrap();
         assert_eq!(prepared.password, Some(PasswordSource::StdinLine));
     }
 
@@ -440,19 +713,19 @@ mod tests {
             &["download_file", "g", "f", ""],
         ] {
             let cli = parse(args).unwrap();
-            let e = cli.command.prepare().expect_err(&format!("{args:?}"));
+            let e = daemon(&cli).prepare().expect_err(&format!("{args:?}"));
             assert_eq!(e.code, ErrorCode::InvalidArgument, "{args:?}");
         }
         let long = "x".repeat(65);
         let cli = parse(&["join_group", &long]).unwrap();
-        assert!(cli.command.prepare().is_err());
+        assert!(daemon(&cli).prepare().is_err());
     }
 
     #[test]
     fn paths_become_absolute_against_the_working_directory() {
         let cli = parse(&["download_file", "g", "my file.iso", "dl/out", "--detach"]).unwrap();
         let cwd = std::env::current_dir().unwrap();
-        match cli.command.prepare().unwrap().request {
+        match daemon(&cli).prepare().unwrap().request {
             CtlRequest::DownloadFile {
                 dest, name, detach, ..
             } => {
@@ -463,7 +736,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let cli = parse(&["upload_file", "./f.bin", "g"]).unwrap();
-        let prepared = cli.command.prepare().unwrap();
+        let prepared = daemon(&cli).prepare().unwrap();
         assert!(prepared.streams());
         match prepared.request {
             CtlRequest::UploadFile { path, .. } => assert_eq!(path, cwd.join("f.bin")),

@@ -6,6 +6,7 @@
 //! serialise as SPEC wants them, so they are printed as they arrive).
 
 use proto::ctl::{CtlReply, DownloadInfo, DownloadState, FileInfo, GroupInfo, StatusInfo};
+use proto::units::{Bytes, Rate};
 use proto::{UserId, WireError};
 use serde::Serialize;
 
@@ -87,6 +88,16 @@ pub fn json_error(e: &WireError) -> String {
     }) + "\n"
 }
 
+/// The `--json` document of bad usage: code `usage`, which is no daemon
+/// code since the daemon never sees such a command line.
+pub fn json_usage_error(message: &str) -> String {
+    to_json(&JsonError {
+        ok: false,
+        code: "usage",
+        error: message,
+    }) + "\n"
+}
+
 /// The stderr line of any failure, with its newline.
 pub fn error_line(message: &str) -> String {
     format!("error: {message}\n")
@@ -101,54 +112,75 @@ pub fn human(reply: &CtlReply, tty: bool) -> String {
         CtlReply::Requests { users } => requests_table(users, tty),
         CtlReply::Files { files } => files_table(files, tty),
         CtlReply::Downloads { downloads } => downloads_table(downloads, tty),
-        CtlReply::Status(status) => status_lines(status),
+        CtlReply::Status(status) => status_lines(status, tty),
         CtlReply::Progress(_) | CtlReply::Error(_) => String::new(),
     }
 }
 
-/// Lines plus, on a terminal, a header (or a note when there is nothing, so
-/// an empty listing does not look like a hang).
-fn table(header: &str, empty_note: &str, rows: Vec<String>, tty: bool) -> String {
-    let mut out = String::new();
-    if tty {
-        if rows.is_empty() {
-            return format!("({empty_note})\n");
-        }
-        out.push_str(header);
-        out.push('\n');
+/// A listing: piped, one tab-separated line per item and no header (what
+/// scripts cut and awk); on a terminal, a header and aligned columns, or a
+/// note when there is nothing, so an empty listing does not look like a hang.
+fn table(header: &[&str], empty_note: &str, rows: Vec<Vec<String>>, tty: bool) -> String {
+    if !tty {
+        return rows.iter().map(|r| r.join("\t") + "\n").collect();
     }
-    for row in rows {
-        out.push_str(&row);
-        out.push('\n');
+    if rows.is_empty() {
+        return format!("({empty_note})\n");
     }
-    out
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    t.set_header(header.iter().copied());
+    t.add_rows(rows);
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    // The last column is padded too: no trailing blanks on a line.
+    t.lines().map(|l| l.trim_end().to_owned() + "\n").collect()
 }
+
+/// The first 12 hex digits: enough to tell files apart by eye.
+pub const SHORT_SHA1: usize = 12;
 
 pub fn groups_table(groups: &[GroupInfo], tty: bool) -> String {
     let rows = groups
         .iter()
-        .map(|g| format!("{}\t{}\t{}", g.group, g.owner, g.members))
+        .map(|g| {
+            vec![
+                g.group.to_string(),
+                g.owner.to_string(),
+                g.members.to_string(),
+            ]
+        })
         .collect();
-    table("GROUP\tOWNER\tMEMBERS", "no groups", rows, tty)
+    table(&["GROUP", "OWNER", "MEMBERS"], "no groups", rows, tty)
 }
 
 pub fn requests_table(users: &[UserId], tty: bool) -> String {
-    let rows = users.iter().map(|u| u.to_string()).collect();
-    table("USER", "no pending join requests", rows, tty)
+    let rows = users.iter().map(|u| vec![u.to_string()]).collect();
+    table(&["USER"], "no pending join requests", rows, tty)
 }
 
 pub fn files_table(files: &[FileInfo], tty: bool) -> String {
     let rows = files
         .iter()
         .map(|f| {
-            format!(
-                "{}\t{}\t{}\t{}\t{}",
-                f.name, f.size, f.sha1, f.holders, f.online
-            )
+            let sha1 = f.sha1.to_string();
+            let (size, sha1) = if tty {
+                (Bytes(f.size).to_string(), sha1[..SHORT_SHA1].to_owned())
+            } else {
+                (f.size.to_string(), sha1)
+            };
+            vec![
+                one_line(f.name.as_str()),
+                size,
+                sha1,
+                f.holders.to_string(),
+                f.online.to_string(),
+            ]
         })
         .collect();
     table(
-        "NAME\tSIZE\tSHA1\tHOLDERS\tONLINE",
+        &["NAME", "SIZE", "SHA1", "HOLDERS", "ONLINE"],
         "no files shared in this group",
         rows,
         tty,
@@ -173,6 +205,11 @@ pub fn state_word(state: DownloadState) -> &'static str {
     }
 }
 
+/// True once a download will not change by itself any more.
+pub fn finished(state: DownloadState) -> bool {
+    matches!(state, DownloadState::Complete | DownloadState::Failed)
+}
+
 /// Whole percent, rounded down so 100% means done. An empty file is 100%.
 pub fn percent(bytes_done: u64, size: u64) -> u64 {
     if size == 0 {
@@ -181,32 +218,78 @@ pub fn percent(bytes_done: u64, size: u64) -> u64 {
     (u128::from(bytes_done.min(size)) * 100 / u128::from(size)) as u64
 }
 
-/// `[D] [g1] f.iso\t42%\t12.3 MB/s\tdownloading`, then the reason of a
-/// failed or paused download as one more column when the daemon gives one.
-pub fn download_line(d: &DownloadInfo) -> String {
-    let mut line = format!(
-        "[{}] [{}] {}\t{}%\t{}\t{}",
-        state_letter(d.state),
-        d.group,
-        d.name,
-        percent(d.bytes_done, d.size),
-        rate(d.rate),
-        state_word(d.state),
-    );
-    if let Some(why) = &d.error {
-        line.push('\t');
-        // One line per download, whatever the daemon's sentence holds.
-        line.extend(why.chars().map(|c| if c.is_control() { ' ' } else { c }));
+/// Control characters (a daemon's sentence, a hostile name) as spaces: one
+/// item stays one line, and nothing reaches the terminal as an escape.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The columns of one download. SPEC's `[D] [group] name` comes first.
+/// Piped: percent, bytes done, size, rate in bytes/s, state, destination,
+/// reason. On a terminal the same with human sizes, and an ETA.
+pub fn download_row(d: &DownloadInfo, tty: bool) -> Vec<String> {
+    let mut row = vec![
+        format!(
+            "[{}] [{}] {}",
+            state_letter(d.state),
+            d.group,
+            one_line(d.name.as_str())
+        ),
+        format!("{}%", percent(d.bytes_done, d.size)),
+    ];
+    if tty {
+        row.push(format!("{}/{}", Bytes(d.bytes_done), Bytes(d.size)));
+        let moving = d.state == DownloadState::Downloading && d.rate > 0;
+        row.push(if moving {
+            Rate(d.rate).to_string()
+        } else {
+            String::new()
+        });
+        let eta = eta(d.size.saturating_sub(d.bytes_done), d.rate).filter(|_| moving);
+        row.push(eta.unwrap_or_default());
+    } else {
+        row.push(d.bytes_done.to_string());
+        row.push(d.size.to_string());
+        row.push(d.rate.to_string());
     }
-    line
+    row.push(state_word(d.state).to_owned());
+    row.push(one_line(&d.path.display().to_string()));
+    row.push(d.error.as_deref().map(one_line).unwrap_or_default());
+    row
 }
 
 pub fn downloads_table(downloads: &[DownloadInfo], tty: bool) -> String {
-    let rows = downloads.iter().map(download_line).collect();
-    table("DOWNLOAD\tPROGRESS\tRATE\tSTATE", "no downloads", rows, tty)
+    let rows = downloads.iter().map(|d| download_row(d, tty)).collect();
+    let mut out = table(
+        &[
+            "DOWNLOAD",
+            "DONE",
+            "BYTES",
+            "RATE",
+            "ETA",
+            "STATE",
+            "DESTINATION",
+            "REASON",
+        ],
+        "no downloads",
+        rows,
+        tty,
+    );
+    if !tty {
+        // No reason: no trailing empty column, as before reasons existed.
+        out = out
+            .lines()
+            .map(|l| l.strip_suffix('\t').unwrap_or(l).to_owned() + "\n")
+            .collect();
+    }
+    out
 }
 
-pub fn status_lines(s: &StatusInfo) -> String {
+/// `name: value` lines; `uploaded` in binary units on a terminal, in bytes
+/// when piped.
+pub fn status_lines(s: &StatusInfo, tty: bool) -> String {
     let user = s
         .user
         .as_ref()
@@ -214,28 +297,15 @@ pub fn status_lines(s: &StatusInfo) -> String {
     let tracker = s.tracker.as_deref().unwrap_or("(not connected)");
     format!(
         "user: {user}\ntracker: {tracker}\nlisten: {}\nshares: {}\ndownloads: {}\nuploaded: {}\n",
-        s.listen, s.shares, s.downloads, s.uploaded
+        s.listen,
+        s.shares,
+        s.downloads,
+        if tty {
+            Bytes(s.uploaded).to_string()
+        } else {
+            s.uploaded.to_string()
+        }
     )
-}
-
-/// Bytes with a decimal unit: `512 B`, `3.0 MB`, `1.5 GB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 999.95 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// A rate: `0 B/s`, `12.3 MB/s`.
-pub fn rate(bytes_per_sec: u64) -> String {
-    format!("{}/s", bytes(bytes_per_sec))
 }
 
 /// Remaining time at `rate`: `45s`, `3m 05s`, `2h 07m`; `None` when unknown.
@@ -401,22 +471,15 @@ mod tests {
     }
 
     #[test]
-    fn human_lists_are_tab_separated_with_a_header_only_on_a_terminal() {
+    fn piped_lists_are_raw_and_tab_separated_without_header() {
         let groups = CtlReply::Groups {
             groups: vec![group_info()],
         };
         assert_eq!(human(&groups, false), "g1\talice\t2\n");
-        assert_eq!(
-            human(&groups, true),
-            "GROUP\tOWNER\tMEMBERS\ng1\talice\t2\n"
-        );
-
         let requests = CtlReply::Requests {
             users: vec!["bob".parse().unwrap(), "carol".parse().unwrap()],
         };
         assert_eq!(human(&requests, false), "bob\ncarol\n");
-        assert_eq!(human(&requests, true), "USER\nbob\ncarol\n");
-
         let files = CtlReply::Files {
             files: vec![file_info()],
         };
@@ -424,7 +487,37 @@ mod tests {
             human(&files, false),
             "my file.iso\t123\tda39a3ee5e6b4b0d3255bfef95601890afd80709\t2\t1\n"
         );
-        assert!(human(&files, true).starts_with("NAME\tSIZE\tSHA1\tHOLDERS\tONLINE\n"));
+    }
+
+    #[test]
+    fn terminal_lists_have_a_header_aligned_columns_and_human_sizes() {
+        let mut big = file_info();
+        big.name = "b".parse().unwrap();
+        big.size = 3 << 19;
+        let files = CtlReply::Files {
+            files: vec![file_info(), big],
+        };
+        assert_eq!(
+            human(&files, true),
+            "NAME         SIZE      SHA1          HOLDERS  ONLINE\n\
+             my file.iso  123 B     da39a3ee5e6b  2        1\n\
+             b            1.50 MiB  da39a3ee5e6b  2        1\n"
+        );
+        let groups = CtlReply::Groups {
+            groups: vec![group_info()],
+        };
+        assert_eq!(
+            human(&groups, true),
+            "GROUP  OWNER  MEMBERS\ng1     alice  2\n"
+        );
+        let requests = CtlReply::Requests {
+            users: vec!["bob".parse().unwrap()],
+        };
+        assert_eq!(human(&requests, true), "USER\nbob\n");
+        for reply in [files, groups, requests] {
+            assert!(!human(&reply, true).contains('\x1b'), "no colours");
+            assert!(!human(&reply, true).contains('\t'));
+        }
     }
 
     #[test]
@@ -445,34 +538,45 @@ mod tests {
     }
 
     #[test]
-    fn download_lines() {
+    fn piped_download_lines_start_with_the_spec_prefix_then_raw_columns() {
+        let downloads = |d: DownloadInfo| human(&CtlReply::Downloads { downloads: vec![d] }, false);
         assert_eq!(
-            download_line(&download(DownloadState::Downloading, 420, 12_345_678)),
-            "[D] [g1] f.iso\t42%\t12.3 MB/s\tdownloading"
+            downloads(download(DownloadState::Downloading, 420, 12_345_678)),
+            "[D] [g1] f.iso\t42%\t420\t1000\t12345678\tdownloading\t/abs/f.iso\n"
         );
         assert_eq!(
-            download_line(&download(DownloadState::Paused, 999, 0)),
-            "[D] [g1] f.iso\t99%\t0 B/s\tpaused"
+            downloads(download(DownloadState::Paused, 999, 0)),
+            "[D] [g1] f.iso\t99%\t999\t1000\t0\tpaused\t/abs/f.iso\n"
         );
         assert_eq!(
-            download_line(&download(DownloadState::Complete, 1000, 0)),
-            "[C] [g1] f.iso\t100%\t0 B/s\tcomplete"
+            downloads(download(DownloadState::Complete, 1000, 0)),
+            "[C] [g1] f.iso\t100%\t1000\t1000\t0\tcomplete\t/abs/f.iso\n"
         );
         let mut failed = download(DownloadState::Failed, 0, 0);
         failed.error = Some("whole-file SHA-1\nmismatch".into());
         assert_eq!(
-            download_line(&failed),
-            "[F] [g1] f.iso\t0%\t0 B/s\tfailed\twhole-file SHA-1 mismatch"
+            downloads(failed),
+            "[F] [g1] f.iso\t0%\t0\t1000\t0\tfailed\t/abs/f.iso\twhole-file SHA-1 mismatch\n"
         );
+    }
+
+    #[test]
+    fn terminal_download_lines_have_sizes_rate_eta_and_destination() {
+        let mut moving = download(DownloadState::Downloading, 450 << 10, 100 << 10);
+        moving.size = 1000 << 10;
+        let mut paused = download(DownloadState::Paused, 0, 0);
+        paused.error = Some("no holder online".into());
         let table = human(
             &CtlReply::Downloads {
-                downloads: vec![download(DownloadState::Complete, 1000, 0)],
+                downloads: vec![moving, paused],
             },
             true,
         );
         assert_eq!(
             table,
-            "DOWNLOAD\tPROGRESS\tRATE\tSTATE\n[C] [g1] f.iso\t100%\t0 B/s\tcomplete\n"
+            "DOWNLOAD        DONE  BYTES                   RATE          ETA  STATE        DESTINATION  REASON\n\
+             [D] [g1] f.iso  45%   450.00 KiB/1000.00 KiB  100.00 KiB/s  6s   downloading  /abs/f.iso\n\
+             [D] [g1] f.iso  0%    0 B/1000 B                                 paused       /abs/f.iso   no holder online\n"
         );
     }
 
@@ -489,22 +593,15 @@ mod tests {
             out.starts_with("user: (not logged in)\ntracker: (not connected)\n"),
             "{out}"
         );
+        assert!(out.ends_with("uploaded: 4.00 KiB\n"), "{out}");
     }
 
     #[test]
-    fn percent_and_units() {
+    fn percent_and_eta() {
         assert_eq!(percent(0, 0), 100);
         assert_eq!(percent(1, 3), 33);
         assert_eq!(percent(999_999, 1_000_000), 99);
         assert_eq!(percent(u64::MAX, u64::MAX), 100);
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(999), "999 B");
-        assert_eq!(bytes(1000), "1.0 kB");
-        assert_eq!(bytes(3_000_000), "3.0 MB");
-        assert_eq!(bytes(999_999), "1.0 MB");
-        assert_eq!(bytes(1_500_000_000), "1.5 GB");
-        assert_eq!(bytes(u64::MAX), "18.4 EB");
-        assert_eq!(rate(12_300_000), "12.3 MB/s");
         assert_eq!(eta(100, 0), None);
         assert_eq!(eta(100, 10).as_deref(), Some("10s"));
         assert_eq!(eta(185, 1).as_deref(), Some("3m 05s"));

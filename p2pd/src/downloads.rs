@@ -226,6 +226,13 @@ impl Downloads {
         {
             return Err(DownloadError::AlreadyDownloading { name, group });
         }
+        if let Some(share) = self.ctx.shares.find(&user, &group, &name) {
+            return Err(DownloadError::AlreadyShared {
+                name,
+                group,
+                path: share.path,
+            });
+        }
         let path = resolve_destination(dest, name.clone()).await?;
         let entry = self.claim(&user, Target { group, name, path })?;
         let (tx, started) = oneshot::channel();

@@ -255,3 +255,242 @@ fn upload_json_is_one_document_despite_progress() {
         sha.as_str()
     );
 }
+
+/// The 15 SPEC commands, as SPEC names them.
+const COMMANDS: [&str; 15] = [
+    "create_user",
+    "login",
+    "create_group",
+    "join_group",
+    "leave_group",
+    "list_requests",
+    "accept_request",
+    "list_groups",
+    "list_files",
+    "upload_file",
+    "download_file",
+    "show_downloads",
+    "stop_share",
+    "logout",
+    "status",
+];
+
+/// `p2pctl ARGS` exactly as given (no `--home`, no `--json` added), stdin
+/// closed, stdout and stderr through pipes, with a home nobody serves.
+fn p2pctl_raw(args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::Builder::new()
+        .prefix("p2p")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let out = std::process::Command::new(blackbox::bin("p2pctl"))
+        .args(args)
+        .env("P2P_HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run p2pctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn usage_errors_under_json_are_one_document_with_code_usage() {
+    for args in [
+        &["--json", "no_such_command"][..],
+        &["no_such_command", "--json"],
+        &["--json", "create_group"],
+        &["create_group", "g1", "extra", "--json"],
+        &["--json", "status", "--bogus-flag"],
+        &["--bogus-flag", "--json", "status"],
+        &["download_file", "g1", "f", "--json"],
+        &["--json"],
+        &["show_downloads", "--interval", "2", "--json"],
+    ] {
+        let (status, stdout, stderr) = p2pctl_raw(args);
+        assert_eq!(status, 2, "{args:?}: {stdout} {stderr}");
+        let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&stdout)
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {stdout:?}"));
+        assert_eq!(docs.len(), 1, "{args:?}: one document: {stdout:?}");
+        let doc = &docs[0];
+        assert_eq!(doc["ok"], false, "{args:?}: {doc}");
+        assert_eq!(doc["code"], "usage", "{args:?}: {doc}");
+        let sentence = doc["error"].as_str().unwrap_or("");
+        assert!(
+            !sentence.is_empty() && !sentence.contains('\n') && !sentence.contains('\x1b'),
+            "{args:?}: {doc}"
+        );
+        assert!(
+            stderr.starts_with("error:"),
+            "{args:?}: clap's message: {stderr}"
+        );
+    }
+    // Without --json: nothing on stdout, as before.
+    let (status, stdout, _) = p2pctl_raw(&["no_such_command"]);
+    assert_eq!((status, stdout.as_str()), (2, ""));
+    // --help and --version are not errors, JSON or not.
+    for args in [&["--json", "--help"][..], &["--version", "--json"]] {
+        let (status, stdout, _) = p2pctl_raw(args);
+        assert_eq!(status, 0, "{args:?}");
+        assert!(!stdout.contains("\"usage\""), "{args:?}: {stdout}");
+    }
+}
+
+#[test]
+fn help_has_examples_exit_statuses_and_json_shapes() {
+    let (status, help, _) = p2pctl_raw(&["--help"]);
+    assert_eq!(status, 0);
+    for want in [
+        "EXAMPLES:",
+        "EXIT STATUS:",
+        "no daemon answers",
+        "kebab-case",
+    ] {
+        assert!(help.contains(want), "--help lacks {want:?}:\n{help}");
+    }
+    for name in COMMANDS {
+        assert!(help.contains(name), "--help lacks {name}");
+    }
+    let (_, files, _) = p2pctl_raw(&["list_files", "--help"]);
+    assert!(
+        files.contains(
+            r#"[{"name": "f.iso", "size": 123, "sha1": "<40 hex>", "holders": 2, "online": 1}]"#
+        ),
+        "{files}"
+    );
+    let (_, download, _) = p2pctl_raw(&["help", "download_file"]);
+    for want in [
+        "<GROUP_ID>          A group",
+        "<FILE_NAME>         The file's name",
+        "<DESTINATION_PATH>  An existing directory",
+        "--detach      Return at once",
+    ] {
+        assert!(download.contains(want), "lacks {want:?}:\n{download}");
+    }
+}
+
+#[test]
+fn completions_and_man_pages_need_no_daemon() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let (status, script, stderr) = p2pctl_raw(&["completions", shell]);
+        assert_eq!(status, 0, "{shell}: {stderr}");
+        assert!(script.len() > 1000, "{shell}: {script}");
+        if shell == "bash" {
+            for name in COMMANDS {
+                assert!(script.contains(name), "bash completion lacks {name}");
+            }
+        }
+    }
+    let (status, _, stderr) = p2pctl_raw(&["completions", "tcsh"]);
+    assert_eq!(status, 2, "an unknown shell is bad usage: {stderr}");
+
+    let (status, page, _) = p2pctl_raw(&["man"]);
+    assert_eq!(status, 0);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH p2pctl"),
+        "{page}"
+    );
+    assert!(page.contains("EXIT STATUS"), "{page}");
+
+    let dir = tempfile::Builder::new()
+        .prefix("p2p")
+        .tempdir_in("/tmp")
+        .expect("temp dir");
+    let man1 = dir.path().join("share/man/man1");
+    let (status, stdout, stderr) = p2pctl_raw(&["man", "--dir", man1.to_str().unwrap()]);
+    assert_eq!((status, stdout.as_str()), (0, ""), "{stderr}");
+    for page in
+        std::iter::once("p2pctl".to_owned()).chain(COMMANDS.iter().map(|c| format!("p2pctl-{c}")))
+    {
+        let text = std::fs::read_to_string(man1.join(format!("{page}.1")))
+            .unwrap_or_else(|e| panic!("{page}.1: {e}"));
+        assert!(text.contains(".SH NAME"), "{page}.1: {text}");
+    }
+    // A directory that cannot be made: refused (1), said on stderr, and
+    // under --json as the one failure document.
+    let (status, stdout, stderr) = p2pctl_raw(&["man", "--dir", "/proc/no/such"]);
+    assert_eq!((status, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    let (status, stdout, _) = p2pctl_raw(&["man", "--dir", "/proc/no/such", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one document");
+    assert_eq!(
+        (status, &doc["code"]),
+        (1, &serde_json::json!("io")),
+        "{doc}"
+    );
+    let (status, stdout, _) = p2pctl_raw(&["--json", "man", "--dir", man1.to_str().unwrap()]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one document");
+    assert_eq!((status, &doc["ok"]), (0, &serde_json::json!(true)), "{doc}");
+}
+
+#[test]
+fn kebab_case_names_are_the_same_commands() {
+    let (a, net) = alice();
+    let b = net.daemon("b");
+    b.signup("bob", "pw-b");
+    a.ok(&["create-group", "g1"]);
+    b.ok(&["join-group", "g1"]);
+    assert_eq!(
+        a.json(&["list-requests", "g1"]),
+        a.json(&["list_requests", "g1"])
+    );
+    a.ok(&["accept-request", "g1", "bob"]);
+    assert_eq!(a.json(&["list-groups"]), a.json(&["list_groups"]));
+    assert_eq!(a.json(&["list-files", "g1"]), serde_json::json!([]));
+    assert_eq!(a.json(&["show-downloads"]), serde_json::json!([]));
+    let dir = net.mkdir("files");
+    let f = dir.join("f.bin");
+    blackbox::random_file(&f, 1000);
+    a.ok(&["upload-file", f.to_str().unwrap(), "g1"]);
+    b.ok(&[
+        "download-file",
+        "g1",
+        "f.bin",
+        net.mkdir("dl").to_str().unwrap(),
+    ]);
+    b.ok(&["stop-share", "g1", "f.bin"]);
+    b.ok(&["leave-group", "g1"]);
+    assert_eq!(a.file("g1", "f.bin").expect("listed")["holders"], 1);
+}
+
+#[test]
+fn piped_output_has_no_escape_codes() {
+    let (a, net) = alice();
+    let dir = net.mkdir("files");
+    let f = dir.join("big.bin");
+    blackbox::random_file(&f, 3 * 1024 * 1024);
+    let mut runs = vec![
+        a.ctl_human(&["create_group", "g"]),
+        a.ctl_human(&["upload_file", f.to_str().unwrap(), "g"]),
+        a.ctl_human(&["list_groups"]),
+        a.ctl_human(&["list_requests", "g"]),
+        a.ctl_human(&["list_files", "g"]),
+        a.ctl_human(&["show_downloads"]),
+        a.ctl_human(&["show_downloads", "--watch"]),
+        a.ctl_human(&["status"]),
+        a.ctl_human(&["join_group", "nope"]),
+        a.ctl_human(&["no_such_command"]),
+        a.ctl_human(&["download_file", "g"]),
+        a.ctl_human(&["--help"]),
+        a.ctl_human(&["help", "download_file"]),
+    ];
+    let b = net.daemon("b");
+    b.signup("bob", "pw-b");
+    b.ok(&["join_group", "g"]);
+    a.ok(&["accept_request", "g", "bob"]);
+    let dl = net.mkdir("dl");
+    runs.push(b.ctl_human(&["download_file", "g", "big.bin", dl.to_str().unwrap()]));
+    runs.push(b.ctl_human(&["show_downloads"]));
+    runs.push(b.ctl_human(&["stop_share", "g", "big.bin"]));
+    runs.push(b.ctl_human(&["logout"]));
+    for out in runs {
+        assert!(
+            !out.stdout.contains('\x1b') && !out.stderr.contains('\x1b'),
+            "escape codes in piped output of p2pctl {}: {out:?}",
+            out.args
+        );
+    }
+}

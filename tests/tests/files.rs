@@ -131,8 +131,16 @@ fn same_content_adds_a_holder_other_content_is_name_taken() {
     // Same name, other content of the same size; and of another size.
     let other = pair.net.mkdir("bob2");
     random_file(&other.join("f.bin"), 800_000);
-    pair.b
+    let refused = pair
+        .b
         .err(&["upload_file", p(&other.join("f.bin")), "g"], "name_taken");
+    // The sentence says how to go on, not only what is wrong.
+    assert!(
+        refused.stderr.contains("another name")
+            && refused.stderr.contains("p2pctl stop_share g f.bin"),
+        "{}",
+        refused.stderr
+    );
     random_file(&other.join("f.bin"), 5);
     pair.b
         .err(&["upload_file", p(&other.join("f.bin")), "g"], "name_taken");
@@ -152,7 +160,12 @@ fn upload_refusals() {
     let f = dir.join("f.bin");
     random_file(&f, 100);
     pair.a.ok(&["create_group", "solo"]);
-    pair.b.err(&["upload_file", p(&f), "solo"], "not_member");
+    let refused = pair.b.err(&["upload_file", p(&f), "solo"], "not_member");
+    assert!(
+        refused.stderr.contains("p2pctl join_group solo"),
+        "not_member says how to become one: {}",
+        refused.stderr
+    );
     pair.b.err(&["upload_file", p(&f), "nope"], "no_such_group");
     assert_eq!(pair.a.json(&["list_files", "solo"]), json!([]));
     assert_eq!(pair.a.json(&["list_files", "g"]), json!([]));
@@ -257,4 +270,32 @@ fn changed_file_is_dropped_after_daemon_restart() {
         "want only f.bin listed, held by bob alone; list_files: {}",
         Value::Array(files)
     );
+}
+
+#[test]
+fn downloading_a_file_you_share_says_to_copy_it() {
+    let pair = Pair::start();
+    let dir = pair.net.mkdir("alice");
+    let f = dir.join("f.bin");
+    random_file(&f, 100_000);
+    pair.a.ok(&["upload_file", p(&f), "g"]);
+    let dest = pair.net.mkdir("alice-dl");
+    // Not no_holders_online (a script would wait for holders forever): the
+    // request itself makes no sense, like downloading a file twice at once.
+    let refused = pair.a.err(
+        &["download_file", "g", "f.bin", p(&dest)],
+        "invalid_argument",
+    );
+    assert!(
+        refused.stderr.contains("you already share f.bin in g")
+            && refused.stderr.contains(p(&f))
+            && refused.stderr.contains("copy"),
+        "{}",
+        refused.stderr
+    );
+    assert!(std::fs::read_dir(&dest).unwrap().next().is_none());
+    assert_eq!(pair.a.json(&["show_downloads"]), json!([]));
+    // bob, who does not hold it, still downloads it.
+    let bob_dest = pair.net.mkdir("bob-dl");
+    pair.b.ok(&["download_file", "g", "f.bin", p(&bob_dest)]);
 }

@@ -51,8 +51,13 @@ fn join_group_refusals_and_pending_request() {
     // A repeated request while one is pending succeeds and stays one request.
     b.ok(&["join_group", "g1"]);
     assert_eq!(a.json(&["list_requests", "g1"]), json!(["bob"]));
-    // A pending requester is not a member yet.
-    b.err(&["list_files", "g1"], "not_member");
+    // A pending requester is not a member yet; the sentence says what to do.
+    let refused = b.err(&["list_files", "g1"], "not_member");
+    assert!(
+        refused.stderr.contains("p2pctl join_group g1"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(
         group(&b.json(&["list_groups"]), "g1").unwrap()["members"],
         1

@@ -241,7 +241,11 @@ impl TrackerState {
             Some(f) if f.meta != meta => {
                 return Err(WireError::new(
                     ErrorCode::NameTaken,
-                    format!("a different file named {name} is already shared in {group}"),
+                    format!(
+                        "a different file named {name} is already shared in {group}; \
+                         upload yours under another name (rename it), or, if you are \
+                         the only holder of the other one, p2pctl stop_share {group} {name} first"
+                    ),
                 ));
             }
             Some(f) => {

@@ -156,7 +156,9 @@ fn no_such_group(group: &GroupId) -> WireError {
 fn not_member(group: &GroupId) -> WireError {
     WireError::new(
         ErrorCode::NotMember,
-        format!("you are not a member of group {group}"),
+        format!(
+            "you are not a member of group {group}; ask to join with: p2pctl join_group {group} (its owner then accepts)"
+        ),
     )
 }
 

@@ -15,6 +15,14 @@ pub enum DownloadError {
     NoHolders { name: FileName, group: GroupId },
     #[error("{name} in {group} is already being downloaded; see p2pctl show_downloads")]
     AlreadyDownloading { name: FileName, group: GroupId },
+    /// This user already serves the file from `path`: fetching it from the
+    /// network would only copy what is on this disk.
+    #[error("you already share {name} in {group} (from {}); copy that file instead of downloading it", path.display())]
+    AlreadyShared {
+        name: FileName,
+        group: GroupId,
+        path: PathBuf,
+    },
     #[error("another download already writes {0}")]
     SamePath(PathBuf),
     #[error(transparent)]
@@ -53,9 +61,9 @@ impl DownloadError {
         let code = match self {
             DownloadError::Tracker(e) => return e.clone(),
             DownloadError::NoHolders { .. } => ErrorCode::NoHoldersOnline,
-            DownloadError::AlreadyDownloading { .. } | DownloadError::SamePath(_) => {
-                ErrorCode::InvalidArgument
-            }
+            DownloadError::AlreadyDownloading { .. }
+            | DownloadError::AlreadyShared { .. }
+            | DownloadError::SamePath(_) => ErrorCode::InvalidArgument,
             DownloadError::Storage(StorageError::NotAbsolute(_)) => ErrorCode::InvalidArgument,
             DownloadError::WholeFile { .. } | DownloadError::EmptyFile(_) => ErrorCode::Integrity,
             DownloadError::Storage(_)
@@ -162,6 +170,22 @@ mod tests {
         assert!(
             paused.to_string().starts_with("disk full: /dl/f.part"),
             "{paused}"
+        );
+    }
+
+    #[test]
+    fn downloading_what_you_share_is_invalid_argument_naming_the_file() {
+        let e = DownloadError::AlreadyShared {
+            name: "f".parse().unwrap(),
+            group: "g".parse().unwrap(),
+            path: "/data/f".into(),
+        }
+        .to_wire();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains("you already share f in g") && e.message.contains("/data/f"),
+            "{}",
+            e.message
         );
     }
 }
