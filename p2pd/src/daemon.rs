@@ -283,7 +283,7 @@ mod tests {
         match r.last() {
             Some(CtlReply::Ok { message }) => {
                 assert!(
-                    message.contains("a file.bin in g1 (1572865 bytes, 4 pieces)"),
+                    message.contains("a file.bin in g1 (1.50 MiB, 4 pieces)"),
                     "{message}"
                 )
             }

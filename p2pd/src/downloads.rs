@@ -423,10 +423,10 @@ fn completed(target: &Target, s: &DownloadStatus) -> CtlReply {
     let n = s.sources;
     CtlReply::Ok {
         message: format!(
-            "downloaded {} to {} ({} bytes from {n} peer{})",
+            "downloaded {} to {} ({} from {n} peer{})",
             target.name,
             target.path.display(),
-            s.size,
+            proto::units::Bytes(s.size),
             if n == 1 { "" } else { "s" }
         ),
     }

@@ -267,6 +267,8 @@ fn the_readme_walkthrough_works_as_typed_into_an_interactive_shell() {
         }
     }
 
+    // `--nocapture` shows what a user would have seen.
+    eprintln!("{transcript}");
     // The walkthrough ends by stopping what it started; every program exits.
     let deadline = Instant::now() + STOP_TIMEOUT;
     for &pid in &shell.started {

@@ -79,8 +79,8 @@ pub async fn upload_file(
     record_then_register(cmd, &session, entry).await?;
     Ok(CtlReply::Ok {
         message: format!(
-            "shared {name} in {group} ({} bytes, {pieces} piece{})",
-            before.size,
+            "shared {name} in {group} ({}, {pieces} piece{})",
+            proto::units::Bytes(before.size),
             if pieces == 1 { "" } else { "s" }
         ),
     })
