@@ -9,11 +9,68 @@
 use crate::config::{self, Config, ConfigError};
 use clap::{Parser, Subcommand};
 use p2p_link::Fingerprint;
+use p2p_manual::Extra;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The tracker list's file name in the home and the config directory.
 pub const TRACKER_INFO_FILE: &str = "tracker_info.txt";
+/// What `p2pd --help` and `man p2pd` say beyond the options.
+pub const EXTRA: Extra = Extra {
+    examples: &[
+        (
+            "p2pd",
+            "Run with the tracker list in ~/.config/p2pshare/tracker_info.txt.",
+        ),
+        (
+            "p2pd --home /tmp/alice --listen 127.0.0.1:0 --tracker-info tracker_info.txt",
+            "A second daemon beside your own, e.g. to try sharing on one machine.",
+        ),
+        (
+            "p2pd --listen 0.0.0.0:7000 --advertise 203.0.113.7:7000",
+            "Behind a router that forwards port 7000 to this host.",
+        ),
+        (
+            "p2pd --max-upload-rate 2M --max-download-rate 10MiB",
+            "Limit the rates (bytes per second; 10M = 10MB = 10MiB).",
+        ),
+        (
+            "p2pd completions bash > ~/.local/share/bash-completion/completions/p2pd",
+            "Install tab completion for bash (also zsh, fish, elvish, powershell).",
+        ),
+        (
+            "p2pd man --dir ~/.local/share/man/man1",
+            "Install this manual page as p2pd.1.",
+        ),
+    ],
+    files: &[
+        (
+            "~/.config/p2pshare/config.toml",
+            "The config file, read when present (or --config FILE): keys home, listen,
+             advertise, tracker_info, max_upload_rate, max_download_rate; relative
+             paths are from its directory; flags and P2P_HOME override it.",
+        ),
+        (
+            "HOME/p2pd.sock",
+            "The control socket p2pctl talks to. HOME is --home, P2P_HOME, `home` in
+             the config file, else ~/.local/share/p2pshare.",
+        ),
+        (
+            "tracker_info.txt",
+            "The tracker list, the first found of: --tracker-info FILE, `tracker_info`
+             in the config file, HOME/tracker_info.txt, ./tracker_info.txt,
+             ~/.config/p2pshare/tracker_info.txt.",
+        ),
+    ],
+    exit_status: &[
+        ("0", "stopped cleanly (SIGTERM, SIGINT)"),
+        (
+            "1",
+            "could not start or failed (bad config, no tracker_info.txt, home in use)",
+        ),
+        ("2", "usage error (unknown option, bad value)"),
+    ],
+};
 
 /// `p2pd [--config FILE] [--home DIR] [--listen IP:PORT] [--advertise IP:PORT]
 /// [--tracker-info FILE] [--max-upload-rate RATE] [--max-download-rate RATE]`,
@@ -27,7 +84,7 @@ pub const TRACKER_INFO_FILE: &str = "tracker_info.txt";
                   the files you share to the members of your groups, and runs your \
                   downloads. p2pctl talks to it over HOME/p2pd.sock. Runs in the \
                   foreground and logs to stderr; stops cleanly on SIGTERM or SIGINT.",
-    after_help = crate::manual::EXTRA.help_text(),
+    after_help = EXTRA.help_text(),
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

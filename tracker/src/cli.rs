@@ -3,14 +3,75 @@
 //! the defaults; [`Cli::resolve`] does it without touching the filesystem
 //! so the precedence is tested without a process.
 
-use crate::config::{ConfigError, TrackerConfig};
+use crate::config::{ConfigError, TrackerConfig, MIN_IDLE_TIMEOUT_SECS};
 use crate::KeyCommand;
 use clap::{Parser, Subcommand};
+use p2p_manual::Extra;
 use std::path::PathBuf;
 use tracker::server;
 
-/// Smallest `--idle-timeout`: daemons heartbeat every 3 s.
-pub const MIN_IDLE_TIMEOUT_SECS: u64 = 5;
+/// What `tracker --help` and `man tracker` say beyond the options.
+pub const EXTRA: Extra = Extra {
+    examples: &[
+        (
+            "tracker tracker_info.txt 1",
+            "Run tracker 1 of the list, alone (one line in tracker_info.txt).",
+        ),
+        (
+            "tracker keygen cluster.key",
+            "Make the key a cluster of several trackers shares; prints its fingerprint.",
+        ),
+        (
+            "tracker tracker_info.txt 2 --cluster-key cluster.key --data-dir /srv/t2",
+            "Run tracker 2 of a cluster.",
+        ),
+        (
+            "tracker --config /etc/p2pshare/tracker-1.toml",
+            "Everything from a config file (which may name tracker_info and n).",
+        ),
+        (
+            "tracker fingerprint --data-dir ~/.local/share/p2pshare/tracker-1",
+            "Print a single tracker's fingerprint, for tracker_info.txt.",
+        ),
+        (
+            "tracker completions bash > ~/.local/share/bash-completion/completions/tracker",
+            "Install tab completion for bash (also zsh, fish, elvish, powershell).",
+        ),
+        (
+            "tracker man --dir ~/.local/share/man/man1",
+            "Install this manual page as tracker.1.",
+        ),
+    ],
+    files: &[
+        (
+            "tracker_info.txt",
+            "The tracker list, one IP:PORT per line, optionally followed by the
+             cluster's fingerprint; the same file as the daemons'.",
+        ),
+        (
+            "DATA_DIR",
+            "The durable state (--data-dir, default ~/.local/share/p2pshare/tracker-N);
+             a single tracker keeps its cluster.key there.",
+        ),
+        (
+            "--config FILE",
+            "TOML; keys: tracker_info, n, cluster_key, data_dir, snapshot_every,
+             max_groups, idle_timeout, max_connections_per_ip, max_connections.
+             Relative paths are from its directory; the command line overrides it.",
+        ),
+    ],
+    exit_status: &[
+        (
+            "0",
+            "stopped cleanly (SIGTERM, SIGINT, `quit`), or a command succeeded",
+        ),
+        (
+            "1",
+            "could not start or failed (bad config or tracker_info.txt, port in use)",
+        ),
+        ("2", "usage error (unknown option, bad value)"),
+    ],
+};
 
 /// The p2pshare tracker: accounts, groups, and who holds which file.
 ///
@@ -21,7 +82,7 @@ pub const MIN_IDLE_TIMEOUT_SECS: u64 = 5;
 #[command(
     name = "tracker",
     version,
-    after_help = crate::manual::EXTRA.help_text(),
+    after_help = EXTRA.help_text(),
     // clap would show both arguments as optional: they are, only with --config.
     override_usage = "tracker [OPTIONS] <TRACKER_INFO> <N>\n       \
                       tracker --config FILE [OPTIONS] [TRACKER_INFO] [N]\n       \

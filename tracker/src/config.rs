@@ -5,9 +5,11 @@
 //! here, with the file, the line and the key in the message, so a typo
 //! stops the tracker at start instead of being ignored.
 
-use crate::cli::MIN_IDLE_TIMEOUT_SECS;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+/// Smallest `--idle-timeout`: daemons heartbeat every 3 s.
+pub const MIN_IDLE_TIMEOUT_SECS: u64 = 5;
 
 /// What a config file sets; `None` = not in the file. Paths are already
 /// made absolute against the file's directory.

@@ -3,85 +3,19 @@
 //! `tracker man [--dir DIR]` (clap_mangen), all generated from [`Cli`] and
 //! [`EXTRA`] so they never disagree.
 //!
-//! [`Extra`] is the same in p2pd's `manual.rs`.
+//! [`Extra`] and the rendering are `p2p-manual`'s, shared with p2pd.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, EXTRA};
 use clap::CommandFactory;
-use roff::{bold, italic, roman, Roff};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// What `tracker --help` and `man tracker` say beyond the options.
-pub const EXTRA: Extra = Extra {
-    examples: &[
-        (
-            "tracker tracker_info.txt 1",
-            "Run tracker 1 of the list, alone (one line in tracker_info.txt).",
-        ),
-        (
-            "tracker keygen cluster.key",
-            "Make the key a cluster of several trackers shares; prints its fingerprint.",
-        ),
-        (
-            "tracker tracker_info.txt 2 --cluster-key cluster.key --data-dir /srv/t2",
-            "Run tracker 2 of a cluster.",
-        ),
-        (
-            "tracker --config /etc/p2pshare/tracker-1.toml",
-            "Everything from a config file (which may name tracker_info and n).",
-        ),
-        (
-            "tracker fingerprint --data-dir ~/.local/share/p2pshare/tracker-1",
-            "Print a single tracker's fingerprint, for tracker_info.txt.",
-        ),
-        (
-            "tracker completions bash > ~/.local/share/bash-completion/completions/tracker",
-            "Install tab completion for bash (also zsh, fish, elvish, powershell).",
-        ),
-        (
-            "tracker man --dir ~/.local/share/man/man1",
-            "Install this manual page as tracker.1.",
-        ),
-    ],
-    files: &[
-        (
-            "tracker_info.txt",
-            "The tracker list, one IP:PORT per line, optionally followed by the
-             cluster's fingerprint; the same file as the daemons'.",
-        ),
-        (
-            "DATA_DIR",
-            "The durable state (--data-dir, default ~/.local/share/p2pshare/tracker-N);
-             a single tracker keeps its cluster.key there.",
-        ),
-        (
-            "--config FILE",
-            "TOML; keys: tracker_info, n, cluster_key, data_dir, snapshot_every,
-             max_groups, idle_timeout, max_connections_per_ip, max_connections.
-             Relative paths are from its directory; the command line overrides it.",
-        ),
-    ],
-    exit_status: &[
-        (
-            "0",
-            "stopped cleanly (SIGTERM, SIGINT, `quit`), or a command succeeded",
-        ),
-        (
-            "1",
-            "could not start or failed (bad config or tracker_info.txt, port in use)",
-        ),
-        ("2", "usage error (unknown option, bad value)"),
-    ],
-};
 
 /// The completion script for `shell`.
 ///
 /// # Errors
 /// Writing to `out` failed.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "tracker", &mut buf);
-    out.write_all(&buf)
+    p2p_manual::completions(Cli::command(), "tracker", shell, out)
 }
 
 /// The man page, roff.
@@ -97,12 +31,7 @@ pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
 /// # Errors
 /// The directory cannot be made or the file written.
 pub fn man_to_dir(dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join("tracker.1");
-    let mut page = Vec::new();
-    man(&mut page)?;
-    std::fs::write(&path, page)?;
-    Ok(path)
+    EXTRA.man_to_dir(Cli::command(), "tracker", dir)
 }
 
 /// `tracker completions` / `tracker man` on stdout; a closed pipe
@@ -114,117 +43,6 @@ pub fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::
     match write(&mut std::io::stdout().lock()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
-    }
-}
-
-/// The parts of the documentation clap does not model: written once, shown
-/// at the end of `--help` and as the man page's own sections.
-pub struct Extra {
-    /// (the command line, what it does).
-    pub examples: &'static [(&'static str, &'static str)],
-    /// (path, what it is: lines that fit 80 columns with a 6-space indent).
-    pub files: &'static [(&'static str, &'static str)],
-    /// (status, when).
-    pub exit_status: &'static [(&'static str, &'static str)],
-}
-
-/// `.TP` takes no argument here: the default indent.
-const NO_ARGS: [&str; 0] = [];
-
-impl Extra {
-    /// The epilogue of `--help`, plain text.
-    pub fn help_text(&self) -> String {
-        let mut text = String::from("Examples:\n");
-        for (command, what) in self.examples {
-            text += &format!("  {command}\n      {what}\n");
-        }
-        text += "\nFiles:\n";
-        for (path, what) in self.files {
-            text += &format!("  {path}\n");
-            for line in what.lines() {
-                text += &format!("      {}\n", line.trim());
-            }
-        }
-        text += "\nExit status:\n";
-        for (status, when) in self.exit_status {
-            text += &format!("  {status}  {when}\n");
-        }
-        text
-    }
-
-    /// The man page: clap_mangen's sections for what clap knows, then
-    /// COMMANDS (the subcommands, described here rather than on pages of
-    /// their own), EXIT STATUS, FILES and EXAMPLES.
-    ///
-    /// # Errors
-    /// Writing to `out` failed.
-    pub fn man_page(&self, mut cmd: clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
-        cmd.build();
-        let man = clap_mangen::Man::new(cmd.clone().after_help(None::<&str>));
-        let mut page = Vec::new();
-        man.render_title(&mut page)?;
-        man.render_name_section(&mut page)?;
-        man.render_synopsis_section(&mut page)?;
-        man.render_description_section(&mut page)?;
-        man.render_options_section(&mut page)?;
-        let mut roff = Roff::new();
-        roff.control("SH", ["COMMANDS"]);
-        for sub in cmd.get_subcommands_mut().filter(|s| s.get_name() != "help") {
-            let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
-            let usage = sub.render_usage().to_string();
-            let usage = usage.trim_start_matches("Usage:").trim();
-            roff.control("TP", NO_ARGS).text([bold(usage)]);
-            roff.text([roman(about)]);
-            let args: Vec<_> = sub
-                .get_arguments()
-                .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
-                .collect();
-            if !args.is_empty() {
-                roff.control("RS", NO_ARGS);
-                for arg in args {
-                    let value = arg
-                        .get_value_names()
-                        .and_then(|v| v.first())
-                        .map_or_else(|| arg.get_id().to_string(), ToString::to_string);
-                    let shown = match arg.get_long() {
-                        Some(long) => format!("--{long} <{value}>"),
-                        None => format!("<{value}>"),
-                    };
-                    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-                    roff.control("TP", NO_ARGS)
-                        .text([bold(shown)])
-                        .text([roman(help)]);
-                }
-                roff.control("RE", NO_ARGS);
-            }
-        }
-        roff.control("SH", ["EXIT STATUS"]);
-        for (status, when) in self.exit_status {
-            roff.control("TP", NO_ARGS)
-                .text([bold(*status)])
-                .text([roman(*when)]);
-        }
-        roff.control("SH", ["FILES"]);
-        for (path, what) in self.files {
-            let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
-            roff.control("TP", NO_ARGS)
-                .text([italic(*path)])
-                .text([roman(what)]);
-        }
-        roff.control("SH", ["EXAMPLES"]);
-        for (command, what) in self.examples {
-            roff.control("TP", NO_ARGS)
-                .text([bold(*command)])
-                .text([roman(*what)]);
-        }
-        roff.to_writer(&mut page)?;
-        man.render_version_section(&mut page)?;
-        // Each section rendered alone starts with roff's two-line preamble:
-        // keep the first.
-        let preamble = Roff::new().render();
-        let page = String::from_utf8_lossy(&page).replace(&preamble, "");
-        out.write_all(preamble.as_bytes())?;
-        out.write_all(page.as_bytes())
     }
 }
 
