@@ -1,0 +1,251 @@
+//! Running under a shell or systemd: the tracker as a background job of an
+//! interactive shell, SIGHUP, readiness on `NOTIFY_SOCKET`, the journald
+//! log format, no secrets in the logs, and the shipped units and installer.
+
+use blackbox::{bin, free_port, send_signal, wait_until, Net, SETTLE_TIMEOUT, START_TIMEOUT};
+use serde_json::Value;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `tests/scripts/tracker_in_pty.py` (an interactive bash in a
+/// pseudo-terminal that starts the tracker) in `mode`; its JSON report.
+fn tracker_in_pty(mode: &str) -> Value {
+    let dir = tempfile::Builder::new()
+        .prefix("p2p")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let port = free_port();
+    let info = dir.path().join("tracker_info.txt");
+    std::fs::write(&info, format!("127.0.0.1:{port}\n")).unwrap();
+    let log = dir.path().join("tracker.log");
+    let out = Command::new("python3")
+        .arg(workspace().join("tests/scripts/tracker_in_pty.py"))
+        .arg(bin("tracker"))
+        .arg(&info)
+        .arg(dir.path().join("data"))
+        .arg(&log)
+        .arg(port.to_string())
+        .arg(mode)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run python3 (the pseudo-terminal driver)");
+    assert!(out.status.success(), "driver failed: {out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("driver prints JSON");
+    let tracker_log = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!("driver report: {report:#}\ntracker log:\n{tracker_log}");
+    report
+}
+
+#[test]
+fn tracker_as_a_background_job_of_an_interactive_shell_keeps_running_and_stops_on_kill() {
+    // Before: the tracker read its terminal from the background, the shell
+    // said `Stopped (tty input)` and `kill %1` left it stopped.
+    let report = tracker_in_pty("background");
+    assert_eq!(report["listening"], true);
+    assert_eq!(report["stopped"], false, "the job was stopped");
+    assert!(
+        report["jobs"].as_str().unwrap_or("").contains("Running"),
+        "jobs should say Running"
+    );
+    assert_eq!(report["ended_on_kill"], true, "kill %1 did not end it");
+}
+
+#[test]
+fn tracker_in_the_foreground_stops_on_quit_typed() {
+    let report = tracker_in_pty("foreground");
+    assert_eq!(report["listening"], true);
+    assert_eq!(
+        report["exited_on_quit"], true,
+        "quit did not stop it (status 0)"
+    );
+}
+
+#[test]
+fn sighup_is_logged_and_ignored_by_the_tracker_and_the_daemon() {
+    let net = Net::start();
+    let a = net.daemon("a");
+    a.signup("alice", "pw-a");
+    let tracker_pid = net.trackers[0].pid().expect("tracker running");
+    send_signal(tracker_pid, libc::SIGHUP);
+    send_signal(a.pid().expect("daemon running"), libc::SIGHUP);
+    let said = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("SIGHUP ignored")
+    };
+    assert!(wait_until(SETTLE_TIMEOUT, || said(&net.trackers[0].log)
+        && said(&a.log)));
+    // Both still serve: a call that goes through the daemon to the tracker.
+    a.ok(&["create_group", "g"]);
+    assert_eq!(a.status()["user"], "alice");
+}
+
+/// Binds a datagram socket for `NOTIFY_SOCKET` in `dir`.
+fn notify_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    (sock, path)
+}
+
+/// Datagrams received within `timeout`, until one contains `want`.
+fn receive_until(sock: &UnixDatagram, want: &str, timeout: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    wait_until(timeout, || {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        said(&got, want)
+    });
+    got
+}
+
+/// One of the datagrams has the line `want`.
+fn said(got: &[String], want: &str) -> bool {
+    got.iter().any(|m| m.lines().any(|l| l == want))
+}
+
+/// A process started here, killed by its PID on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn both_programs_notify_ready_then_stopping_on_notify_socket() {
+    let net = Net::start();
+    let (sock, path) = notify_socket(net.dir());
+
+    let mut a = net.daemon("a");
+    a.set_env("NOTIFY_SOCKET", Some(path.to_str().unwrap()));
+    a.restart();
+    let got = receive_until(&sock, "READY=1", START_TIMEOUT);
+    assert!(said(&got, "READY=1"), "daemon sent {got:?}");
+    a.stop();
+    let got = receive_until(&sock, "STOPPING=1", START_TIMEOUT);
+    assert!(said(&got, "STOPPING=1"), "daemon sent {got:?}");
+
+    let port = free_port();
+    let info = net.dir().join("solo_info.txt");
+    std::fs::write(&info, format!("127.0.0.1:{port}\n")).unwrap();
+    let log = std::fs::File::create(net.dir().join("solo.log")).unwrap();
+    let tracker = Killed(
+        Command::new(bin("tracker"))
+            .arg(&info)
+            .arg("1")
+            .arg("--data-dir")
+            .arg(net.dir().join("solo"))
+            .env("NOTIFY_SOCKET", &path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let got = receive_until(&sock, "READY=1", START_TIMEOUT);
+    assert!(said(&got, "READY=1"), "tracker sent {got:?}");
+    // Ready means listening.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    send_signal(tracker.0.id(), libc::SIGTERM);
+    let got = receive_until(&sock, "STOPPING=1", START_TIMEOUT);
+    assert!(said(&got, "STOPPING=1"), "tracker sent {got:?}");
+}
+
+#[test]
+fn under_journald_lines_carry_a_syslog_priority_and_no_timestamp() {
+    let net = Net::start();
+    let mut a = net.daemon("a");
+    // systemd names the stream it connects as DEV:INODE; here the log file.
+    let meta = std::fs::metadata(&a.log).unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    std::fs::write(&a.log, b"").unwrap();
+    a.set_env("JOURNAL_STREAM", Some(&stream));
+    a.restart();
+    a.signup("alice", "pw-a");
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| l.starts_with(p)),
+            "no priority: {l}"
+        );
+        assert!(!l.contains('\u{1b}'), "escape code: {l}");
+        // No RFC 3339 timestamp such as 2026-12-01T07:55:34.003909Z.
+        assert!(
+            !l.split_whitespace()
+                .any(|w| w.len() > 20 && w.contains('T') && w.ends_with('Z')),
+            "timestamp: {l}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6>")), "{log}");
+
+    // A stream that is not the journal's (stderr redirected elsewhere):
+    // the usual format.
+    std::fs::write(&a.log, b"").unwrap();
+    a.set_env("JOURNAL_STREAM", Some("1:2"));
+    a.restart();
+    let log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(log.lines().all(|l| !l.starts_with('<')), "{log}");
+    assert!(log.contains(" INFO "), "{log}");
+}
+
+#[test]
+fn passwords_and_tokens_never_reach_the_logs() {
+    let net = Net::start();
+    let a = net.daemon("a");
+    let b = net.daemon("b");
+    let (pw_a, pw_b) = ("Secret-Pass-Alpha-93", "Secret-Pass-Beta-17");
+    a.signup("alice", pw_a);
+    b.signup("bob", pw_b);
+    a.ok(&["create_group", "g"]);
+    b.ok(&["join_group", "g"]);
+    a.ok(&["accept_request", "g", "bob"]);
+    let f = net.mkdir("src").join("f.bin");
+    blackbox::random_file(&f, 300_000);
+    a.ok(&["upload_file", f.to_str().unwrap(), "g"]);
+    let dest = net.mkdir("dl");
+    b.ok(&["download_file", "g", "f.bin", dest.to_str().unwrap()]);
+    assert!(wait_until(SETTLE_TIMEOUT, || dest.join("f.bin").exists()));
+    a.err(&["login", "alice", "wrong-Secret"], "already_logged_in");
+    a.ok(&["logout"]);
+    a.err(&["login", "alice", "Wrong-Secret-Pass"], "bad_credentials");
+
+    let token_of = |home: &Path| -> Option<String> {
+        let s = std::fs::read_to_string(home.join("session.json")).ok()?;
+        let v: Value = serde_json::from_str(&s).ok()?;
+        v["token"].as_str().map(str::to_string)
+    };
+    let token_b = token_of(&b.home).expect("b's session token");
+    let mut logs = vec![a.log.clone(), b.log.clone()];
+    logs.extend(net.trackers.iter().map(|t| t.log.clone()));
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.is_empty(), "{} is empty", log.display());
+        for secret in [pw_a, pw_b, "Wrong-Secret-Pass", token_b.as_str()] {
+            assert!(
+                !text.contains(secret),
+                "{} contains a secret: {secret}",
+                log.display()
+            );
+        }
+    }
+}
