@@ -421,3 +421,89 @@ fn install_script_refuses_an_unknown_argument_with_status_2() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
 }
+
+fn count(log: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+#[test]
+fn an_unreachable_tracker_is_warned_about_once_per_outage() {
+    let mut net = Net::start();
+    let a = net.daemon("a");
+    a.signup("alice", "pw-a");
+    net.kill9_trackers();
+    // Retries go on every 2 s at most; wait for several of them.
+    assert!(wait_until(SETTLE_TIMEOUT, || count(
+        &a.log,
+        "no tracker answers at"
+    ) == 1));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(count(&a.log, "no tracker answers at"), 1, "warned again");
+    let warn_line = std::fs::read_to_string(&a.log)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("no tracker answers at"))
+        .unwrap()
+        .to_string();
+    assert!(warn_line.contains("WARN"), "{warn_line}");
+
+    net.restart_trackers();
+    assert!(wait_until(SETTLE_TIMEOUT, || count(
+        &a.log,
+        "answers again"
+    ) == 1
+        || count(&a.log, "tracker failover") == 1));
+    // A second outage is a second warning.
+    net.kill9_trackers();
+    assert!(wait_until(SETTLE_TIMEOUT, || count(
+        &a.log,
+        "no tracker answers at"
+    ) == 2));
+}
+
+#[test]
+fn significant_events_are_one_info_line_each() {
+    let net = Net::start();
+    let a = net.daemon("a");
+    let b = net.daemon("b");
+    a.signup("alice", "pw-a");
+    b.signup("bob", "pw-b");
+    a.ok(&["create_group", "g"]);
+    b.ok(&["join_group", "g"]);
+    a.ok(&["accept_request", "g", "bob"]);
+    let f = net.mkdir("src").join("f.bin");
+    blackbox::random_file(&f, 3 * 1024 * 1024);
+    a.ok(&["upload_file", f.to_str().unwrap(), "g"]);
+    let dest = net.mkdir("dl");
+    b.ok(&["download_file", "g", "f.bin", dest.to_str().unwrap()]);
+    assert!(wait_until(SETTLE_TIMEOUT, || count(
+        &b.log,
+        "download finished"
+    ) == 1));
+    b.ok(&["logout"]);
+
+    let a_log = std::fs::read_to_string(&a.log).unwrap();
+    let b_log = std::fs::read_to_string(&b.log).unwrap();
+    let line = |log: &str, needle: &str| -> String {
+        let found: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+        assert_eq!(found.len(), 1, "one line with {needle:?}:\n{log}");
+        found[0].to_string()
+    };
+    assert!(line(&a_log, "logged in").contains("alice"));
+    assert!(line(&a_log, "sharing f.bin in group g").contains("3.00 MiB"));
+    let started = line(&b_log, "download started");
+    assert!(
+        started.contains("f.bin") && started.contains("3.00 MiB"),
+        "{started}"
+    );
+    assert!(started.contains(dest.to_str().unwrap()), "{started}");
+    let finished = line(&b_log, "download finished");
+    assert!(
+        finished.contains("3.00 MiB") && finished.contains("MiB/s") && finished.contains("alice"),
+        "{finished}"
+    );
+    assert!(line(&b_log, "logged out").contains("bob"));
+}
