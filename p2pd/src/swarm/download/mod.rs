@@ -267,12 +267,16 @@ impl Began {
             _ => None,
         };
         if let Some(size) = size {
+            let resumed = if had > 0 {
+                format!(", resumed with {} here", Bytes(had))
+            } else {
+                String::new()
+            };
             tracing::info!(
-                "download started: {} in group {}, {} ({} already here), into {}",
+                "download started: {} in group {}, {}{resumed}, into {}",
                 t.name,
                 t.group,
                 Bytes(size),
-                Bytes(had),
                 t.path.display()
             );
         }
@@ -298,7 +302,7 @@ impl Began {
                 .join(", ")
         };
         tracing::info!(
-            "download finished: {} in group {}, {} in {:.1} s ({}), from {peers}; saved as {}",
+            "download finished: {} in group {}, {} in {:.2} s ({}), from {peers}; saved as {}",
             job.target.name,
             job.target.group,
             Bytes(s.size),
