@@ -26,7 +26,12 @@ const OUR_CRATES: &[&str] = &["tracker", "p2pd", "p2pctl", "proto", "p2p_link", 
 /// The filter used when `RUST_LOG` is unset: `warn` for dependencies and
 /// `ours` (e.g. `info`) for [`OUR_CRATES`].
 pub fn default_filter(ours: &str) -> String {
-    let mut filter = String::from("warn");
+    // openraft's replication logs every failed retry to a lost peer (8
+    // lines a second, warn and error); the tracker's network layer says it
+    // once per outage instead (tracker::raft::network).
+    let mut filter = String::from(
+        "warn,openraft::replication=off,openraft::engine::handler::replication_handler=off",
+    );
     for c in OUR_CRATES {
         filter.push_str(&format!(",{c}={ours}"));
     }
@@ -279,10 +284,10 @@ mod tests {
     fn dependencies_log_warnings_only_by_default() {
         let f = default_filter("info");
         assert!(f.starts_with("warn,"), "{f}");
+        assert!(f.contains("openraft::replication=off"), "{f}");
         for c in ["tracker=info", "p2pd=info", "proto=info", "p2p_link=info"] {
             assert!(f.split(',').any(|d| d == c), "{c} in {f}");
         }
-        assert!(!f.contains("openraft"), "{f}");
         tracing_subscriber::EnvFilter::try_new(&f).unwrap();
     }
 

@@ -507,3 +507,27 @@ fn significant_events_are_one_info_line_each() {
     );
     assert!(line(&b_log, "logged out").contains("bob"));
 }
+
+#[test]
+fn a_lost_peer_tracker_is_logged_once_per_outage_not_at_every_retry() {
+    let mut net = Net::start_with(blackbox::Trackers(3));
+    // 0-based index; trackers are numbered from 1.
+    let leader = net.wait_leader(START_TIMEOUT).expect("a leader");
+    let lost = if leader == 2 { 2 } else { 3 };
+    net.trackers[lost - 1].kill9();
+    let log = net.trackers[leader].log.clone();
+    let needle = format!("cannot reach tracker {lost} at");
+    assert!(wait_until(SETTLE_TIMEOUT, || count(&log, &needle) == 1));
+    // openraft retries several times a second meanwhile.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(count(&log, &needle), 1, "reported again");
+    assert_eq!(
+        count(&log, "openraft::replication"),
+        0,
+        "openraft's retries logged"
+    );
+    net.restart_trackers();
+    let back = format!("tracker {lost} at");
+    assert!(wait_until(SETTLE_TIMEOUT, || count(&log, &back) >= 2
+        && count(&log, "answers again") == 1));
+}
