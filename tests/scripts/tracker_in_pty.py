@@ -3,7 +3,9 @@
 
 usage: tracker_in_pty.py TRACKER INFO DATA_DIR LOG PORT MODE
 MODE background: `tracker ... &`, then `jobs`, then `kill %1`.
-MODE foreground: `tracker ...` in the foreground, then `quit` typed.
+MODE foreground: `tracker ...` in the foreground, SIGHUP three times, then
+`quit` typed.
+MODE suspend: in the foreground, Ctrl-Z, `bg`, `jobs`, `fg`, `quit`.
 Prints one JSON object with what happened; every wait is bounded. Kills
 only the shell it started and the tracker that shell reported ($!).
 """
@@ -92,9 +94,36 @@ try:
         while time.time() < end and alive(tracker_pid):
             read_for(fd, 0.2)
         result["ended_on_kill"] = not alive(tracker_pid)
+    elif mode == "suspend":
+        os.write(fd, f"{cmd}\n".encode())
+        result["listening"] = listening(10)
+        os.write(fd, b"\x1a")
+        result["suspended"] = wait_for(fd, "Stopped", 10)
+        os.write(fd, b"bg\n")
+        read_for(fd, 1.5)
+        os.write(fd, b"jobs; echo END-JOBS\n")
+        wait_for(fd, "END-JOBS\r\n", 10)
+        text = "".join(out)
+        result["jobs"] = text[text.rfind("jobs; echo"):]
+        # Back to the foreground, `quit` works again.
+        os.write(fd, b"fg\n")
+        read_for(fd, 1)
+        os.write(fd, b"quit\n")
+        os.write(fd, b"echo EXIT=$?\n")
+        result["exited_on_quit"] = wait_for(fd, "EXIT=0", 15)
     else:
         os.write(fd, f"{cmd}\n".encode())
         result["listening"] = listening(10)
+        # The shell's one child is the tracker. SIGHUPs (logged, ignored)
+        # interrupt its wait for input; `quit` must still work after them.
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        if len(children) == 1:
+            tracker_pid = int(children[0])
+            for _ in range(3):
+                os.kill(tracker_pid, signal.SIGHUP)
+                time.sleep(0.1)
+        result["hupped"] = len(children) == 1
         os.write(fd, b"quit\n")
         os.write(fd, b"echo EXIT=$?\n")
         result["exited_on_quit"] = wait_for(fd, "EXIT=0", 15)

@@ -61,12 +61,29 @@ fn tracker_as_a_background_job_of_an_interactive_shell_keeps_running_and_stops_o
 }
 
 #[test]
-fn tracker_in_the_foreground_stops_on_quit_typed() {
+fn tracker_in_the_foreground_stops_on_quit_typed_even_after_sighups() {
     let report = tracker_in_pty("foreground");
     assert_eq!(report["listening"], true);
+    assert_eq!(report["hupped"], true, "SIGHUP sent before quit");
     assert_eq!(
         report["exited_on_quit"], true,
         "quit did not stop it (status 0)"
+    );
+}
+
+#[test]
+fn tracker_suspended_then_put_in_the_background_keeps_running() {
+    let report = tracker_in_pty("suspend");
+    assert_eq!(report["listening"], true);
+    assert_eq!(report["suspended"], true, "Ctrl-Z did not stop it");
+    let jobs = report["jobs"].as_str().unwrap_or("");
+    assert!(
+        jobs.contains("Running") && !jobs.contains("Stopped"),
+        "{jobs}"
+    );
+    assert_eq!(
+        report["exited_on_quit"], true,
+        "quit after fg did not stop it"
     );
 }
 

@@ -351,7 +351,12 @@ fn read_foreground_stdin(line: &mut Vec<u8>) -> std::io::Result<bool> {
     });
     let ready = {
         let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-        poll(&mut fds, Some(&timeout))?;
+        match poll(&mut fds, Some(&timeout)) {
+            // A signal (SIGHUP, a stop and continue) is no reason to give
+            // up on the terminal.
+            Err(rustix::io::Errno::INTR) => return Ok(true),
+            r => r?,
+        };
         !fds[0].revents().is_empty()
     };
     if !ready || !in_foreground(&stdin) {
@@ -363,7 +368,10 @@ fn read_foreground_stdin(line: &mut Vec<u8>) -> std::io::Result<bool> {
         return Ok(true);
     }
     let mut buf = [0u8; 1024];
-    let n = rustix::io::read(&stdin, &mut buf)?;
+    let n = match rustix::io::read(&stdin, &mut buf) {
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => return Ok(true),
+        r => r?,
+    };
     line.extend_from_slice(&buf[..n]);
     // A line longer than any command is not one: keep memory bounded.
     if line.len() > 4096 {
