@@ -228,8 +228,13 @@ fn under_journald_lines_carry_a_syslog_priority_and_no_timestamp() {
 #[test]
 fn passwords_and_tokens_never_reach_the_logs() {
     let net = Net::start();
-    let a = net.daemon("a");
-    let b = net.daemon("b");
+    let mut a = net.daemon("a");
+    let mut b = net.daemon("b");
+    // Debug too: the requests and replies that carry them are logged there.
+    for d in [&mut a, &mut b] {
+        d.set_env("RUST_LOG", Some("debug"));
+        d.restart();
+    }
     let (pw_a, pw_b) = ("Secret-Pass-Alpha-93", "Secret-Pass-Beta-17");
     a.signup("alice", pw_a);
     b.signup("bob", pw_b);
