@@ -147,8 +147,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         shutdown.child_token(),
     ));
 
+    // Sockets bound and the home ready; the tracker may still be down
+    // (login waits for it), which is no reason to hold systemd back.
+    proto::service::notify_ready();
     shutdown.cancelled().await;
     tracing::info!("stopping");
+    proto::service::notify_stopping();
     tasks.close();
     match tokio::time::timeout(SHUTDOWN_DEADLINE, tasks.wait()).await {
         Ok(()) => {

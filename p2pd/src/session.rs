@@ -67,6 +67,8 @@ impl SessionStore {
     pub fn begin(&self, session: Session) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(&session).map_err(std::io::Error::other)?;
         write_atomic(&self.path, &bytes, 0o600)?;
+        // The user only: the token is a password for the session.
+        tracing::info!(user = %session.user, "logged in");
         self.tx.send_replace(Some(session));
         Ok(())
     }

@@ -164,6 +164,7 @@ impl SessionClient {
             Err(e) if e.code == ErrorCode::NotLoggedIn => {}
             Err(e) => return Err(e),
         }
+        tracing::info!(user = %self.session.user, "logged out");
         self.client
             .sessions
             .end_if(&self.session.token)
@@ -294,9 +295,18 @@ impl SessionClient {
     /// The tracker's refusal (`name_taken`, `not_member`, ...).
     pub async fn register_file(&self, group: GroupId, meta: FileMeta) -> Result<(), WireError> {
         let token = self.token();
-        self.call(TrackerRequest::RegisterFile { token, group, meta })
-            .await
-            .map(|_| ())
+        let (name, size) = (meta.name.clone(), meta.size);
+        self.call(TrackerRequest::RegisterFile {
+            token,
+            group: group.clone(),
+            meta,
+        })
+        .await?;
+        tracing::info!(
+            "sharing {name} in group {group} ({})",
+            proto::units::Bytes(size)
+        );
+        Ok(())
     }
 
     /// We no longer serve the file (complete or partial).

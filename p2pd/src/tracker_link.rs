@@ -267,6 +267,7 @@ impl TrackerLink {
     async fn maintain(self, shutdown: CancellationToken) {
         let mut backoff = BACKOFF_START;
         let mut generation = 0u64;
+        let mut outage = Outage::default();
         loop {
             let mut connected = false;
             for &addr in &self.inner.trackers {
@@ -287,6 +288,7 @@ impl TrackerLink {
                     }
                     Err(ConnectError::Failed(e)) => {
                         tracing::debug!(tracker = %addr, "cannot connect: {e}");
+                        outage.last_error = Some(e.to_string());
                         continue;
                     }
                 };
@@ -295,7 +297,7 @@ impl TrackerLink {
                 connected = true;
                 backoff = BACKOFF_START;
                 generation += 1;
-                tracing::info!(tracker = %addr, "connected to tracker");
+                outage.connected(addr);
                 self.serve(stream, addr, local_ip, generation, &shutdown)
                     .await;
                 self.inner.current.send_replace(None);
@@ -305,6 +307,9 @@ impl TrackerLink {
                 tracing::warn!(tracker = %addr, "lost the tracker connection; reconnecting");
                 // Try the same list again from the top, after a short pause.
                 break;
+            }
+            if !connected {
+                outage.none_answered(&self.inner.trackers);
             }
             let pause = if connected { BACKOFF_START } else { backoff };
             tokio::select! {
@@ -462,6 +467,51 @@ async fn connect(
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A poisoned map only means a panic elsewhere; its content is still valid.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the log says about reaching the trackers: an outage (no tracker of
+/// the list answers) once at `warn` when it begins and once at `info` when
+/// it ends, not at every retry; a switch to another tracker (failover) as
+/// one line.
+#[derive(Debug, Default)]
+struct Outage {
+    /// The tracker of the last connection.
+    last: Option<SocketAddr>,
+    /// An outage was reported and has not ended.
+    reported: bool,
+    /// Why the last attempt failed, for the report.
+    last_error: Option<String>,
+}
+
+impl Outage {
+    fn none_answered(&mut self, trackers: &[SocketAddr]) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        let addrs = trackers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::warn!(
+            "no tracker answers at {addrs} ({}); retrying quietly until one does",
+            self.last_error.as_deref().unwrap_or("no answer")
+        );
+    }
+
+    fn connected(&mut self, addr: SocketAddr) {
+        match self.last {
+            Some(prev) if prev != addr => {
+                tracing::info!("tracker failover: now connected to {addr} (was {prev})")
+            }
+            _ if self.reported => tracing::info!("tracker {addr} answers again"),
+            _ => tracing::info!(tracker = %addr, "connected to tracker"),
+        }
+        self.last = Some(addr);
+        self.reported = false;
+        self.last_error = None;
+    }
 }
 
 #[cfg(test)]

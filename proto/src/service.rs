@@ -17,30 +17,141 @@ use tokio_util::task::TaskTracker;
 /// loop backs off instead of spinning while the connections it has go on.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Logs to stderr, coloured only on a terminal (under systemd or `2>log`
-/// colours are noise), filtered by `RUST_LOG` or else `default_filter`.
-pub fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
-        )
-        .init();
+/// The crates of this workspace (as tracing targets): they log at the level
+/// asked for; everything else (openraft, redb, rustls, ...) only at `warn`,
+/// since their `info` is internals (openraft logged 17 lines of up to
+/// 1,652 characters at each tracker start).
+const OUR_CRATES: &[&str] = &["tracker", "p2pd", "p2pctl", "proto", "p2p_link", "p2p_sha1"];
+
+/// The filter used when `RUST_LOG` is unset: `warn` for dependencies and
+/// `ours` (e.g. `info`) for [`OUR_CRATES`].
+pub fn default_filter(ours: &str) -> String {
+    // openraft's replication logs every failed retry to a lost peer (8
+    // lines a second, warn and error); the tracker's network layer says it
+    // once per outage instead (tracker::raft::network).
+    let mut filter = String::from(
+        "warn,openraft::replication=off,openraft::engine::handler::replication_handler=off",
+    );
+    for c in OUR_CRATES {
+        filter.push_str(&format!(",{c}={ours}"));
+    }
+    filter
 }
 
-/// The first SIGTERM or SIGINT cancels `stop` (a graceful stop); a second
-/// one exits at once with status 130.
+/// Logs to stderr, filtered by `RUST_LOG` or else [`default_filter`]`(ours)`.
+/// Under journald (see [`stderr_is_journal`]) each line starts with its
+/// syslog priority (`<4>` for a warning, sd-daemon(3)) so `journalctl -p
+/// warning` filters, and has no timestamp (the journal adds its own) and
+/// no colour. Elsewhere: the usual format, coloured only on a terminal.
+pub fn init_logging(ours: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(ours)));
+    let journal = stderr_is_journal();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if journal {
+        let format = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_ansi(false)
+            .with_level(false);
+        builder
+            .with_ansi(false)
+            .event_format(PriorityPrefix(format))
+            .init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Whether stderr is the journal's stream: systemd sets `JOURNAL_STREAM` to
+/// `DEV:INODE` of the stream it connects; stderr redirected elsewhere by a
+/// child's own shell (`2>log`) no longer matches (systemd.exec(5)).
+fn stderr_is_journal() -> bool {
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(stat) = rustix::fs::fstat(std::io::stderr()) else {
+        return false;
+    };
+    journal_stream_matches(&var.to_string_lossy(), stat.st_dev, stat.st_ino)
+}
+
+/// `JOURNAL_STREAM` (`DEV:INODE`, decimal) names this device and inode.
+fn journal_stream_matches(var: &str, dev: u64, ino: u64) -> bool {
+    let Some((d, i)) = var.trim().split_once(':') else {
+        return false;
+    };
+    d.parse::<u64>().ok() == Some(dev) && i.parse::<u64>().ok() == Some(ino)
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix.
+fn syslog_priority(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// Writes `<N>` before what the inner format writes.
+struct PriorityPrefix<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for PriorityPrefix<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", syslog_priority(event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// Tells systemd (`Type=notify`) the service is ready: its sockets are
+/// bound. Without `NOTIFY_SOCKET` (not under systemd) it does nothing.
+pub fn notify_ready() {
+    notify(sd_notify::NotifyState::Ready);
+}
+
+/// Tells systemd a graceful stop has begun; nothing outside systemd.
+pub fn notify_stopping() {
+    notify(sd_notify::NotifyState::Stopping);
+}
+
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(false, &[state]) {
+        tracing::warn!("cannot notify systemd through $NOTIFY_SOCKET: {e}");
+    }
+}
+
+/// The first SIGTERM or SIGINT cancels `stop` (a graceful stop, announced
+/// to systemd); a second one exits at once with status 130. SIGHUP, which
+/// would kill the process by default (a closed terminal, `systemctl
+/// reload`), is logged and ignored: there is nothing to reload.
 ///
 /// # Errors
 /// A handler cannot be installed.
 pub fn stop_on_signals(stop: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP ignored: nothing to reload; restart to apply a changed config");
+        }
+    });
     tokio::spawn(async move {
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("signal received; stopping (send another to exit at once)");
+        notify_stopping();
         stop.cancel();
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::error!("second signal; exiting without a clean stop");
@@ -168,6 +279,35 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+
+    #[test]
+    fn dependencies_log_warnings_only_by_default() {
+        let f = default_filter("info");
+        assert!(f.starts_with("warn,"), "{f}");
+        assert!(f.contains("openraft::replication=off"), "{f}");
+        for c in ["tracker=info", "p2pd=info", "proto=info", "p2p_link=info"] {
+            assert!(f.split(',').any(|d| d == c), "{c} in {f}");
+        }
+        tracing_subscriber::EnvFilter::try_new(&f).unwrap();
+    }
+
+    #[test]
+    fn journal_stream_is_matched_by_device_and_inode() {
+        assert!(journal_stream_matches("8:1234", 8, 1234));
+        assert!(!journal_stream_matches("8:1235", 8, 1234));
+        assert!(!journal_stream_matches("9:1234", 8, 1234));
+        assert!(!journal_stream_matches("", 8, 1234));
+        assert!(!journal_stream_matches("garbage", 8, 1234));
+    }
+
+    #[test]
+    fn priorities_are_syslogs() {
+        assert_eq!(syslog_priority(&tracing::Level::ERROR), 3);
+        assert_eq!(syslog_priority(&tracing::Level::WARN), 4);
+        assert_eq!(syslog_priority(&tracing::Level::INFO), 6);
+        assert_eq!(syslog_priority(&tracing::Level::DEBUG), 7);
+        assert_eq!(syslog_priority(&tracing::Level::TRACE), 7);
+    }
 
     #[test]
     fn atomic_write_replaces_content_with_mode() {

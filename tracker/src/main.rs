@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use cli::Args;
 use p2p_link::ClusterKey;
 use proto::tracker_info;
-use std::io::BufRead;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -206,6 +206,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         options.max_connections_per_source,
         args.idle_timeout
     );
+    proto::service::notify_ready();
     let served = server::run(listener, cluster.clone(), options, stop.cancelled_owned()).await;
     served.context("graceful stop did not finish")?;
     tokio::time::timeout(RAFT_STOP_DEADLINE, cluster.raft.shutdown())
@@ -253,26 +254,93 @@ fn cluster_key(
     Ok(key)
 }
 
-/// `quit` on stdin stops the tracker; end of input does not (tests run it
-/// with stdin from /dev/null). A plain thread: a blocking read would keep a
-/// tokio runtime from shutting down, a detached thread does not.
+/// How often the stdin watcher looks again whether it may read.
+const STDIN_POLL: Duration = Duration::from_millis(200);
+
+/// `quit` typed on the terminal stops the tracker. Stdin is read only while
+/// it is a terminal and this process is in its foreground: a background
+/// process reading its terminal is stopped by SIGTTIN (`tracker … &` froze
+/// an interactive shell's walkthrough with `Stopped (tty input)`), and a
+/// stdin that is not a terminal (a pipe, /dev/null, systemd) is never read.
+/// So it waits for input with `poll` (which never stops a process) and
+/// checks the foreground again before each read; a job moved to the
+/// background later (Ctrl-Z, `bg`) stops reading from then on. A plain
+/// thread: a blocking wait would keep a tokio runtime from shutting down,
+/// a detached thread does not.
 fn watch_stdin(stop: CancellationToken) {
+    if !std::io::stdin().is_terminal() {
+        return;
+    }
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                match line {
-                    Ok(l) if l.trim() == "quit" => {
+            let mut line = Vec::new();
+            while !stop.is_cancelled() {
+                match read_foreground_stdin(&mut line) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::debug!("stdin no longer readable ({e}); `quit` is off");
+                        return;
+                    }
+                }
+                while let Some(end) = line.iter().position(|&b| b == b'\n') {
+                    let typed: Vec<u8> = line.drain(..=end).collect();
+                    if String::from_utf8_lossy(&typed).trim() == "quit" {
                         tracing::info!("quit read on stdin; stopping");
+                        proto::service::notify_stopping();
                         stop.cancel();
                         return;
                     }
-                    Ok(_) => {}
-                    Err(_) => return,
                 }
             }
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot watch stdin; `quit` will not work");
     }
+}
+
+/// Waits up to [`STDIN_POLL`] for input and reads what there is into `line`
+/// if this process is the terminal's foreground. False at end of input.
+fn read_foreground_stdin(line: &mut Vec<u8>) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let timeout = Timespec::try_from(STDIN_POLL).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    });
+    let ready = {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            // A signal (SIGHUP, a stop and continue) is no reason to give
+            // up on the terminal.
+            Err(rustix::io::Errno::INTR) => return Ok(true),
+            r => r?,
+        };
+        !fds[0].revents().is_empty()
+    };
+    if !ready || !in_foreground(&stdin) {
+        // In the background the shell gets what is typed; sleep instead of
+        // spinning on a readable terminal that is not ours to read.
+        if ready {
+            std::thread::sleep(STDIN_POLL);
+        }
+        return Ok(true);
+    }
+    let mut buf = [0u8; 1024];
+    let n = match rustix::io::read(&stdin, &mut buf) {
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => return Ok(true),
+        r => r?,
+    };
+    line.extend_from_slice(&buf[..n]);
+    // A line longer than any command is not one: keep memory bounded.
+    if line.len() > 4096 {
+        line.clear();
+    }
+    Ok(n > 0)
+}
+
+/// This process's group is the foreground of the terminal on `stdin`.
+fn in_foreground(stdin: &std::io::Stdin) -> bool {
+    rustix::termios::tcgetpgrp(stdin).is_ok_and(|fg| fg == rustix::process::getpgrp())
 }

@@ -46,6 +46,9 @@ impl Cluster {
 pub(super) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
     let mut metrics = cluster.raft.metrics();
     let mut watch = Watch::default();
+    // "No leader" is news only once there was one (a leader lost); before
+    // the first election it is the normal start.
+    let mut had_leader = false;
     loop {
         let observed = {
             let m = metrics.borrow_and_update();
@@ -58,9 +61,13 @@ pub(super) async fn watch(cluster: Arc<Cluster>, stop: CancellationToken) {
         for noticed in watch.observe(&observed) {
             match noticed {
                 Noticed::Leader(Some(l), term) => {
+                    had_leader = true;
                     tracing::info!("node {l} is leader (term {term})")
                 }
-                Noticed::Leader(None, term) => tracing::info!("no leader known (term {term})"),
+                Noticed::Leader(None, term) if had_leader => {
+                    tracing::info!("no leader known (term {term})")
+                }
+                Noticed::Leader(None, term) => tracing::debug!("no leader yet (term {term})"),
                 Noticed::Voters(voters) => tracing::info!("membership: voters {voters:?}"),
             }
         }

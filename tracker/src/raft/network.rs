@@ -37,6 +37,7 @@ use proto::frame::{read_json, write_frame, write_json};
 use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
 use proto::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -213,9 +214,55 @@ fn network_error(what: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(what.to_string())
 }
 
+/// Peers (as `(this node, peer address)`) reported unreachable and not
+/// back yet. openraft retries a lost peer several times a second and logs
+/// each failure (its replication targets are filtered out of the default
+/// log for that reason); this says it once per outage instead.
+static UNREACHABLE: std::sync::Mutex<BTreeSet<(NodeId, SocketAddr)>> =
+    std::sync::Mutex::new(BTreeSet::new());
+
+/// Logs the first failure of an outage at `warn` and the first success
+/// after it at `info`.
+fn note_reachability(from: NodeId, target: NodeId, addr: SocketAddr, failure: Option<String>) {
+    let mut down = UNREACHABLE.lock().unwrap_or_else(|p| p.into_inner());
+    match failure {
+        Some(e) => {
+            if down.insert((from, addr)) {
+                tracing::warn!("cannot reach tracker {target} at {addr} ({e}); retrying quietly");
+            }
+        }
+        None => {
+            if down.remove(&(from, addr)) {
+                tracing::info!("tracker {target} at {addr} answers again");
+            }
+        }
+    }
+}
+
 impl PeerClient {
     /// Sends `rpc` and takes its outcome out of the reply with `pick`.
     async fn call<T, E>(&mut self, rpc: RaftRpc, ttl: Duration, pick: Pick<T, E>) -> RpcResult<T, E>
+    where
+        E: std::error::Error,
+    {
+        let result = self.call_once(rpc, ttl, pick).await;
+        if let Some(addr) = self.addr {
+            let failure = match &result {
+                Err(RPCError::Unreachable(e)) => Some(e.to_string()),
+                Err(RPCError::Network(e)) => Some(e.to_string()),
+                _ => None,
+            };
+            note_reachability(self.dialer.from, self.target, addr, failure);
+        }
+        result
+    }
+
+    async fn call_once<T, E>(
+        &mut self,
+        rpc: RaftRpc,
+        ttl: Duration,
+        pick: Pick<T, E>,
+    ) -> RpcResult<T, E>
     where
         E: std::error::Error,
     {

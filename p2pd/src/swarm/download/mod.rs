@@ -46,6 +46,7 @@ use error::DownloadError;
 use proto::geometry;
 use proto::peer::Bitfield;
 use proto::tracker::FileMeta;
+use proto::units::{Bytes, Rate};
 use proto::{FileName, GroupId};
 use saver::{record_path, RecordKey};
 use status::StatusHandle;
@@ -147,6 +148,7 @@ pub async fn run(job: Job, origin: Origin) -> Ended {
             }
             (Err(e), None) => Start::Failed(e),
         };
+        let began = Began::now(&job, &opened);
         let result = match opened {
             Start::Empty(meta) => complete(&job, &meta).await.map(|()| {
                 job.status.complete(0);
@@ -163,7 +165,7 @@ pub async fn run(job: Job, origin: Origin) -> Ended {
                 return Ended::Stopped;
             }
             Ok(ended) => {
-                tracing::info!(name = %job.target.name, path = %job.target.path.display(), "download complete");
+                began.log_finished(&job);
                 return ended;
             }
             Err(e) => match e.disk_full() {
@@ -244,6 +246,71 @@ async fn fail(job: &Job, e: DownloadError) -> Ended {
     abandon(job).await;
     job.status.failed(e);
     Ended::Failed
+}
+
+/// When a run of a download began and how much it had then, for the one
+/// "finished" log line (size, time, average rate, who sent what).
+struct Began {
+    at: std::time::Instant,
+    had: u64,
+}
+
+impl Began {
+    /// Logs the start of a transfer (a new or resumed download that has
+    /// something to fetch).
+    fn now(job: &Job, opened: &Start) -> Began {
+        let had = job.status.get().bytes_done;
+        let t = &job.target;
+        let size = match opened {
+            Start::Swarm(o) => Some(o.meta.size),
+            Start::Empty(meta) => Some(meta.size),
+            _ => None,
+        };
+        if let Some(size) = size {
+            let resumed = if had > 0 {
+                format!(", resumed with {} here", Bytes(had))
+            } else {
+                String::new()
+            };
+            tracing::info!(
+                "download started: {} in group {}, {}{resumed}, into {}",
+                t.name,
+                t.group,
+                Bytes(size),
+                t.path.display()
+            );
+        }
+        Began {
+            at: std::time::Instant::now(),
+            had,
+        }
+    }
+
+    fn log_finished(&self, job: &Job) {
+        let s = job.status.get();
+        let took = self.at.elapsed();
+        let fetched = s.size.saturating_sub(self.had);
+        let rate =
+            u64::try_from(u128::from(fetched) * 1000 / took.as_millis().max(1)).unwrap_or(u64::MAX);
+        let peers = if s.peers.is_empty() {
+            "no peer".to_string()
+        } else {
+            s.peers
+                .iter()
+                .map(|p| format!("{} {}", p.user, Bytes(p.bytes)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        tracing::info!(
+            "download finished: {} in group {}, {} in {:.2} s ({}), from {peers}; saved as {}",
+            job.target.name,
+            job.target.group,
+            Bytes(s.size),
+            took.as_secs_f64(),
+            Rate(rate),
+            job.target.path.display()
+        );
+    }
 }
 
 enum Start {
