@@ -7,18 +7,13 @@
 //! file stops the daemon at start with its path, the line and the key
 //! rather than later with a value nobody can trace back.
 
+use proto::config_file::{path_in_file, toml_error_line, user_home};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The config file's name inside the config directory.
 pub const CONFIG_FILE: &str = "config.toml";
-
-/// The p2pshare config directory (`~/.config/p2pshare` on Linux, honouring
-/// `XDG_CONFIG_HOME`), if the platform has one.
-pub fn config_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "p2pshare").map(|d| d.config_dir().to_path_buf())
-}
 
 /// What a config file sets; `None` = not in the file. Paths are already
 /// made absolute against the file's directory.
@@ -84,7 +79,7 @@ impl Config {
 
     /// The default file's path, if it exists: `CONFIG_DIR/config.toml`.
     pub fn default_path() -> Option<PathBuf> {
-        config_dir()
+        proto::dirs::config_dir()
             .map(|d| d.join(CONFIG_FILE))
             .filter(|p| p.exists())
     }
@@ -106,7 +101,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            message: one_line(&e, text),
+            message: toml_error_line(&e, text),
         })?;
         let bad = |key: &'static str, value: &str, reason: &str| ConfigError::Value {
             path: path.to_path_buf(),
@@ -141,36 +136,6 @@ impl Config {
     }
 }
 
-/// A path as written in the config file at `file`: `~/x` is in the user's
-/// home (as a shell would have it), a relative path is from the file's
-/// directory (not the working directory, so a unit and a shell agree).
-fn path_in_file(file: &Path, value: PathBuf, home: Option<&Path>) -> PathBuf {
-    if let (Ok(rest), Some(home)) = (value.strip_prefix("~"), home) {
-        return home.join(rest);
-    }
-    file.parent().unwrap_or(Path::new("")).join(value)
-}
-
-/// The user's home directory, for `~/` in config files.
-fn user_home() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
-}
-
-/// toml's message on one line, with the line of the file it is about
-/// (its own rendering draws the line over several).
-fn one_line(e: &toml::de::Error, text: &str) -> String {
-    let message = e.message().trim().replace('\n', " ");
-    match e.span() {
-        Some(span) => {
-            let start = span.start.min(text.len());
-            let line = text[..start].matches('\n').count() + 1;
-            let shown = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("line {line} ({shown}): {message}")
-        }
-        None => message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,26 +144,12 @@ mod tests {
         Config::parse(text, Path::new("/etc/p2p/config.toml"))
     }
 
+    use proto::config_file::known_keys;
+
     /// The ```toml blocks of docs/configuration.md whose first line
     /// contains `marker`.
     fn doc_examples(marker: &str) -> Vec<String> {
-        let doc = include_str!("../../docs/configuration.md");
-        doc.split("```toml\n")
-            .skip(1)
-            .filter_map(|rest| rest.split("```").next())
-            .filter(|block| block.lines().next().is_some_and(|l| l.contains(marker)))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The keys serde knows, from its own "expected one of" list.
-    fn known_keys(message: &str) -> Vec<String> {
-        let list = message.split("expected one of").nth(1).expect("key list");
-        list.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_owned)
-            .collect()
+        proto::config_file::toml_blocks(include_str!("../../docs/configuration.md"), marker)
     }
 
     #[test]

@@ -8,51 +8,21 @@
 use crate::options::{Cli, Tool, EXTRA};
 use clap::CommandFactory;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 /// Run a [`Tool`]: print or write what it asks for.
 ///
 /// # Errors
 /// Writing to `out` or into the directory failed.
 pub fn run(tool: Tool, out: &mut dyn Write) -> std::io::Result<()> {
-    match tool {
-        Tool::Completions { shell } => completions(shell, out),
-        Tool::Man { dir: None } => man(out),
-        Tool::Man { dir: Some(dir) } => {
-            let path = man_to_dir(&dir)?;
-            writeln!(out, "{}", path.display())
-        }
-    }
-}
-
-/// The completion script for `shell`.
-///
-/// # Errors
-/// Writing to `out` failed.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> std::io::Result<()> {
-    p2p_manual::completions(Cli::command(), "p2pd", shell, out)
-}
-
-/// The man page, roff.
-///
-/// # Errors
-/// Writing to `out` failed.
-pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
-    EXTRA.man_page(Cli::command(), out)
-}
-
-/// Write `DIR/p2pd.1`; returns its path.
-///
-/// # Errors
-/// The directory cannot be made or the file written.
-pub fn man_to_dir(dir: &Path) -> std::io::Result<PathBuf> {
-    EXTRA.man_to_dir(Cli::command(), "p2pd", dir)
+    EXTRA.run(tool, Cli::command(), "p2pd", out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Tool;
     use clap_complete::Shell;
+    use std::path::PathBuf;
 
     fn long_flags() -> Vec<String> {
         Cli::command()
@@ -84,7 +54,7 @@ mod tests {
     #[test]
     fn man_page_mentions_every_flag_and_the_sections() {
         let mut page = Vec::new();
-        man(&mut page).unwrap();
+        run(Tool::Man { dir: None }, &mut page).unwrap();
         let page = String::from_utf8(page).unwrap();
         assert!(page.starts_with(".ie") || page.contains(".TH"), "roff");
         for flag in long_flags() {
@@ -121,7 +91,7 @@ mod tests {
             Shell::PowerShell,
         ] {
             let mut script = Vec::new();
-            completions(shell, &mut script).unwrap();
+            run(Tool::Completions { shell }, &mut script).unwrap();
             let script = String::from_utf8(script).unwrap();
             for flag in long_flags() {
                 // fish names long options without the dashes (`-l home`).
@@ -147,7 +117,10 @@ mod tests {
     #[test]
     fn man_dir_writes_the_page() {
         let dir = tempfile::tempdir().unwrap();
-        let path = man_to_dir(&dir.path().join("man1")).unwrap();
+        let mut printed = Vec::new();
+        let man1 = dir.path().join("man1");
+        run(Tool::Man { dir: Some(man1) }, &mut printed).unwrap();
+        let path = PathBuf::from(String::from_utf8(printed).unwrap().trim());
         assert_eq!(path, dir.path().join("man1/p2pd.1"));
         assert!(std::fs::metadata(&path).unwrap().len() > 1000);
     }

@@ -6,10 +6,11 @@
 //! precedence is tested without a process; [`Cli::into_options`] then finds
 //! and reads tracker_info.txt. Nothing here touches the network.
 
-use crate::config::{self, Config, ConfigError};
-use clap::{Parser, Subcommand};
+use crate::config::{Config, ConfigError};
+use clap::Parser;
 use p2p_link::Fingerprint;
 use p2p_manual::Extra;
+pub use p2p_manual::Tool;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -121,22 +122,6 @@ pub struct Cli {
     /// 1024: 10M = 10MB = 10MiB) [default: unlimited].
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_download_rate: Option<u64>,
-}
-
-/// What p2pd can do besides running: its own documentation.
-#[derive(Debug, Subcommand)]
-pub enum Tool {
-    /// Print the completion script for SHELL on stdout.
-    Completions {
-        /// The shell the script is for.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff) on stdout, or write p2pd.1 into DIR.
-    Man {
-        /// Directory to write p2pd.1 into (created if missing).
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
 }
 
 /// The command line and the config file merged; tracker_info.txt not yet
@@ -259,7 +244,7 @@ impl Cli {
             Some(path) => path.clone(),
             None => {
                 let cwd = std::env::current_dir().unwrap_or_default();
-                let config_dir = config::config_dir();
+                let config_dir = proto::dirs::config_dir();
                 let candidates =
                     tracker_info_candidates(&settings.home, config_dir.as_deref(), &cwd);
                 find_first(&candidates, config_dir.as_deref())?

@@ -14,6 +14,13 @@ pub fn data_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "p2pshare").map(|d| d.data_dir().to_path_buf())
 }
 
+/// The p2pshare config directory (`~/.config/p2pshare` on Linux, honouring
+/// `XDG_CONFIG_HOME`), if the platform has one: p2pd's `config.toml`, and
+/// its last place to look for tracker_info.txt.
+pub fn config_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "p2pshare").map(|d| d.config_dir().to_path_buf())
+}
+
 /// A daemon's home when no `--home` or `P2P_HOME` is given.
 pub fn default_home() -> Option<PathBuf> {
     data_dir()

@@ -19,11 +19,15 @@
 //! - [`units`]: byte counts and rates, parsed and shown in binary units.
 //! - `service` (feature `service`): what `tracker` and `p2pd` share beyond
 //!   the wire: logging, signals, the accept loop, durable file writes.
+//! - `config_file` (feature `service`): paths and errors of the daemons'
+//!   config files.
 //! - `admission` (feature `service`): caps on the connections a listener
 //!   holds (per source address, in total) and the open-files limit.
 
 #[cfg(feature = "service")]
 pub mod admission;
+#[cfg(feature = "service")]
+pub mod config_file;
 pub mod ctl;
 pub mod dirs;
 pub mod error;

@@ -147,17 +147,8 @@ pub struct Cli {
 pub enum Command {
     #[command(flatten)]
     Key(KeyCommand),
-    /// Print the completion script for SHELL on stdout.
-    Completions {
-        /// The shell the script is for.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff) on stdout, or write tracker.1 into DIR.
-    Man {
-        /// Directory to write tracker.1 into (created if missing).
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Tool(p2p_manual::Tool),
 }
 
 /// What `serve` runs with: the command line over the config file over the
@@ -180,8 +171,7 @@ pub struct Args {
 #[derive(Debug)]
 pub enum Action {
     Key(KeyCommand),
-    Completions(clap_complete::Shell),
-    Man(Option<PathBuf>),
+    Tool(p2p_manual::Tool),
     Serve(Box<Args>),
 }
 
@@ -205,8 +195,7 @@ impl Cli {
     pub fn action(self) -> Result<Action, CliError> {
         match self.command {
             Some(Command::Key(command)) => return Ok(Action::Key(command)),
-            Some(Command::Completions { shell }) => return Ok(Action::Completions(shell)),
-            Some(Command::Man { dir }) => return Ok(Action::Man(dir)),
+            Some(Command::Tool(tool)) => return Ok(Action::Tool(tool)),
             None => {}
         }
         let file = match &self.config {
@@ -300,9 +289,12 @@ mod tests {
         ));
         assert!(matches!(
             cli(&["completions", "zsh"]).command,
-            Some(Command::Completions { .. })
+            Some(Command::Tool(p2p_manual::Tool::Completions { .. }))
         ));
-        assert!(matches!(cli(&["man"]).command, Some(Command::Man { .. })));
+        assert!(matches!(
+            cli(&["man"]).command,
+            Some(Command::Tool(p2p_manual::Tool::Man { .. }))
+        ));
         assert!(cli(&["--config", "t.toml"]).tracker_info.is_none());
     }
 

@@ -5,6 +5,7 @@
 //! here, with the file, the line and the key in the message, so a typo
 //! stops the tracker at start instead of being ignored.
 
+use proto::config_file::{path_in_file, toml_error_line, user_home};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -68,7 +69,8 @@ impl TrackerConfig {
             path: path.to_path_buf(),
             message,
         };
-        let mut c: TrackerConfig = toml::from_str(text).map_err(|e| invalid(one_line(&e, text)))?;
+        let mut c: TrackerConfig =
+            toml::from_str(text).map_err(|e| invalid(toml_error_line(&e, text)))?;
         // The same lower bounds as the flags'.
         let too_small = |key: &str, value: Option<u64>, min: u64| match value {
             Some(v) if v < min => Err(invalid(format!("{key} = {v}: must be at least {min}"))),
@@ -91,36 +93,6 @@ impl TrackerConfig {
     }
 }
 
-/// A path as written in the config file at `file`: `~/x` is in the user's
-/// home (as a shell would have it), a relative path is from the file's
-/// directory (not the working directory, so a unit and a shell agree).
-fn path_in_file(file: &Path, value: PathBuf, home: Option<&Path>) -> PathBuf {
-    if let (Ok(rest), Some(home)) = (value.strip_prefix("~"), home) {
-        return home.join(rest);
-    }
-    file.parent().unwrap_or(Path::new("")).join(value)
-}
-
-/// The user's home directory, for `~/` in config files.
-fn user_home() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
-}
-
-/// toml's message on one line, with the line of the file it is about
-/// (its own rendering draws the line over several).
-fn one_line(e: &toml::de::Error, text: &str) -> String {
-    let message = e.message().trim().replace('\n', " ");
-    match e.span() {
-        Some(span) => {
-            let start = span.start.min(text.len());
-            let line = text[..start].matches('\n').count() + 1;
-            let shown = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("line {line} ({shown}): {message}")
-        }
-        None => message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,26 +101,12 @@ mod tests {
         TrackerConfig::parse(text, Path::new("/etc/p2p/tracker.toml"))
     }
 
+    use proto::config_file::known_keys;
+
     /// The ```toml blocks of docs/configuration.md whose first line
     /// contains `marker`.
     fn doc_examples(marker: &str) -> Vec<String> {
-        let doc = include_str!("../../docs/configuration.md");
-        doc.split("```toml\n")
-            .skip(1)
-            .filter_map(|rest| rest.split("```").next())
-            .filter(|block| block.lines().next().is_some_and(|l| l.contains(marker)))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The keys serde knows, from its own "expected one of" list.
-    fn known_keys(message: &str) -> Vec<String> {
-        let list = message.split("expected one of").nth(1).expect("key list");
-        list.split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_owned)
-            .collect()
+        proto::config_file::toml_blocks(include_str!("../../docs/configuration.md"), marker)
     }
 
     #[test]

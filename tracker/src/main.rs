@@ -61,13 +61,9 @@ fn main() -> ExitCode {
     tracker::data_dir::restrict_umask();
     let result = match cli::Cli::parse().action() {
         Ok(cli::Action::Key(command)) => key_command(command),
-        Ok(cli::Action::Completions(shell)) => {
-            manual::print(|out| manual::completions(shell, out)).map_err(Into::into)
+        Ok(cli::Action::Tool(tool)) => {
+            manual::print(|out| manual::run(tool, out)).map_err(Into::into)
         }
-        Ok(cli::Action::Man(None)) => manual::print(manual::man).map_err(Into::into),
-        Ok(cli::Action::Man(Some(dir))) => manual::man_to_dir(&dir)
-            .map(|path| println!("{}", path.display()))
-            .map_err(Into::into),
         Ok(cli::Action::Serve(args)) => run(*args),
         Err(e) => Err(e.into()),
     };

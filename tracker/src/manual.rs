@@ -8,30 +8,13 @@
 use crate::cli::{Cli, EXTRA};
 use clap::CommandFactory;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
-/// The completion script for `shell`.
+/// `tracker completions` / `tracker man`: print or write what `tool` asks.
 ///
 /// # Errors
-/// Writing to `out` failed.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> std::io::Result<()> {
-    p2p_manual::completions(Cli::command(), "tracker", shell, out)
-}
-
-/// The man page, roff.
-///
-/// # Errors
-/// Writing to `out` failed.
-pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
-    EXTRA.man_page(Cli::command(), out)
-}
-
-/// Write `DIR/tracker.1`; returns its path.
-///
-/// # Errors
-/// The directory cannot be made or the file written.
-pub fn man_to_dir(dir: &Path) -> std::io::Result<PathBuf> {
-    EXTRA.man_to_dir(Cli::command(), "tracker", dir)
+/// Writing to `out` or into the directory failed.
+pub fn run(tool: p2p_manual::Tool, out: &mut dyn Write) -> std::io::Result<()> {
+    EXTRA.run(tool, Cli::command(), "tracker", out)
 }
 
 /// `tracker completions` / `tracker man` on stdout; a closed pipe
@@ -50,6 +33,8 @@ pub fn print(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::
 mod tests {
     use super::*;
     use clap_complete::Shell;
+    use p2p_manual::Tool;
+    use std::path::PathBuf;
 
     fn long_flags() -> Vec<String> {
         Cli::command()
@@ -81,7 +66,7 @@ mod tests {
     #[test]
     fn man_page_mentions_every_flag_and_the_sections() {
         let mut page = Vec::new();
-        man(&mut page).unwrap();
+        run(Tool::Man { dir: None }, &mut page).unwrap();
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH"), "roff");
         for flag in long_flags() {
@@ -114,7 +99,7 @@ mod tests {
             Shell::PowerShell,
         ] {
             let mut script = Vec::new();
-            completions(shell, &mut script).unwrap();
+            run(Tool::Completions { shell }, &mut script).unwrap();
             let script = String::from_utf8(script).unwrap();
             for flag in long_flags() {
                 assert!(script.contains(&flag), "{shell}: {flag}");
@@ -142,7 +127,10 @@ mod tests {
     #[test]
     fn man_dir_writes_the_page() {
         let dir = tempfile::tempdir().unwrap();
-        let path = man_to_dir(&dir.path().join("man1")).unwrap();
+        let mut printed = Vec::new();
+        let man1 = dir.path().join("man1");
+        run(Tool::Man { dir: Some(man1) }, &mut printed).unwrap();
+        let path = PathBuf::from(String::from_utf8(printed).unwrap().trim());
         assert_eq!(path, dir.path().join("man1/tracker.1"));
         assert!(std::fs::metadata(&path).unwrap().len() > 1000);
     }

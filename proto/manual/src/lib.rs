@@ -9,6 +9,24 @@ use roff::{bold, italic, roman, Roff};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// What each program can do besides its work: print its own documentation.
+/// Flattened into the program's subcommands (`PROG completions bash`,
+/// `PROG man --dir DIR`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Tool {
+    /// Print the completion script for SHELL on stdout.
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, or write it into DIR as PROGRAM.1.
+    Man {
+        /// Directory to write the page into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
 /// The completion script of `cmd` for `shell`, the program called `name`.
 ///
 /// # Errors
@@ -136,6 +154,29 @@ impl Extra {
 }
 
 impl Extra {
+    /// Does what `tool` asks for the program `cmd` called `name`: the
+    /// script or the page on `out`, or the page written into a directory
+    /// and its path on `out`.
+    ///
+    /// # Errors
+    /// Writing to `out` or into the directory failed.
+    pub fn run(
+        &self,
+        tool: Tool,
+        cmd: clap::Command,
+        name: &str,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
+        match tool {
+            Tool::Completions { shell } => completions(cmd, name, shell, out),
+            Tool::Man { dir: None } => self.man_page(cmd, out),
+            Tool::Man { dir: Some(dir) } => {
+                let path = self.man_to_dir(cmd, name, &dir)?;
+                writeln!(out, "{}", path.display())
+            }
+        }
+    }
+
     /// Writes `DIR/NAME.1` (the page of `cmd`); returns its path.
     ///
     /// # Errors
