@@ -25,30 +25,13 @@ mod tests {
     use std::path::PathBuf;
 
     fn long_flags() -> Vec<String> {
-        Cli::command()
-            .get_arguments()
-            .filter_map(|a| a.get_long().map(str::to_owned))
-            .filter(|l| l != "help" && l != "version")
-            .collect()
+        p2p_manual::long_flags(&Cli::command())
     }
 
     #[test]
     fn every_argument_is_described() {
-        let cmd = Cli::command();
-        for arg in cmd.get_arguments() {
-            assert!(arg.get_help().is_some(), "{} has no help", arg.get_id());
-        }
-        for sub in cmd.get_subcommands() {
-            assert!(sub.get_about().is_some(), "{}", sub.get_name());
-            for arg in sub.get_arguments() {
-                assert!(
-                    arg.get_help().is_some(),
-                    "{} {}",
-                    sub.get_name(),
-                    arg.get_id()
-                );
-            }
-        }
+        let missing = p2p_manual::undescribed(&Cli::command());
+        assert!(missing.is_empty(), "no help: {missing:?}");
     }
 
     #[test]

@@ -27,6 +27,38 @@ pub enum Tool {
     },
 }
 
+/// The long flags of `cmd` (not `help` and `version`), for tests that
+/// check a page or a script names every one.
+pub fn long_flags(cmd: &clap::Command) -> Vec<String> {
+    cmd.get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .filter(|l| l != "help" && l != "version")
+        .collect()
+}
+
+/// What `cmd` leaves without a description: arguments with no help,
+/// subcommands with no about, and their arguments with no help (`help` and
+/// `version` excepted). Empty when `--help` and the man page describe all.
+pub fn undescribed(cmd: &clap::Command) -> Vec<String> {
+    let skip = |a: &clap::Arg| matches!(a.get_id().as_str(), "help" | "version");
+    let mut missing: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !skip(a) && a.get_help().is_none())
+        .map(|a| a.get_id().to_string())
+        .collect();
+    for sub in cmd.get_subcommands() {
+        if sub.get_about().is_none() {
+            missing.push(sub.get_name().to_owned());
+        }
+        missing.extend(
+            sub.get_arguments()
+                .filter(|a| !skip(a) && a.get_help().is_none())
+                .map(|a| format!("{} {}", sub.get_name(), a.get_id())),
+        );
+    }
+    missing
+}
+
 /// The completion script of `cmd` for `shell`, the program called `name`.
 ///
 /// # Errors
@@ -193,5 +225,20 @@ impl Extra {
         self.man_page(cmd, &mut page)?;
         std::fs::write(&path, page)?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_argument_without_help_is_named() {
+        let cmd = clap::Command::new("t")
+            .arg(clap::Arg::new("quiet").long("quiet").help("say less"))
+            .arg(clap::Arg::new("bare").long("bare"))
+            .subcommand(clap::Command::new("sub").arg(clap::Arg::new("x")));
+        assert_eq!(undescribed(&cmd), vec!["bare", "sub", "sub x"]);
+        assert_eq!(long_flags(&cmd), vec!["quiet", "bare"]);
     }
 }
