@@ -17,6 +17,7 @@
 //! | 8 | [`Message::Reject`] | piece u32, offset u32, len u32 |
 //! | 9 | [`Message::KeepAlive`] | empty |
 //! | 10 | [`Message::Ticket`] | the ticket, UTF-8 |
+//! | 11 | [`Message::Fetchers`] | JSON array of user ids |
 //!
 //! Frames travel inside a TLS link on which both ends proved a key.
 //! The connection is one-way in purpose: the side that connects downloads,
@@ -26,8 +27,13 @@
 //! `Bitfield`, or `HandshakeReject` and closes. Then the downloader sends
 //! `Request`/`Cancel`, and a fresh `Ticket` before the last one expires; the
 //! server answers each request with `Piece` or `Reject` while the ticket is
-//! live, and announces new pieces with `Have`. Either side may send
-//! `KeepAlive` when idle.
+//! live, and announces new pieces with `Have`, and who else fetches the same
+//! file from it with `Fetchers` (so downloaders find each other, and know
+//! to spread their picks, without waiting for their next look at the
+//! tracker). The downloader sends `Have` for each piece it verifies, so a
+//! server holding the whole file can steer a crowd: it may first show a
+//! downloader only some of its pieces, and more as those arrive. Either
+//! side may send `KeepAlive` when idle.
 //!
 //! Decoding never panics: every length is checked, a body must be exactly as
 //! long as its tag says, and piece data borrows from the frame buffer
@@ -51,6 +57,10 @@ pub const PEER_PROTOCOL_VERSION: u32 = 1;
 pub const MAX_TICKET_BYTES: usize = 256;
 /// Longest handshake JSON accepted (names are bounded; this leaves room).
 pub const MAX_HANDSHAKE_BYTES: usize = 4 * 1024;
+/// Users named in one `Fetchers` message at most (a server with more
+/// names a sample), and the most bytes its body may take.
+pub const MAX_FETCHERS_LISTED: usize = 48;
+pub const MAX_FETCHERS_BYTES: usize = 4 * 1024;
 /// Length of the frame length prefix.
 pub const FRAME_PREFIX_BYTES: usize = 4;
 /// Tag, piece and offset of a `Piece` message, before the data.
@@ -77,6 +87,7 @@ mod tag {
     pub const REJECT: u8 = 8;
     pub const KEEP_ALIVE: u8 = 9;
     pub const TICKET: u8 = 10;
+    pub const FETCHERS: u8 = 11;
 }
 
 /// What a downloader says first: which file, and the proof it may fetch it.
@@ -94,6 +105,12 @@ pub struct Handshake {
     pub ticket: String,
     /// Who the downloader says it is; the ticket must name the same user.
     pub user: UserId,
+    /// The downloader takes part in a crowd: it understands `Fetchers` and
+    /// sends `Have` for each piece it verifies, so the server may steer it.
+    /// Absent (false) from daemons that predate it, which are served
+    /// plainly; servers that predate it ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crowd: bool,
 }
 
 /// A byte range of one piece: what `Request`, `Cancel` and `Reject` name.
@@ -180,6 +197,11 @@ pub enum Message<'a> {
     /// link: the server serves only while the latest ticket is live, so a
     /// member who leaves stops receiving bytes once it expires.
     Ticket(&'a str),
+    /// From the server: the other users fetching this file from it now
+    /// (at most [`MAX_FETCHERS_LISTED`]; the whole list each time, empty
+    /// when none is left). A hint, not a credential: the downloader asks
+    /// the tracker for their addresses and keys.
+    Fetchers(Vec<UserId>),
 }
 
 /// Why a payload is not a peer message.
@@ -212,6 +234,8 @@ pub enum PeerError {
     TicketTooLong(usize),
     #[error("a ticket is text")]
     BadTicket,
+    #[error("fetchers list of {0} users exceeds the limit of {MAX_FETCHERS_LISTED}")]
+    TooManyFetchers(usize),
     #[error("message does not fit in a peer frame ({0} bytes)")]
     FrameTooLarge(usize),
 }
@@ -311,6 +335,24 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, PeerError> {
             }
             Message::Ticket(std::str::from_utf8(body).map_err(|_| PeerError::BadTicket)?)
         }
+        tag::FETCHERS => {
+            if body.len() > MAX_FETCHERS_BYTES {
+                return Err(PeerError::TooLong {
+                    what: "fetchers",
+                    got: body.len(),
+                    max: MAX_FETCHERS_BYTES,
+                });
+            }
+            let users: Vec<UserId> =
+                serde_json::from_slice(body).map_err(|source| PeerError::Json {
+                    what: "fetchers",
+                    source,
+                })?;
+            if users.len() > MAX_FETCHERS_LISTED {
+                return Err(PeerError::TooManyFetchers(users.len()));
+            }
+            Message::Fetchers(users)
+        }
         other => return Err(PeerError::UnknownTag(other)),
     })
 }
@@ -368,6 +410,16 @@ pub fn encode_payload(msg: &Message<'_>, out: &mut Vec<u8>) -> Result<(), PeerEr
         Message::Ticket(t) => {
             out.push(tag::TICKET);
             out.extend_from_slice(t.as_bytes());
+        }
+        Message::Fetchers(users) => {
+            if users.len() > MAX_FETCHERS_LISTED {
+                return Err(PeerError::TooManyFetchers(users.len()));
+            }
+            out.push(tag::FETCHERS);
+            serde_json::to_writer(&mut *out, users).map_err(|source| PeerError::Json {
+                what: "fetchers",
+                source,
+            })?;
         }
     }
     Ok(())
@@ -591,7 +643,22 @@ mod tests {
             sha1: Sha1Hash([7; 20]),
             ticket: "0123456789abcdef0123456789abcdef".into(),
             user: "bob".parse().unwrap(),
+            crowd: true,
         }
+    }
+
+    #[test]
+    fn a_handshake_from_an_older_daemon_is_no_crowd_member() {
+        let mut old = serde_json::to_value(handshake()).unwrap();
+        old.as_object_mut().unwrap().remove("crowd");
+        let hs: Handshake = serde_json::from_value(old).unwrap();
+        assert!(!hs.crowd);
+        let plain = Handshake {
+            crowd: false,
+            ..handshake()
+        };
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("crowd"), "left out when false: {json}");
     }
 
     #[test]
@@ -643,6 +710,8 @@ mod tests {
             Message::KeepAlive,
             Message::Ticket("1045.abcd"),
             Message::Ticket(""),
+            Message::Fetchers(vec![]),
+            Message::Fetchers(vec!["alice".parse().unwrap(), "bob.2".parse().unwrap()]),
         ]
     }
 
@@ -738,6 +807,42 @@ mod tests {
                     (Ok(other), _) => panic!("{msg:?} cut at {cut} decoded as {other:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fetchers_lists_are_bounded_and_made_of_valid_ids() {
+        // The longest ids, as many as allowed, fit the body limit.
+        let long: Vec<UserId> = (0..MAX_FETCHERS_LISTED)
+            .map(|i| format!("{i:0>64}").parse().unwrap())
+            .collect();
+        let mut payload = Vec::new();
+        encode_payload(&Message::Fetchers(long.clone()), &mut payload).unwrap();
+        assert!(payload.len() - 1 <= MAX_FETCHERS_BYTES);
+        assert_eq!(decode(&payload).unwrap(), Message::Fetchers(long.clone()));
+        // One more is refused both ways.
+        let mut more = long;
+        more.push("x".parse().unwrap());
+        assert!(matches!(
+            encode_payload(&Message::Fetchers(more), &mut Vec::new()),
+            Err(PeerError::TooManyFetchers(49))
+        ));
+        let many = format!("{:?}", vec!["a"; MAX_FETCHERS_LISTED + 1]);
+        let hostile = [&[tag::FETCHERS][..], many.as_bytes()].concat();
+        assert!(matches!(
+            decode(&hostile),
+            Err(PeerError::TooManyFetchers(49))
+        ));
+        // Invalid ids, other JSON, and oversized bodies are errors.
+        for body in [
+            &br#"["../etc"]"#[..],
+            br#"[""]"#,
+            br#"{"a":1}"#,
+            br#"[1,2]"#,
+            &vec![b' '; MAX_FETCHERS_BYTES + 1],
+        ] {
+            let p = [&[tag::FETCHERS][..], body].concat();
+            assert!(decode(&p).is_err(), "{}", String::from_utf8_lossy(body));
         }
     }
 

@@ -29,15 +29,19 @@ fn handshake() -> impl Strategy<Value = Handshake> {
         any::<[u8; 20]>(),
         "[ -~]{0,200}",
         id(),
+        any::<bool>(),
     )
-        .prop_map(|(version, group, name, sha1, ticket, user)| Handshake {
-            version,
-            group: group.parse().expect("a valid id"),
-            name: name.parse().expect("a valid name"),
-            sha1: Sha1Hash(sha1),
-            ticket,
-            user: user.parse().expect("a valid id"),
-        })
+        .prop_map(
+            |(version, group, name, sha1, ticket, user, crowd)| Handshake {
+                version,
+                group: group.parse().expect("a valid id"),
+                name: name.parse().expect("a valid name"),
+                sha1: Sha1Hash(sha1),
+                ticket,
+                user: user.parse().expect("a valid id"),
+                crowd,
+            },
+        )
 }
 
 /// A message and the buffers it borrows from.
