@@ -9,6 +9,8 @@
 //!   - `mid`: ~35% verified, the 7 other peers' pipelines full, half of
 //!     their earlier requests received (rarest first over ~1300 wanted
 //!     pieces).
+//!   - `mid-spread`: the same with ties drawn over the whole file (the
+//!     download's sources serve others too).
 //!   - `endgame`: 48 pieces missing, all but 4 of their blocks received or
 //!     requested from the other peers; the peer picks the 4 and 12
 //!     duplicates.
@@ -59,6 +61,7 @@ struct World {
     bitfields: Vec<Bitfield>,
     rng: StdRng,
     picks: Vec<BlockPick>,
+    spread: bool,
 }
 
 impl World {
@@ -83,6 +86,7 @@ impl World {
             bitfields,
             rng,
             picks: Vec::with_capacity(PIPELINE_DEPTH_BLOCKS),
+            spread: false,
         }
     }
 
@@ -96,6 +100,7 @@ impl World {
             peer,
             peer_has: &self.bitfields[peer.0 as usize],
             availability: &self.avail,
+            spread: self.spread,
         };
         pick_blocks(&view, &mut self.rng, max, &mut self.picks)
     }
@@ -181,6 +186,13 @@ fn bench_pick(c: &mut Criterion) {
     let mut worlds = [
         ("fresh", fresh_world()),
         ("mid", mid_world()),
+        (
+            "mid-spread",
+            World {
+                spread: true,
+                ..mid_world()
+            },
+        ),
         ("endgame", endgame_world()),
     ];
     for (name, w) in &mut worlds {

@@ -109,6 +109,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         client: client.clone(),
         shares: shares.clone(),
         serving: ServeIndex::new(shares.clone()),
+        fetchers: Arc::default(),
         upload_limit: RateLimiter::new(options.max_upload_rate),
         download_limit: RateLimiter::new(options.max_download_rate),
         uploaded: uploaded.clone(),

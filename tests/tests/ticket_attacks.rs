@@ -118,6 +118,7 @@ fn handshake(group: &str, name: &str, sha1: Sha1Hash, user: &str, ticket: &str) 
         sha1,
         ticket: ticket.to_owned(),
         user: user.parse().expect("user id"),
+        crowd: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the swarm engine receives from the daemon: a narrow set of handles,
 //! not the daemon itself.
 
+use super::fetchers::FetcherBook;
 use super::rate::RateLimiter;
 use super::serve_index::ServeIndex;
 use crate::shares::ShareSet;
@@ -20,6 +21,8 @@ pub struct SwarmContext {
     pub shares: Arc<ShareSet>,
     /// What the seeder may serve: shares and verified pieces of downloads.
     pub serving: Arc<ServeIndex>,
+    /// Who fetches which file from us (told to each served downloader).
+    pub fetchers: Arc<FetcherBook>,
     /// `--max-upload-rate`, shared by every served connection.
     pub upload_limit: RateLimiter,
     /// `--max-download-rate`, shared by every download connection.

@@ -13,6 +13,10 @@
 //!   the saver, the status, the typed error, the event loop.
 //! - [`seeder`]: one incoming connection (we serve): admission (ticket
 //!   check), then requests answered from disk.
+//! - [`fetchers`]: who fetches which file from us, told to each of them
+//!   (`Fetchers`), so downloaders find each other fast.
+//! - [`steering`]: which of our pieces each of a crowd of downloaders is
+//!   shown, so that a whole file's seeder sends every piece once.
 //! - [`serve_index`]: what may be served: shares, and verified pieces of
 //!   downloads in progress.
 //! - [`peer_conn`]: one outgoing connection (we download from the peer).
@@ -94,6 +98,7 @@
 
 pub mod context;
 pub mod download;
+pub mod fetchers;
 pub mod lease;
 pub mod peer_conn;
 pub mod picker;
@@ -104,6 +109,7 @@ pub mod rate;
 pub mod resume;
 pub mod seeder;
 pub mod serve_index;
+pub mod steering;
 pub mod storage;
 pub mod verifier;
 pub mod wire;

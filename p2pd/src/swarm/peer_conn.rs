@@ -32,6 +32,8 @@ pub enum Out {
     Cancel(BlockRef),
     /// A fresh ticket, so the seeder goes on serving.
     Ticket(Arc<str>),
+    /// We verified this piece (a steering seeder shows us another).
+    Have(u32),
 }
 
 /// What a connection reports to its download.
@@ -48,6 +50,8 @@ pub enum PeerEvent {
         payload: Vec<u8>,
     },
     Reject(BlockRef),
+    /// The others fetching the same file from this peer.
+    Fetchers(Vec<proto::UserId>),
     Closed(ConnError),
 }
 
@@ -238,6 +242,10 @@ async fn read_messages(
                 pool.put(p);
                 PeerEvent::Reject(b)
             }
+            Message::Fetchers(users) => {
+                pool.put(p);
+                PeerEvent::Fetchers(users)
+            }
             Message::KeepAlive => {
                 pool.put(p);
                 continue;
@@ -277,6 +285,7 @@ async fn write_messages(
                 Out::Request(b) => Message::Request(*b),
                 Out::Cancel(b) => Message::Cancel(*b),
                 Out::Ticket(t) => Message::Ticket(t),
+                Out::Have(p) => Message::Have(*p),
             };
             encode_frame(&msg, &mut batch).map_err(|source| ConnError::Decode { step, source })?;
             next = if batch.len() < 64 * 1024 {

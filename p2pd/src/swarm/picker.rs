@@ -11,12 +11,23 @@
 //! 2. Finish what is in flight: wanted blocks of in-flight pieces first, so
 //!    pieces complete (and become servable) fast.
 //! 3. Then a new piece, all its blocks: the rarest (fewest connected peers
-//!    have it) with a random tie-break among the lowest-indexed of them (the
-//!    [`TIE_WINDOW_PIECES`] from the lowest rarest index on), so the verified
-//!    prefix grows nearly in order and the whole-file hash keeps up with the
-//!    download; while we have no verified piece, a
-//!    uniformly random one instead, so we soon have something to share and
-//!    downloaders starting together do not all chase the same piece.
+//!    have it), ties broken at random; while we have no verified piece, a
+//!    uniformly random one instead, so we soon have something to share.
+//!    Where the random tie-break draws from depends on whether our sources
+//!    are shared ([`Mediator::spread`]):
+//!    - alone (nobody else fetches from our sources): among the
+//!      [`TIE_WINDOW_PIECES`] lowest-indexed rarest pieces, so the verified
+//!      prefix grows nearly in order and the whole-file hash keeps up with
+//!      the download (a fast download from several seeders costs no extra
+//!      pass over the file at the end);
+//!    - shared (a source told us it serves others the same file): over the
+//!      whole file. Downloaders starting together then take different
+//!      pieces from the one seeder, so it sends each piece about once and
+//!      they trade the rest (rarest first with random ties, as BitTorrent
+//!      does; Legout et al. 2006). A window would have them all chase the
+//!      same 32 pieces. The cost: the whole-file hash catches up at the end
+//!      (a few hundred MB/s slower than the network only in theory; at a
+//!      shared source's rate it is a fraction of a second per GiB).
 //! 4. Endgame, once every missing block is requested (counting this call's
 //!    picks): blocks requested from *other* peers only, as duplicates
 //!    ([`BlockPick::duplicate`]). The first copy to arrive wins; the caller
@@ -28,8 +39,6 @@
 //! once per [`proto::geometry::MAX_BLOCKS_PER_PIECE`] blocks.
 //! At 2,048 pieces (1 GiB) a top-up costs ~40 µs mid-download (`cargo
 //! bench -p p2pd --bench picker`), a few tenths of a CPU second per GiB.
-//! TODO(#14): rarest-first across the whole file comes with a bucketed
-//! wanted list.
 
 use super::pieces::{BlockStatus, PeerId, PieceTracker};
 use proto::peer::Bitfield;
@@ -63,6 +72,9 @@ pub trait Mediator {
     fn block_status(&self, piece: u32, block: u32) -> BlockStatus;
     /// Blocks neither received nor requested, over the whole file.
     fn unrequested_blocks(&self) -> u64;
+    /// Whether our sources serve other downloaders of this file too: break
+    /// ties over the whole file instead of the lowest window.
+    fn spread(&self) -> bool;
 }
 
 /// One block to request.
@@ -161,9 +173,10 @@ where
 }
 
 /// A wanted piece the peer has and this call has not taken: uniformly
-/// random if `random`, else the rarest with a uniformly random tie-break
-/// among those within [`TIE_WINDOW_PIECES`] of the lowest-indexed rarest
-/// one (two passes, reservoir sampling, no allocation).
+/// random if `random`, else the rarest with a uniformly random tie-break,
+/// over the whole file if [`Mediator::spread`], else among those within
+/// [`TIE_WINDOW_PIECES`] of the lowest-indexed rarest one (reservoir
+/// sampling, no allocation; a second pass finds the window).
 fn choose_new_piece<M, R>(m: &M, rng: &mut R, random: bool, taken: &[u32]) -> Option<u32>
 where
     M: Mediator + ?Sized,
@@ -172,7 +185,7 @@ where
     let candidate = |piece: u32| m.peer_has(piece) && !taken.contains(&piece);
     // Pass 1: the rarity to pick at and the window of indices.
     let mut end = u32::MAX;
-    if !random {
+    if !random && !m.spread() {
         let mut rarest = u32::MAX;
         let mut lowest = u32::MAX;
         for &piece in m.wanted_pieces() {
@@ -218,6 +231,8 @@ pub struct LiveView<'a> {
     /// The peer's verified pieces (its `Bitfield` and `Have`s).
     pub peer_has: &'a Bitfield,
     pub availability: &'a Availability,
+    /// See [`Mediator::spread`].
+    pub spread: bool,
 }
 
 impl Mediator for LiveView<'_> {
@@ -244,6 +259,9 @@ impl Mediator for LiveView<'_> {
     }
     fn unrequested_blocks(&self) -> u64 {
         self.pieces.unrequested_blocks()
+    }
+    fn spread(&self) -> bool {
+        self.spread
     }
 }
 
@@ -300,6 +318,9 @@ impl Availability {
 }
 
 #[cfg(test)]
+mod swarm_sim;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proto::geometry;
@@ -317,6 +338,7 @@ mod tests {
         in_flight: Vec<u32>,
         blocks: HashMap<(u32, u32), BlockStatus>,
         unrequested: u64,
+        spread: bool,
     }
 
     impl Fake {
@@ -360,6 +382,9 @@ mod tests {
         }
         fn unrequested_blocks(&self) -> u64 {
             self.unrequested
+        }
+        fn spread(&self) -> bool {
+            self.spread
         }
     }
 
@@ -430,6 +455,74 @@ mod tests {
             "{firsts:?}"
         );
         assert!(firsts.len() > TIE_WINDOW_PIECES as usize / 2, "{firsts:?}");
+    }
+
+    #[test]
+    fn spread_draws_ties_from_the_whole_file() {
+        let n = 8 * TIE_WINDOW_PIECES;
+        let mut m = Fake::new(n).peer_has_all(n);
+        m.have_count = 1;
+        m.spread = true;
+        let firsts: HashSet<u32> = (0..400).map(|s| pick(&m, s, 1)[0].piece).collect();
+        assert!(
+            firsts
+                .iter()
+                .filter(|&&p| p >= 4 * TIE_WINDOW_PIECES)
+                .count()
+                > 20,
+            "{firsts:?}"
+        );
+        // Rarity still comes first.
+        m.avail = [(n - 3, 0)].into();
+        for seed in 0..20 {
+            assert_eq!(pick(&m, seed, 1)[0].piece, n - 3, "seed {seed}");
+        }
+    }
+
+    /// K downloaders that each verified one piece of their own ask one
+    /// seeder for a pipeline's worth: spread, they ask for mostly different
+    /// pieces; windowed, at most a window's worth between them all.
+    #[test]
+    fn downloaders_sharing_a_seeder_pick_mostly_disjoint_pieces() {
+        const K: u32 = 12;
+        let pieces = 512; // 256 MiB
+        let size = u64::from(pieces) * geometry::PIECE_SIZE_BYTES;
+        let seeder = Bitfield::full(pieces);
+        let mut avail = Availability::new(pieces);
+        avail.add_peer(&seeder);
+        let distinct = |spread: bool, seed: u64| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut asked = HashSet::new();
+            let mut total = 0;
+            for d in 0..K {
+                let mut have = Bitfield::new(pieces);
+                have.set(rng.gen_range(0..pieces)).unwrap();
+                let t = PieceTracker::with_verified(size, &have).unwrap();
+                let view = LiveView {
+                    pieces: &t,
+                    peer: PeerId(d),
+                    peer_has: &seeder,
+                    availability: &avail,
+                    spread,
+                };
+                let mut out = Vec::new();
+                pick_blocks(&view, &mut rng, PIPELINE_DEPTH_BLOCKS, &mut out);
+                let mine: HashSet<u32> = out.iter().map(|p| p.piece).collect();
+                total += mine.len();
+                asked.extend(mine);
+            }
+            (asked.len(), total)
+        };
+        for seed in 0..10 {
+            let (spread, total) = distinct(true, seed);
+            assert_eq!(total, 4 * K as usize, "4 pieces of 4 blocks each");
+            assert!(spread * 5 >= total * 4, "seed {seed}: {spread} of {total}");
+            let (window, _) = distinct(false, seed);
+            assert!(
+                window <= TIE_WINDOW_PIECES as usize + 1,
+                "seed {seed}: {window}"
+            );
+        }
     }
 
     #[test]
@@ -598,6 +691,7 @@ mod tests {
                     peer: *peer,
                     peer_has: has,
                     availability: &avail,
+                    spread: seed % 2 == 0,
                 };
                 pick_blocks(&view, &mut rng, max, &mut out);
                 for p in &out {

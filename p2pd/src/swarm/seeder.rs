@@ -13,12 +13,17 @@
 //! the lease with fresh `Ticket`s) and a writer future answers them in
 //! order, one `Piece` frame read from disk straight into a reused buffer,
 //! under the shared upload rate limit, plus `Have` for pieces a running
-//! download verifies meanwhile. Whichever future ends first ends the
-//! connection; so do the end of our session and the end of the lease.
+//! download verifies meanwhile and `Fetchers` when the set of others
+//! fetching the same file from us changes ([`FetcherBook`](super::fetchers::FetcherBook)); both go out
+//! between two blocks, so a busy pipeline does not hold them back.
+//! Whichever future ends first ends the connection; so do the end of our
+//! session and the end of the lease.
 
 use super::context::SwarmContext;
+use super::fetchers::{self, Fetching, FileKey};
 use super::lease::{now_s, Lease};
 use super::serve_index::{ServeIndex, Source};
+use super::steering::Member;
 use super::storage::{fill_piece_frame, fill_piece_frame_cached, PartFile, ServeError};
 use super::wire::{
     read_payload, with_timeout, write_bytes, write_msg, ConnError, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT,
@@ -28,7 +33,8 @@ use crate::session::SessionStore;
 use p2p_link::PublicKey;
 use p2p_link::{LinkReader, LinkWriter};
 use proto::peer::{
-    decode, Bitfield, BlockRef, Handshake, Message, Refusal, RefusalReason, PEER_PROTOCOL_VERSION,
+    decode, Bitfield, BlockRef, Handshake, Message, Refusal, RefusalReason, MAX_FETCHERS_LISTED,
+    PEER_PROTOCOL_VERSION,
 };
 use proto::{ErrorCode, UserId, WireError};
 use std::collections::VecDeque;
@@ -100,19 +106,37 @@ pub async fn serve<H, S>(
     };
     tracing::debug!(user = %hs.user, name = %hs.name, "serving a peer");
     write_msg(&mut wr, &Message::HandshakeOk, &mut buf, step).await?;
-    let mut announced = Announced::of(&source);
-    let bits = Message::Bitfield(announced.have.as_bytes());
-    write_msg(&mut wr, &bits, &mut buf, step).await?;
+    let key = FileKey {
+        group: hs.group.clone(),
+        name: hs.name.clone(),
+        sha1: hs.sha1,
+    };
+    let (fetching, fetchers) = ctx.fetchers.join(key, hs.user.clone());
+    let crowd = Crowd::join(&source, &fetching, &fetchers.borrow(), &hs);
+    let mut announced = Announced::of(&source, fetchers, &hs);
+    let shown = match &crowd {
+        Crowd::Whole(m) => lock(m).shown().unwrap_or(&announced.have).clone(),
+        Crowd::Unsteered => announced.have.clone(),
+    };
+    write_msg(
+        &mut wr,
+        &Message::Bitfield(shown.as_bytes()),
+        &mut buf,
+        step,
+    )
+    .await?;
+    announced.tell_fetchers(&mut wr, &mut buf).await?;
 
     let requests = Requests::default();
     let writer = Writer {
         ctx: &ctx,
         source: &source,
         requests: &requests,
+        crowd: &crowd,
         name: &hs.name,
     };
     tokio::select! {
-        r = read_requests(&mut rd, &requests, source.size(), &lease) => r,
+        r = read_requests(&mut rd, &requests, &crowd, source.size(), &lease) => r,
         r = writer.run(&mut wr, &mut announced) => r,
         _ = session_over(ctx.client.sessions(), serving_user) => {
             Err(ConnError::Protocol("our session ended; no longer serving".into()))
@@ -198,30 +222,184 @@ fn find(
         })
 }
 
-/// The pieces the peer has been told about.
+/// What the peer has been told: our pieces, and who else fetches the file.
 struct Announced {
     have: Bitfield,
     /// A running download's verified pieces, as they grow.
     updates: Option<watch::Receiver<Bitfield>>,
+    /// Everyone fetching this file from us (the peer included).
+    fetchers: watch::Receiver<Arc<[UserId]>>,
+    /// The peer's user, left out of what it is told.
+    peer: UserId,
+    /// The peer understands `Fetchers` (see `Handshake::crowd`).
+    tell: bool,
+    /// Whether the peer was told of anyone (an empty list is sent only to
+    /// say the others are gone).
+    told_any: bool,
 }
 
 impl Announced {
-    fn of(source: &Source) -> Announced {
-        match source {
-            Source::Share { have, .. } => Announced {
-                have: have.clone(),
-                updates: None,
-            },
+    fn of(source: &Source, fetchers: watch::Receiver<Arc<[UserId]>>, hs: &Handshake) -> Announced {
+        let (have, updates) = match source {
+            Source::Share { have, .. } => (have.clone(), None),
             Source::Partial { have, .. } => {
                 let mut rx = have.clone();
                 let now = rx.borrow_and_update().clone();
-                Announced {
-                    have: now,
-                    updates: Some(rx),
-                }
+                (now, Some(rx))
             }
+        };
+        Announced {
+            have,
+            updates,
+            fetchers,
+            peer: hs.user.clone(),
+            tell: hs.crowd,
+            told_any: false,
         }
     }
+
+    /// Whether anything is left to announce right now.
+    fn pending(&self) -> bool {
+        (self.tell && self.fetchers.has_changed().unwrap_or(false))
+            || self
+                .updates
+                .as_ref()
+                .is_some_and(|rx| rx.has_changed().unwrap_or(false))
+    }
+
+    /// `Fetchers` with the current list, unless there is nothing new to say.
+    async fn tell_fetchers(
+        &mut self,
+        wr: &mut LinkWriter,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ConnError> {
+        let all = self.fetchers.borrow_and_update().clone();
+        if !self.tell {
+            return Ok(());
+        }
+        let others = fetchers::others(
+            &all,
+            &self.peer,
+            MAX_FETCHERS_LISTED,
+            &mut rand::thread_rng(),
+        );
+        if others.is_empty() && !self.told_any {
+            return Ok(());
+        }
+        self.told_any = !others.is_empty();
+        write_msg(wr, &Message::Fetchers(others), buf, "announcing fetchers").await
+    }
+
+    /// `Fetchers` if the list changed, and `Have` for every piece verified
+    /// since the last announcement.
+    async fn announce(&mut self, wr: &mut LinkWriter, buf: &mut Vec<u8>) -> Result<(), ConnError> {
+        if self.tell && self.fetchers.has_changed().unwrap_or(false) {
+            self.tell_fetchers(wr, buf).await?;
+        }
+        self.announce_pieces(wr, buf).await
+    }
+
+    /// `Have` for every piece verified since the last announcement. It
+    /// compares with what was announced rather than asking the watch
+    /// whether it changed: a `changed().await` that woke the writer has
+    /// already marked the new value seen.
+    async fn announce_pieces(
+        &mut self,
+        wr: &mut LinkWriter,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ConnError> {
+        let Some(rx) = self.updates.as_mut() else {
+            return Ok(());
+        };
+        // Closed: the download ended. What it verified stays valid, and
+        // its last value may not have been announced yet.
+        let ended = rx.has_changed().is_err();
+        let now = rx.borrow_and_update().clone();
+        if ended {
+            self.updates = None;
+        }
+        for p in now.ones() {
+            if !self.have.has(p) {
+                write_msg(wr, &Message::Have(p), buf, "announcing pieces").await?;
+            }
+        }
+        self.have = now;
+        Ok(())
+    }
+}
+
+/// This connection's part in steering the file's crowd (see `steering`).
+enum Crowd {
+    /// We serve part of the file (nothing to steer), or the peer does not
+    /// tell us what it holds (an older daemon): shown all we have.
+    Unsteered,
+    /// We serve the whole file to a crowd member.
+    Whole(Mutex<Member>),
+}
+
+impl Crowd {
+    /// A crowd member fetching a whole file is steered if others fetch the
+    /// file from us too as it comes (`fetchers`: everyone, itself
+    /// included); alone, it is shown everything but still counts.
+    fn join(source: &Source, fetching: &Fetching, fetchers: &[UserId], hs: &Handshake) -> Crowd {
+        let Source::Share { have, .. } = source else {
+            return Crowd::Unsteered;
+        };
+        if !hs.crowd {
+            return Crowd::Unsteered;
+        }
+        let steering = fetching.steering(have.len());
+        let member = if fetchers.iter().all(|u| *u == hs.user) {
+            Member::plain(steering, have.len())
+        } else {
+            Member::steered(steering, have.len(), &mut rand::thread_rng())
+        };
+        Crowd::Whole(Mutex::new(member))
+    }
+
+    /// The peer asked for `piece`.
+    fn requested(&self, piece: u32) {
+        if let Crowd::Whole(m) = self {
+            lock(m).requested(piece);
+        }
+    }
+
+    /// The peer says it holds `piece`; true if that gives it something
+    /// new to be shown.
+    fn holds(&self, piece: u32) -> bool {
+        match self {
+            Crowd::Whole(m) => {
+                let mut m = lock(m);
+                m.holds(piece, &mut rand::thread_rng());
+                m.pending()
+            }
+            Crowd::Unsteered => false,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        match self {
+            Crowd::Whole(m) => lock(m).pending(),
+            Crowd::Unsteered => false,
+        }
+    }
+
+    /// `Have` for each piece the peer is newly shown.
+    async fn announce(&self, wr: &mut LinkWriter, buf: &mut Vec<u8>) -> Result<(), ConnError> {
+        let Crowd::Whole(m) = self else {
+            return Ok(());
+        };
+        let mut shown = Vec::new();
+        lock(m).take_announcements(&mut shown);
+        for p in shown {
+            write_msg(wr, &Message::Have(p), buf, "announcing pieces").await?;
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Requests read and not answered yet.
@@ -243,6 +421,7 @@ impl Requests {
 async fn read_requests(
     rd: &mut LinkReader,
     requests: &Requests,
+    crowd: &Crowd,
     size: u64,
     lease: &Lease,
 ) -> Result<(), ConnError> {
@@ -261,14 +440,21 @@ async fn read_requests(
                 }
                 q.push_back(b);
                 drop(q);
+                crowd.requested(b.piece);
                 requests.wake.notify_one();
             }
             Message::Cancel(b) => requests.lock().retain(|&q| q != b),
             Message::Ticket(t) => lease
                 .renew(t, now_s())
                 .map_err(|e| ConnError::Protocol(format!("a fresh ticket was refused: {e}")))?,
-            // Harmless from a peer that also serves: nothing to do.
-            Message::KeepAlive | Message::Have(_) => {}
+            // A downloader tells us what it holds, so a steered one can be
+            // shown a new piece.
+            Message::Have(p) => {
+                if crowd.holds(p) {
+                    requests.wake.notify_one();
+                }
+            }
+            Message::KeepAlive => {}
             _ => return Err(ConnError::Unexpected(step)),
         }
     }
@@ -279,35 +465,38 @@ struct Writer<'a> {
     ctx: &'a SwarmContext,
     source: &'a Source,
     requests: &'a Requests,
+    crowd: &'a Crowd,
     name: &'a proto::FileName,
 }
 
 impl Writer<'_> {
-    /// Answers requests in order, announces newly verified pieces, and
-    /// keeps the connection alive when idle.
+    /// Answers requests in order, announces newly verified pieces and
+    /// fetchers, and keeps the connection alive when idle.
     async fn run(&self, wr: &mut LinkWriter, announced: &mut Announced) -> Result<(), ConnError> {
         let step = "sending pieces";
         let mut buf = Vec::with_capacity(256);
         let mut frame: Vec<u8> = Vec::new();
         loop {
-            self.answer_queued(wr, &announced.have, &mut frame, &mut buf)
+            self.answer_queued(wr, announced, &mut frame, &mut buf)
                 .await?;
-            let changed = async {
+            let have_changed = async {
                 match announced.updates.as_mut() {
-                    Some(rx) => rx.changed().await.is_ok(),
+                    Some(rx) => {
+                        // Ok or not (the download ended), `announce` sorts it out.
+                        let _ = rx.changed().await;
+                    }
                     None => std::future::pending().await,
+                }
+            };
+            let fetchers_changed = async {
+                if announced.fetchers.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
             };
             tokio::select! {
                 _ = self.requests.wake.notified() => {}
-                ok = changed => {
-                    if !ok {
-                        // The download ended; what it verified stays valid.
-                        announced.updates = None;
-                        continue;
-                    }
-                    announce_new(wr, announced, &mut buf).await?;
-                }
+                () = have_changed => announced.announce_pieces(wr, &mut buf).await?,
+                () = fetchers_changed => announced.tell_fetchers(wr, &mut buf).await?,
                 _ = tokio::time::sleep(KEEPALIVE_INTERVAL) => {
                     write_msg(wr, &Message::KeepAlive, &mut buf, step).await?;
                 }
@@ -320,15 +509,21 @@ impl Writer<'_> {
     async fn answer_queued(
         &self,
         wr: &mut LinkWriter,
-        have: &Bitfield,
+        announced: &mut Announced,
         frame: &mut Vec<u8>,
         buf: &mut Vec<u8>,
     ) -> Result<(), ConnError> {
         let step = "sending pieces";
         loop {
+            if announced.pending() {
+                announced.announce(wr, buf).await?;
+            }
+            if self.crowd.pending() {
+                self.crowd.announce(wr, buf).await?;
+            }
             let next = self.requests.lock().pop_front();
             let Some(b) = next else { return Ok(()) };
-            if !have.has(b.piece) {
+            if !announced.have.has(b.piece) {
                 write_msg(wr, &Message::Reject(b), buf, step).await?;
                 continue;
             }
@@ -349,25 +544,6 @@ impl Writer<'_> {
             }
         }
     }
-}
-
-/// `Have` for every piece verified since the last announcement.
-async fn announce_new(
-    wr: &mut LinkWriter,
-    announced: &mut Announced,
-    buf: &mut Vec<u8>,
-) -> Result<(), ConnError> {
-    let Some(rx) = announced.updates.as_mut() else {
-        return Ok(());
-    };
-    let now = rx.borrow_and_update().clone();
-    for p in now.ones() {
-        if !announced.have.has(p) {
-            write_msg(wr, &Message::Have(p), buf, "announcing pieces").await?;
-        }
-    }
-    announced.have = now;
-    Ok(())
 }
 
 /// Resolves when the session we serve as ends or changes: logout (or a

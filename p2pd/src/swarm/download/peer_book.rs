@@ -13,6 +13,14 @@
 //! [`MAX_STRIKES`] strikes ban, so an honest peer whose blocks were mixed
 //! with a liar's is not lost.
 //!
+//! Hints: a server names the others fetching the same file from it
+//! (`Fetchers`). Those not yet listed online are *hinted*: they will hold
+//! pieces in a moment, so the download asks the tracker again soon (at most
+//! every [`HINT_LOCATE_INTERVAL`], for at most [`HINT_TTL`] per hint)
+//! instead of at its next regular look, and dials them as soon as the
+//! tracker lists them. A hint is only a reason to ask the tracker: the
+//! address and key still come from it.
+//!
 //! Pure bookkeeping: no I/O, no clock (time is passed in).
 
 use crate::swarm::peer_conn::Out;
@@ -29,6 +37,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Corrupt pieces shared with other contributors before a peer is banned.
 pub const MAX_STRIKES: u32 = 3;
+/// Shortest time between two looks at the tracker prompted by hints.
+pub const HINT_LOCATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a hinted user that the tracker does not list keeps prompting
+/// looks (it marks itself a holder after its first verified piece, well
+/// within this; a name that never shows up stops costing anything).
+pub const HINT_TTL: Duration = Duration::from_secs(15);
+/// Hinted users remembered at most (a hostile server cannot grow the book).
+pub const MAX_HINTS: usize = 256;
 
 /// The download's handle on one live connection task.
 #[derive(Debug)]
@@ -79,6 +95,9 @@ pub struct PeerBook {
     banned_online: Vec<UserId>,
     /// The last `Locate` said the file is no longer shared in its group.
     delisted: bool,
+    /// Users a server named as fetching this file too, not listed online
+    /// yet, with when they were first named.
+    hinted: HashMap<UserId, Instant>,
 }
 
 impl PeerBook {
@@ -101,6 +120,7 @@ impl PeerBook {
                 tracing::debug!(user = %p.user, "the tracker gave no valid link key; skipped");
                 continue;
             };
+            self.hinted.remove(&p.user);
             self.online.insert(p.user.clone());
             let next = PeerId(self.ids.len() as u32);
             let id = *self.ids.entry(p.user.clone()).or_insert(next);
@@ -117,6 +137,38 @@ impl PeerBook {
                     retry_at: now,
                 });
         }
+    }
+
+    /// A server named `users` as fetching this file from it too: remember
+    /// those the tracker has not listed online (see the module header).
+    /// Returns how many are newly hinted.
+    pub fn hint(&mut self, users: &[UserId], me: &UserId, now: Instant) -> usize {
+        self.hinted
+            .retain(|_, at| now.duration_since(*at) < HINT_TTL);
+        let mut new = 0;
+        for u in users {
+            if u == me || self.online.contains(u) || self.banned.contains(u) {
+                continue;
+            }
+            if self.hinted.len() >= MAX_HINTS && !self.hinted.contains_key(u) {
+                break;
+            }
+            self.hinted.entry(u.clone()).or_insert_with(|| {
+                new += 1;
+                now
+            });
+        }
+        new
+    }
+
+    /// Whether hints call for asking the tracker again now, the last look
+    /// having been at `last_locate`.
+    pub fn hints_due(&self, now: Instant, last_locate: Instant) -> bool {
+        now.duration_since(last_locate) >= HINT_LOCATE_INTERVAL
+            && self
+                .hinted
+                .values()
+                .any(|&at| now.duration_since(at) < HINT_TTL)
     }
 
     /// Whether the tracker listed anyone (usable) online.
@@ -200,8 +252,7 @@ impl PeerBook {
         due
     }
 
-    /// Peers with a connection (ready or still handshaking).
-    /// Every open connection.
+    /// Every open connection (ready or still handshaking).
     pub fn conns(&self) -> impl Iterator<Item = &Conn> {
         self.slots.values().filter_map(|s| s.conn.as_ref())
     }
@@ -319,6 +370,59 @@ impl PeerBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn users(names: &[&str]) -> Vec<UserId> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn hints_prompt_a_look_until_the_tracker_lists_them_or_they_expire() {
+        let me: UserId = "me".parse().unwrap();
+        let t0 = Instant::now();
+        let mut book = PeerBook::default();
+        book.learn(vec![entry("seeder", 1)], &me, t0);
+        assert!(!book.hints_due(t0 + Duration::from_secs(5), t0), "no hints");
+        // The seeder names us, itself a known peer, and two others.
+        let named = users(&["me", "seeder", "b", "c"]);
+        assert_eq!(book.hint(&named, &me, t0), 2);
+        assert_eq!(book.hint(&named, &me, t0), 0, "named again: nothing new");
+        // Not more often than HINT_LOCATE_INTERVAL after the last look.
+        assert!(!book.hints_due(t0 + Duration::from_millis(300), t0));
+        let t1 = t0 + HINT_LOCATE_INTERVAL;
+        assert!(book.hints_due(t1, t0));
+        // The tracker lists b: c still prompts looks.
+        book.learn(vec![entry("seeder", 1), entry("b", 2)], &me, t1);
+        assert!(book.hints_due(t1 + HINT_LOCATE_INTERVAL, t1));
+        assert_eq!(book.due(t1, 16).len(), 2, "b is dialled at once");
+        // Then c too: no more hinted looks.
+        let t2 = t1 + HINT_LOCATE_INTERVAL;
+        book.learn(
+            vec![entry("seeder", 1), entry("b", 2), entry("c", 3)],
+            &me,
+            t2,
+        );
+        assert!(!book.hints_due(t2 + HINT_LOCATE_INTERVAL, t2));
+        // A name the tracker never lists stops prompting after HINT_TTL.
+        book.hint(&users(&["ghost"]), &me, t2);
+        assert!(book.hints_due(t2 + HINT_LOCATE_INTERVAL, t2));
+        assert!(!book.hints_due(t2 + HINT_TTL, t2 + HINT_TTL - HINT_LOCATE_INTERVAL));
+    }
+
+    #[test]
+    fn hints_are_bounded_and_skip_banned_users() {
+        let me: UserId = "me".parse().unwrap();
+        let now = Instant::now();
+        let mut book = PeerBook::default();
+        let many: Vec<UserId> = (0..1000)
+            .map(|i| format!("u{i}").parse().unwrap())
+            .collect();
+        assert_eq!(book.hint(&many, &me, now), MAX_HINTS);
+        assert_eq!(book.hinted.len(), MAX_HINTS);
+        book.banned.insert("liar".parse().unwrap());
+        let mut fresh = PeerBook::default();
+        fresh.banned.insert("liar".parse().unwrap());
+        assert_eq!(fresh.hint(&users(&["liar"]), &me, now), 0);
+    }
 
     fn entry(user: &str, port: u16) -> PeerEntry {
         PeerEntry {

@@ -110,6 +110,9 @@ pub(super) struct Swarm<'a> {
     /// Keeps the verified pieces servable while the loop runs.
     _published: Published,
     marked_partial: bool,
+    /// A source told us others fetch this file from it too: equally rare
+    /// pieces are drawn from the whole file (see `picker`).
+    spread: bool,
     locating: bool,
     last_locate: Instant,
     received: u64,
@@ -216,6 +219,7 @@ impl<'a> Swarm<'a> {
             have_tx,
             _published: published,
             marked_partial: false,
+            spread: false,
             locating: false,
             last_locate: now,
             received: 0,
@@ -332,12 +336,16 @@ impl<'a> Swarm<'a> {
                 || now.duration_since(self.ticket.at) >= TICKET_REFRESH;
             self.start_locate(stale_ticket);
         }
+        self.locate_for_hints(now);
         self.dial_due();
         if self.saver.due(now) {
             self.save().await?;
         }
         self.rate = self.meter.update(self.received);
         self.publish();
+        if tracing::enabled!(tracing::Level::TRACE) {
+            self.trace_peers();
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use super::{
 use crate::swarm::download::error::DownloadError;
 use crate::swarm::peer_conn::{Out, PeerEvent, PeerMsg};
 use crate::swarm::picker::{pick_blocks, LiveView, PIPELINE_DEPTH_BLOCKS};
-use crate::swarm::pieces::{BlockOutcome, PeerId, PieceError};
+use crate::swarm::pieces::{BlockOutcome, PeerId, PieceError, PieceStatus};
 use crate::swarm::wire::ConnError;
 use proto::geometry;
 use proto::peer::{Bitfield, BlockRef, RefusalReason, PIECE_DATA_START};
@@ -24,6 +24,7 @@ impl Swarm<'_> {
             PeerEvent::Ready(bits) => self.on_ready(peer, &bits),
             PeerEvent::Have(i) => self.on_have(peer, i),
             PeerEvent::Reject(b) => self.on_reject(peer, b),
+            PeerEvent::Fetchers(users) => self.on_fetchers(&users),
             PeerEvent::Block {
                 piece,
                 offset,
@@ -51,11 +52,39 @@ impl Swarm<'_> {
                 if let Some(slot) = self.book.get_mut(peer) {
                     slot.bitfield = Some(bf);
                     slot.last_block = Instant::now();
+                    // What we already hold (a resumed download, or pieces
+                    // from others), so that a seeder steering a crowd knows
+                    // it; new pieces follow from `on_verified`.
+                    if let Some(conn) = &slot.conn {
+                        for p in self.pieces.have().ones() {
+                            let _ = conn.tx.send(Out::Have(p));
+                        }
+                    }
                 }
                 self.top_up(peer);
                 self.publish();
             }
             Err(e) => self.drop_peer(peer, &format!("bad bitfield: {e}"), RETRY_AFTER_STALL),
+        }
+    }
+
+    /// A server named the others fetching this file from it: our sources
+    /// are shared, so spread our picks over the whole file (different
+    /// downloaders then take different pieces from the same source), and
+    /// look for the others at the tracker now rather than at the next
+    /// regular look.
+    pub(super) fn on_fetchers(&mut self, users: &[proto::UserId]) {
+        if users.is_empty() {
+            return;
+        }
+        if !self.spread {
+            tracing::debug!(name = %self.job.target.name, others = users.len(),
+                "a source serves others too: spreading picks over the whole file");
+            self.spread = true;
+        }
+        let now = Instant::now();
+        if self.book.hint(users, self.job.client.user(), now) > 0 {
+            self.locate_for_hints(now);
         }
     }
 
@@ -100,6 +129,38 @@ impl Swarm<'_> {
         self.publish();
     }
 
+    /// One line per housekeeping tick at trace level: per peer, the
+    /// pieces it has, how many of those we lack, how many of those nobody
+    /// is fetching, and our requests outstanding there. A peer that has
+    /// pieces we lack and no requests from us is a stall to look into.
+    pub(super) fn trace_peers(&mut self) {
+        let have = self.pieces.have();
+        let peers: Vec<String> = self
+            .book
+            .ready()
+            .into_iter()
+            .filter_map(|id| {
+                let slot = self.book.get(id)?;
+                let bf = slot.bitfield.as_ref()?;
+                let lack = bf.ones().filter(|&p| !have.has(p)).count();
+                let free = bf
+                    .ones()
+                    .filter(|&p| self.pieces.status(p) == Some(PieceStatus::Wanted))
+                    .count();
+                Some(format!(
+                    "{}:has={},lack={lack},free={free},out={}",
+                    slot.user,
+                    bf.count(),
+                    self.pieces.peer_outstanding(id)
+                ))
+            })
+            .collect();
+        let have = have.count();
+        let hash_lags = self.gate.lags();
+        tracing::trace!(name = %self.job.target.name, have, verifying = self.verifying,
+            hash_lags, "peers: {}", peers.join(" "));
+    }
+
     pub(super) fn top_up_all(&mut self) {
         for id in self.book.ready() {
             self.top_up(id);
@@ -131,6 +192,7 @@ impl Swarm<'_> {
             peer,
             peer_has: bf,
             availability: &self.avail,
+            spread: self.spread,
         };
         pick_blocks(&view, &mut self.rng, max, &mut self.picks);
         if outstanding == 0 && !self.picks.is_empty() {
@@ -219,6 +281,11 @@ impl Swarm<'_> {
         self.saver.mark_dirty();
         self.gate.advance(self.pieces.have());
         self.have_tx.send_replace(self.pieces.have().clone());
+        // Our sources hear of it too: a seeder steering a crowd shows us a
+        // new piece for each one we hold (see `steering`).
+        for conn in self.book.conns() {
+            let _ = conn.tx.send(Out::Have(piece));
+        }
         self.mark_partial();
     }
 

@@ -42,6 +42,14 @@ impl Swarm<'_> {
         });
     }
 
+    /// Asks the tracker again if servers named fetchers it has not listed
+    /// yet (see `peer_book`'s hints); at most every `HINT_LOCATE_INTERVAL`.
+    pub(super) fn locate_for_hints(&mut self, now: Instant) {
+        if !self.locating && self.book.hints_due(now, self.last_locate) {
+            self.start_locate(self.ticket.ticket.is_none());
+        }
+    }
+
     pub(super) fn mark_partial(&mut self) {
         if self.marked_partial {
             return;
@@ -156,6 +164,7 @@ impl Swarm<'_> {
                 sha1: self.meta.sha1,
                 ticket,
                 user: self.job.client.user().clone(),
+                crowd: true,
             },
             peer,
             conn: self.conn_seq,
