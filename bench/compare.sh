@@ -24,7 +24,10 @@
 #
 # usage: bench/compare.sh [--size MIB] [--seeders 1,2,4,8] [--runs N]
 #          [--small-runs N] [--only p2pshare,aria2c,rqbit,sha1sum,openssl,tcp,barepipe]
-#          [--rqbit-seeders aria2c|rqbit] [--png FILE] [--csv FILE]
+#          [--rqbit-seeders aria2c|rqbit] [--png FILE] [--csv FILE] [--bindir DIR]
+#   --bindir DIR  p2pshare's tracker, p2pd and p2pctl from DIR instead of this
+#                 workspace's build (e.g. an older commit's, to compare before
+#                 and after in one session); barepipe is still built here
 # Needs: cargo, python3, bc, /usr/bin/time (Debian: time), and per contender
 # aria2c (aria2), mktorrent, rqbit (cargo install rqbit), socat, gnuplot
 # (gnuplot-nox, only for --png), openssl. Builds the workspace (release).
@@ -36,7 +39,7 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 
-size_mib=1024 seeders_arg=4 runs=3 small_runs=20 only="" png="" csv="" rqbit_seeders=rqbit
+size_mib=1024 seeders_arg=4 runs=3 small_runs=20 only="" png="" csv="" rqbit_seeders=rqbit bindir=""
 all="p2pshare,aria2c,rqbit,sha1sum,openssl,tcp,barepipe"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
@@ -49,6 +52,7 @@ while [ $# -gt 0 ]; do
     --rqbit-seeders) rqbit_seeders=${2:?}; shift 2 ;;
     --png) png=${2:?}; shift 2 ;;
     --csv) csv=${2:?}; shift 2 ;;
+    --bindir) bindir=${2:?}; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 ;;
   esac
@@ -99,7 +103,13 @@ trap cleanup EXIT INT TERM
 t=$(mktemp -d "$base/p2pcmp.XXXXXX")   # short: p2pd control sockets live in it
 echo "building (cargo build --release --bins) ..."
 cargo build --quiet --release --bins --manifest-path "$root/Cargo.toml"
-p2p_bin=$root/target/release
+tools_bin=$root/target/release
+p2p_bin=${bindir:-$tools_bin}
+for b in tracker p2pd p2pctl; do
+  [ -x "$p2p_bin/$b" ] || die "$p2p_bin/$b not found (--bindir)"
+done
+p2p_bin=$(cd "$p2p_bin" && pwd)
+echo "p2pshare binaries: $p2p_bin"
 
 file=$t/data.bin
 size=$((size_mib * 1048576))
@@ -164,13 +174,13 @@ if on tcp; then
 fi
 
 if on barepipe; then
-  "$p2p_bin/barepipe" hashes "$file" "$t/pieces.sha1"     # not timed
-  bg "$t/barepipe.log" "$p2p_bin/barepipe" serve "$file" "$t/bp.port"; spid=$bgpid
+  "$tools_bin/barepipe" hashes "$file" "$t/pieces.sha1"     # not timed
+  bg "$t/barepipe.log" "$tools_bin/barepipe" serve "$file" "$t/bp.port"; spid=$bgpid
   wait_for 100 0.1 "barepipe serve" test -s "$t/bp.port"
   for r in $(seq 1 "$runs"); do
     c0=$(cpu_ticks "$spid")
     t0=$(now)
-    timed "$t/tm" "$p2p_bin/barepipe" fetch "127.0.0.1:$(cat "$t/bp.port")" "$size" "$t/pieces.sha1" "$t/out/bp.bin" 4
+    timed "$t/tm" "$tools_bin/barepipe" fetch "127.0.0.1:$(cat "$t/bp.port")" "$size" "$t/pieces.sha1" "$t/out/bp.bin" 4
     t1=$(now); c1=$(cpu_ticks "$spid")
     verify "$t/out/bp.bin" barepipe
     record big barepipe 1 "$r" "$size_mib" "$(fsub "$t1" "$t0")" "$(tfield "$t/tm" 3)" "$(tcpu "$t/tm")" "$(ticks_to_s $((c1 - c0)))" "$(hwm "$spid")" "4 streams, SHA-1 per piece, pwrite"

@@ -40,12 +40,14 @@
 # servers and trackers are fresh for every (tool, N, run).
 #
 # usage: bench/flashcrowd.sh [--n 4,12,24] [--size MIB] [--rate 16M] [--runs K]
-#          [--only p2pshare,rqbit] [--bindir DIR] [--timeout-factor X]
+#          [--only p2pshare,rqbit] [--bindir DIR] [--before DIR] [--timeout-factor X]
 #          [--csv FILE] [--png FILE] [--logs DIR]
 #   --rate      bytes/s with optional K, M, G (powers of 1024), default 16M
 #   --size      F in MiB, default 256;  --runs  runs per N, default 1
 #   --bindir    where tracker, p2pd, p2pctl are [default: target/release of
 #               this repo; build them with cargo build --release --bins]
+#   --before DIR  also run p2pshare from DIR (an older build's tracker, p2pd,
+#               p2pctl) as the contender "before", interleaved with the others
 #   --timeout-factor X   a run fails after X*T* seconds of polling (default 20)
 #   --csv FILE  the rows as CSV;  --png FILE  a gnuplot chart: T/T* and
 #               seeder copies against N, one line per tool
@@ -62,7 +64,7 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$here/lib.sh"
 
-n_arg="4,12,24" size_mib=256 rate=16M runs=1 only="" bindir="" csv="" png="" tfactor=20 logs=""
+n_arg="4,12,24" size_mib=256 rate=16M runs=1 only="" bindir="" csv="" png="" tfactor=20 logs="" before=""
 all="p2pshare,rqbit"
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
@@ -73,6 +75,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=${2:?}; shift 2 ;;
     --only) only=${2:?}; shift 2 ;;
     --bindir) bindir=${2:?}; shift 2 ;;
+    --before) before=${2:?}; shift 2 ;;
     --timeout-factor) tfactor=${2:?}; shift 2 ;;
     --csv) csv=${2:?}; shift 2 ;;
     --png) png=${2:?}; shift 2 ;;
@@ -85,9 +88,9 @@ isint() { [[ $1 =~ ^[0-9]+$ ]]; }
 [ -z "$logs" ] || { mkdir -p "$logs" && logs=$(cd "$logs" && pwd); } || die "--logs: cannot make $logs"
 # keep_logs DIR NAME: the run's logs into --logs DIR/NAME, if asked
 keep_logs() { [ -z "$logs" ] || { mkdir -p "$logs/$2" && find "$1" -maxdepth 1 -name '*.log' -exec cp {} "$logs/$2/" \; ; }; }
-# a failed run's logs are kept too: "DIR NAME" of the run going on
-running=""
-die() { [ -z "$running" ] || keep_logs $running; echo "error: $*" >&2; exit 1; }
+# a failed run's logs are kept too: the dir and name of the run going on
+run_dir="" run_name=""
+die() { [ -z "$run_dir" ] || keep_logs "$run_dir" "$run_name"; echo "error: $*" >&2; exit 1; }
 { isint "$size_mib" && [ "$size_mib" -ge 1 ]; } || die "--size takes a number of MiB >= 1"
 { isint "$runs" && [ "$runs" -ge 1 ]; } || die "--runs takes a number >= 1"
 [[ $n_arg =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--n takes a list like 4,12,24"
@@ -105,6 +108,7 @@ esac
 [ "$rate_bps" -ge 1024 ] || die "--rate: at least 1K"
 want=${only:-$all}
 for c in ${want//,/ }; do [[ ,$all, == *,$c,* ]] || die "--only: unknown tool '$c' (known: $all)"; done
+[ -z "$before" ] || want="$want,before"
 on() { [[ ,$want, == *,$1,* ]]; }
 
 # --- tools -------------------------------------------------------------------
@@ -117,7 +121,11 @@ if on p2pshare; then
   for b in tracker p2pd p2pctl; do
     [ -x "$p2p_bin/$b" ] || die "$p2p_bin/$b not found; build with: cargo build --release --bins (or give --bindir DIR)"
   done
-  p2p_bin=$(cd "$p2p_bin" && pwd)
+  p2p_bin=$(cd "$p2p_bin" && pwd); new_bin=$p2p_bin
+fi
+if on before; then
+  for b in tracker p2pd p2pctl; do [ -x "$before/$b" ] || die "--before: $before/$b not found"; done
+  before_bin=$(cd "$before" && pwd)
 fi
 if on rqbit; then
   [ -x "$HOME/.cargo/bin/rqbit" ] && PATH=$PATH:$HOME/.cargo/bin
@@ -134,6 +142,7 @@ print_machine
 echo "file: $size_mib MiB; upload cap R: $rate ($rate_bps B/s) on every peer; N: ${ns[*]}; runs: $runs;" \
      "tools: $want; T* = $(printf '%.1f' "$(tstar "${ns[0]}")") s; timeout: ${tfactor} x T*"
 [ -z "${p2p_bin:-}" ] || echo "p2pshare binaries: $p2p_bin ($("$p2p_bin/p2pd" --version 2>/dev/null || echo '?'))"
+[ -z "$before" ] || echo "before binaries: $before_bin"
 ! on rqbit || echo "rqbit: $(command -v rqbit) ($(rqbit --version 2>/dev/null || echo '?'))"
 
 # --- disk, temp dir, the file ------------------------------------------------
@@ -182,11 +191,12 @@ p2p_uploaded() {
   [[ $o =~ \"uploaded\":([0-9]+) ]] || die "no 'uploaded' in $2's status: $o"
   echo "${BASH_REMATCH[1]}"
 }
-p2p_crowd() {  # p2p_crowd N RUN
-  local n=$1 r=$2 d i trpid dpids=() t0 t1 tl left first last tmo start o st
+p2p_crowd() {  # p2p_crowd TOOL BINDIR N RUN
+  local tool=$1 n=$3 r=$4 d i trpid dpids=() t0 t1 tl left first last tmo start o st
   local s0 s1 b0=0 b1=0 x sent=()
-  d=$t/p$n.$r
-  running="$d p2pshare-n$n-r$r"
+  p2p_bin=$2   # lib.sh's helpers start what is there
+  d=$t/$tool$n.$r
+  run_dir=$d run_name=$tool-n$n-r$r
   p2p_tracker "$d"; trpid=$bgpid
   # every daemon capped at R (lib.sh's p2p_daemon takes no extra flags)
   for i in $(seq 0 "$n"); do
@@ -198,9 +208,9 @@ p2p_crowd() {  # p2p_crowd N RUN
   ctlq "$d" u0 create_group g
   for i in $(seq 1 "$n"); do ctlq "$d" "u$i" join_group g; done
   o=$(p2pctl_ "$d" u0 --json list_requests g)
-  [ "$(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$o")" = "$n" ] || die "p2pshare: u0 sees $o as join requests, not $n users"
+  [ "$(python3 -c 'import json,sys; print(len(json.loads(sys.argv[1])))' "$o")" = "$n" ] || die "$tool: u0 sees $o as join requests, not $n users"
   for i in $(seq 1 "$n"); do ctlq "$d" u0 accept_request g "u$i"; done
-  echo "p2pshare N=$n run $r: u0 hashing and sharing the file ..." >&2
+  echo "$tool N=$n run $r: u0 hashing and sharing the file ..." >&2
   ctlq "$d" u0 upload_file "$file" g
   for i in $(seq 1 "$n"); do
     wait_for 300 0.1 "u$i to see the file online" p2p_online "$d" "u$i" g data.bin 1
@@ -212,7 +222,7 @@ p2p_crowd() {  # p2p_crowd N RUN
 
   t0=$(now)
   for i in $(seq 1 "$n"); do
-    p2pctl_ "$d" "u$i" download_file --detach g data.bin "$d/o$i/" >/dev/null || die "p2pshare: u$i download_file --detach failed (see u$i.log)"
+    p2pctl_ "$d" "u$i" download_file --detach g data.bin "$d/o$i/" >/dev/null || die "$tool: u$i download_file --detach failed (see u$i.log)"
   done
   tl=$(now)
   # poll every downloader still going, every 0.1 s, until all are complete
@@ -225,21 +235,21 @@ p2p_crowd() {  # p2p_crowd N RUN
       st=${BASH_REMATCH[1]}
       case $st in
         complete) sent[i]=$(now); left=$((left - 1)); [ -n "$first" ] || first=${sent[i]}; last=${sent[i]} ;;
-        failed) die "p2pshare: u$i's download failed: $o" ;;
+        failed) die "$tool: u$i's download failed: $o" ;;
       esac
     done
     [ "$left" = 0 ] && break
     [ $((SECONDS - start)) -le "$tmo" ] || break
     sleep 0.1
   done
-  [ "$left" = 0 ] || die "p2pshare N=$n: $left of $n downloads not complete after $tmo s"
+  [ "$left" = 0 ] || die "$tool N=$n: $left of $n downloads not complete after $tmo s"
   t1=$last
   s1=$(p2p_uploaded "$d" u0)
   for i in $(seq 1 "$n"); do x=$(p2p_uploaded "$d" "u$i"); b1=$((b1 + x)); done
-  for i in $(seq 1 "$n"); do verify "$d/o$i/data.bin" "p2pshare u$i"; done
+  for i in $(seq 1 "$n"); do verify "$d/o$i/data.bin" "$tool u$i"; done
   stop "${dpids[@]}" "$trpid"
-  record p2pshare "$n" "$r" "$(fsub "$t1" "$t0")" "$(fsub "$first" "$t0")" "$(fsub "$tl" "$t0")" $((s1 - s0)) $((b1 - b0))
-  keep_logs $running; running=""
+  record "$tool" "$n" "$r" "$(fsub "$t1" "$t0")" "$(fsub "$first" "$t0")" "$(fsub "$tl" "$t0")" $((s1 - s0)) $((b1 - b0))
+  keep_logs "$run_dir" "$run_name"; run_dir=""
   rm -rf "$d"
 }
 
@@ -332,7 +342,8 @@ if on rqbit; then
 fi
 for n in "${ns[@]}"; do
   for r in $(seq 1 "$runs"); do
-    if on p2pshare; then p2p_crowd "$n" "$r"; fi
+    if on p2pshare; then p2p_crowd p2pshare "$new_bin" "$n" "$r"; fi
+    if on before; then p2p_crowd before "$before_bin" "$n" "$r"; fi
     if on rqbit; then rq_crowd "$n" "$r"; fi
   done
 done
@@ -348,7 +359,7 @@ if [ -n "$png" ]; then
   {
     echo "set terminal pngcairo size 1200,480 font ',10'; set output '$png'"
     echo "set multiplot layout 1,2 title 'flash crowd: 1 seeder, N downloaders, F = $size_mib MiB, every upload capped at $rate/s'"
-    echo "set xlabel 'N (downloaders)'; set grid; set key top left; set yrange [0:*]; set xrange [$((ns[0] - 1)):$((ns[-1] + 1))]"
+    echo "set xlabel 'N (downloaders)'; set grid; set key top left; set logscale y; set yrange [0.8:*]; set xrange [$((ns[0] - 1)):$((ns[-1] + 1))]"
     echo "set ylabel 'T / T*  (T* = F/R = $(printf '%.1f' "$(tstar 1)") s; 1 is ideal)'"
     printf 'plot '; sep="" k=0
     for tool in ${want//,/ }; do
