@@ -356,26 +356,25 @@ if [ -n "$png" ]; then
     awk '{ r[$1] += $2; c[$1] += $3; k[$1]++ } END { for (n in k) print n, r[n] / k[n], c[n] / k[n] }' \
       "$t/$tool.dat" | sort -n > "$t/$tool.mean"
   done
+  # plot_column COL IDEAL: one gnuplot `plot` of column COL, a line and points per tool
+  plot_column() {
+    local col=$1 sep="" k=0 tool
+    printf 'plot '
+    for tool in ${want//,/ }; do
+      k=$((k + 1))
+      printf "%s'%s' using 1:%d with lines lw 2 lc %d title '%s', '%s' using 1:%d with points pt 7 lc %d notitle" \
+        "$sep" "$t/$tool.mean" "$col" "$k" "$tool" "$t/$tool.dat" "$col" "$k"; sep=", "
+    done
+    echo ", 1 with lines dt 2 lc rgb 'gray' title '$2'"
+  }
   {
     echo "set terminal pngcairo size 1200,480 font ',10'; set output '$png'"
     echo "set multiplot layout 1,2 title 'flash crowd: 1 seeder, N downloaders, F = $size_mib MiB, every upload capped at $rate/s'"
     echo "set xlabel 'N (downloaders)'; set grid; set key top left; set logscale y; set yrange [0.8:*]; set xrange [$((ns[0] - 1)):$((ns[-1] + 1))]"
     echo "set ylabel 'T / T*  (T* = F/R = $(printf '%.1f' "$(tstar 1)") s; 1 is ideal)'"
-    printf 'plot '; sep="" k=0
-    for tool in ${want//,/ }; do
-      k=$((k + 1))
-      printf "%s'%s' using 1:2 with lines lw 2 lc %d title '%s', '%s' using 1:2 with points pt 7 lc %d notitle" \
-        "$sep" "$t/$tool.mean" "$k" "$tool" "$t/$tool.dat" "$k"; sep=", "
-    done
-    echo ", 1 with lines dt 2 lc rgb 'gray' title 'bound'"
+    plot_column 2 bound
     echo "set ylabel 'seeder uploaded copies (1 is ideal)'"
-    printf 'plot '; sep="" k=0
-    for tool in ${want//,/ }; do
-      k=$((k + 1))
-      printf "%s'%s' using 1:3 with lines lw 2 lc %d title '%s', '%s' using 1:3 with points pt 7 lc %d notitle" \
-        "$sep" "$t/$tool.mean" "$k" "$tool" "$t/$tool.dat" "$k"; sep=", "
-    done
-    echo ", 1 with lines dt 2 lc rgb 'gray' title 'ideal'"
+    plot_column 3 ideal
     echo "unset multiplot"
   } > "$t/chart.gp"
   gnuplot "$t/chart.gp" || die "gnuplot failed"
