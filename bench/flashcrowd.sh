@@ -183,6 +183,25 @@ verify() {  # verify FILE WHAT: the downloaded file must be the original
 }
 # The polling loop's bounds: at most timeout/0.1 rounds, and timeout seconds.
 timeout_s() { printf '%.0f' "$(echo "$tfactor * $(tstar "$1") + 1" | bc -l)"; }
+# wait_all N WHAT DONE: polls `DONE i` for each downloader i in 1..N not done
+# yet, every 0.1 s for at most timeout_s N seconds, until each has returned 0
+# once (DONE dies on a failed download); sets first and last, the times of
+# the first and the last completion.
+wait_all() {
+  local n=$1 what=$2 done_fn=$3 tmo start left=$1 i at=()
+  tmo=$(timeout_s "$n"); start=$SECONDS; first="" last=""
+  for _ in $(seq 1 $((tmo * 10))); do
+    for i in $(seq 1 "$n"); do
+      [ -z "${at[i]:-}" ] || continue
+      "$done_fn" "$i" || continue
+      at[i]=$(now); left=$((left - 1)); [ -n "$first" ] || first=${at[i]}; last=${at[i]}
+    done
+    [ "$left" = 0 ] && break
+    [ $((SECONDS - start)) -le "$tmo" ] || break
+    sleep 0.1
+  done
+  [ "$left" = 0 ] || die "$what: $left of $n not finished after $tmo s"
+}
 
 # --- p2pshare ------------------------------------------------------------------
 # p2p_uploaded DIR USER: piece bytes USER's daemon has served since it started
@@ -191,9 +210,21 @@ p2p_uploaded() {
   [[ $o =~ \"uploaded\":([0-9]+) ]] || die "no 'uploaded' in $2's status: $o"
   echo "${BASH_REMATCH[1]}"
 }
+# p2p_done I: whether u$I's download is complete (dies if it failed); runs
+# inside p2p_crowd (its $d and $tool)
+p2p_done() {
+  local o
+  o=$(p2pctl_ "$d" "u$1" --json show_downloads) || die "p2pctl show_downloads failed for u$1"
+  [[ $o =~ \"state\":\"([a-z]+)\" ]] || die "u$1: no download state in: $o"
+  case ${BASH_REMATCH[1]} in
+    complete) return 0 ;;
+    failed) die "$tool: u$1's download failed: $o" ;;
+  esac
+  return 1
+}
 p2p_crowd() {  # p2p_crowd TOOL BINDIR N RUN
-  local tool=$1 n=$3 r=$4 d i trpid dpids=() t0 t1 tl left first last tmo start o st
-  local s0 s1 b0=0 b1=0 x sent=()
+  local tool=$1 n=$3 r=$4 d i trpid dpids=() t0 t1 tl first last o
+  local s0 s1 b0=0 b1=0 x
   p2p_bin=$2   # lib.sh's helpers start what is there
   d=$t/$tool$n.$r
   run_dir=$d run_name=$tool-n$n-r$r
@@ -225,24 +256,7 @@ p2p_crowd() {  # p2p_crowd TOOL BINDIR N RUN
     p2pctl_ "$d" "u$i" download_file --detach g data.bin "$d/o$i/" >/dev/null || die "$tool: u$i download_file --detach failed (see u$i.log)"
   done
   tl=$(now)
-  # poll every downloader still going, every 0.1 s, until all are complete
-  tmo=$(timeout_s "$n"); start=$SECONDS; left=$n; first="" last=""
-  for _ in $(seq 1 $((tmo * 10))); do
-    for i in $(seq 1 "$n"); do
-      [ -z "${sent[i]:-}" ] || continue
-      o=$(p2pctl_ "$d" "u$i" --json show_downloads) || die "p2pctl show_downloads failed for u$i"
-      [[ $o =~ \"state\":\"([a-z]+)\" ]] || die "u$i: no download state in: $o"
-      st=${BASH_REMATCH[1]}
-      case $st in
-        complete) sent[i]=$(now); left=$((left - 1)); [ -n "$first" ] || first=${sent[i]}; last=${sent[i]} ;;
-        failed) die "$tool: u$i's download failed: $o" ;;
-      esac
-    done
-    [ "$left" = 0 ] && break
-    [ $((SECONDS - start)) -le "$tmo" ] || break
-    sleep 0.1
-  done
-  [ "$left" = 0 ] || die "$tool N=$n: $left of $n downloads not complete after $tmo s"
+  wait_all "$n" "$tool N=$n: downloads" p2p_done
   t1=$last
   s1=$(p2p_uploaded "$d" u0)
   for i in $(seq 1 "$n"); do x=$(p2p_uploaded "$d" "u$i"); b1=$((b1 + x)); done
@@ -282,9 +296,17 @@ rq_uploaded() {
   local o; o=$(rq_stats "$1" "$2") || die "rqbit: no stats from $1"
   python3 -c 'import json,sys; s=json.loads(sys.argv[1]); l=s.get("live") or {}; print((l.get("snapshot") or {}).get("uploaded_bytes", ""))' "$o"
 }
+# rq_done I: whether leecher l$I has finished (dies on its error); runs
+# inside rq_crowd (its lapi and lid)
+rq_done() {
+  local o
+  o=$(rq_stats "${lapi[$1]}" "${lid[$1]}") || die "rqbit: no stats from leecher l$1"
+  [[ $o =~ \"error\":\"([^\"]*)\" ]] && die "rqbit leecher l$1: ${BASH_REMATCH[1]}"
+  [[ $o =~ \"finished\":true ]]
+}
 rq_crowd() {  # rq_crowd N RUN
-  local n=$1 r=$2 d i spid sapi sid lpids=() lapi=() lid=() t0 t1 tl left first last tmo start o
-  local s0 s1 b0=0 b1=0 x sent=()
+  local n=$1 r=$2 d i spid sapi sid lpids=() lapi=() lid=() t0 t1 tl first last
+  local s0 s1 b0=0 b1=0 x
   d=$t/r$n.$r
   bt_get reset >/dev/null
   mkdir -p "$d/seed"; ln "$file" "$d/seed/data.bin"
@@ -303,21 +325,7 @@ rq_crowd() {  # rq_crowd N RUN
     lid[i]=$(rq_add "${lapi[i]}" "$d/o$i") || die "could not give the torrent to rqbit leecher l$i"
   done
   tl=$(now)
-  tmo=$(timeout_s "$n"); start=$SECONDS; left=$n; first="" last=""
-  for _ in $(seq 1 $((tmo * 10))); do
-    for i in $(seq 1 "$n"); do
-      [ -z "${sent[i]:-}" ] || continue
-      o=$(rq_stats "${lapi[i]}" "${lid[i]}") || die "rqbit: no stats from leecher l$i"
-      [[ $o =~ \"error\":\"([^\"]*)\" ]] && die "rqbit leecher l$i: ${BASH_REMATCH[1]}"
-      if [[ $o =~ \"finished\":true ]]; then
-        sent[i]=$(now); left=$((left - 1)); [ -n "$first" ] || first=${sent[i]}; last=${sent[i]}
-      fi
-    done
-    [ "$left" = 0 ] && break
-    [ $((SECONDS - start)) -le "$tmo" ] || break
-    sleep 0.1
-  done
-  [ "$left" = 0 ] || die "rqbit N=$n: $left of $n leechers not finished after $tmo s"
+  wait_all "$n" "rqbit N=$n: leechers" rq_done
   t1=$last
   s1=$(rq_uploaded "$sapi" "$sid")
   for i in $(seq 1 "$n"); do
