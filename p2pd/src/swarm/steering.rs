@@ -48,8 +48,8 @@ impl Steering {
         self.taken.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// How many downloaders have taken `piece` (for tests and the
-    /// simulation).
+    /// How many downloaders have taken `piece`.
+    #[cfg(test)]
     pub fn taken(&self, piece: u32) -> u32 {
         self.lock().get(piece as usize).copied().unwrap_or(0)
     }
