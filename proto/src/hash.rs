@@ -1,32 +1,59 @@
-//! [`Sha1Hash`]: a SHA-1 digest as it travels, 40 lowercase hex digits on
-//! every wire (serde, parsing, `Display`). Computing one is the `p2p-sha1`
+//! [`Sha1Hash`]: a SHA-1 digest as it travels: 40 lowercase hex digits on
+//! every human-readable wire (JSON, parsing, `Display`), its 20 bytes in the
+//! trackers' binary encoding (`proto::codec`). Computing one is the `p2p-sha1`
 //! crate's job (`proto/sha1/`): p2pctl, which only renders digests, does
 //! not depend on it and so cannot link any crypto.
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
-/// A SHA-1 digest; serialised as 40 lowercase hex digits.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// A SHA-1 digest; serialised as 40 lowercase hex digits, or as 20 bytes
+/// where the format is not human-readable.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sha1Hash(pub [u8; 20]);
+
+impl Serialize for Sha1Hash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            // Hex on the stack: a tracker writes hundreds of thousands of
+            // these a second, an allocation each would show.
+            let mut hex = [0u8; 40];
+            hex::encode_to_slice(self.0, &mut hex).expect("40 bytes hold 20 in hex");
+            s.serialize_str(std::str::from_utf8(&hex).expect("hex is ASCII"))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha1Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Sha1Hash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SHA-1: 40 hex digits or 20 bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Sha1Hash, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Sha1Hash, E> {
+                <[u8; 20]>::try_from(v)
+                    .map(Sha1Hash)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(Visitor)
+        } else {
+            d.deserialize_bytes(Visitor)
+        }
+    }
+}
 
 impl Sha1Hash {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
-    }
-}
-
-impl From<Sha1Hash> for String {
-    fn from(h: Sha1Hash) -> String {
-        h.to_hex()
-    }
-}
-
-impl TryFrom<String> for Sha1Hash {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        s.parse()
     }
 }
 

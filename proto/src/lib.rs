@@ -9,13 +9,17 @@
 //! - [`ctl`]: p2pctl <-> p2pd (one request per connection).
 //! - [`tracker`]: p2pd <-> tracker (a long-lived, multiplexed connection).
 //! - [`raft`]: tracker <-> tracker (Raft RPCs, forwarded writes, presence).
+//! - `codec` (feature `binary`): the trackers' binary encoding (MessagePack,
+//!   marked) of their log, snapshots and frames; JSON is still read.
 //! - [`peer`]: p2pd <-> p2pd (handshake, bitfield, piece requests, piece data).
 //! - [`geometry`]: every piece/offset computation.
 //! - [`hash`]: the SHA-1 digest type as it travels (40 lowercase hex
-//!   digits). Computing digests is the `p2p-sha1` crate's (`proto/sha1/`),
+//!   digits; 20 bytes in the binary encoding). Computing digests is the `p2p-sha1` crate's (`proto/sha1/`),
 //!   which p2pctl does not depend on.
 //! - [`tracker_info`]: the one parser of `tracker_info.txt`.
 //! - [`dirs`]: default state directories and the control socket's name.
+//! - [`as_text`]: serde helper writing a field as its text in every
+//!   encoding (socket addresses in logged types).
 //! - [`units`]: byte counts and rates, parsed and shown in binary units.
 //! - `service` (feature `service`): what `tracker` and `p2pd` share beyond
 //!   the wire: logging, signals, the accept loop, durable file writes.
@@ -26,6 +30,9 @@
 
 #[cfg(feature = "service")]
 pub mod admission;
+pub mod as_text;
+#[cfg(feature = "binary")]
+pub mod codec;
 #[cfg(feature = "service")]
 pub mod config_file;
 pub mod ctl;

@@ -5,7 +5,10 @@
 //! its first frame instead of a daemon's `Hello` call; the two are told apart
 //! by their shape (`{"peer": ...}` versus `{"id": .., "request": ..}`).
 //! After the hello the connection carries strictly alternating
-//! [`PeerRequest`] / [`PeerReply`] frames, one request in flight at a time.
+//! [`PeerRequest`] / [`PeerReply`] frames, one request in flight at a time,
+//! each in JSON or in the trackers' binary encoding (`codec`, feature
+//! `binary`; [`PeerHelloBody::binary`] says who reads it). The hello itself
+//! is always JSON.
 //!
 //! Typed payloads: this crate does not depend on openraft, so the two
 //! messages are generic over what only the tracker knows: its Raft RPCs
@@ -35,6 +38,11 @@ pub struct PeerHelloBody {
     pub version: u32,
     /// Node id (1-based line of tracker_info.txt) of the connecting tracker.
     pub from: u64,
+    /// The connecting tracker reads replies in the binary encoding
+    /// (`proto::codec`). Trackers from before it neither send nor read the
+    /// field, and are answered in JSON.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
 }
 
 /// One heartbeat a tracker received from a daemon, stamped with the
@@ -43,6 +51,9 @@ pub struct PeerHelloBody {
 pub struct SeenPeer {
     pub user: crate::UserId,
     pub token: crate::tracker::SessionToken,
+    /// As text in the binary encoding too: this is logged inside a tagged
+    /// `Command` (see [`crate::as_text`]).
+    #[serde(with = "crate::as_text")]
     pub addr: SocketAddr,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
@@ -114,6 +125,7 @@ mod tests {
             peer: PeerHelloBody {
                 version: 1,
                 from: 2,
+                binary: true,
             },
         };
         let json = serde_json::to_vec(&hello).unwrap();
@@ -121,6 +133,9 @@ mod tests {
         assert_eq!(serde_json::from_slice::<PeerHello>(&json).unwrap(), hello);
         let call = br#"{"id":0,"request":{"op":"hello","version":1}}"#;
         assert!(serde_json::from_slice::<PeerHello>(call).is_err());
+        // A tracker from before the binary encoding: no `binary`, read as false.
+        let old: PeerHello = serde_json::from_slice(br#"{"peer":{"version":1,"from":2}}"#).unwrap();
+        assert!(!old.peer.binary);
     }
 
     /// Stand-ins for the tracker's payload types.

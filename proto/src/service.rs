@@ -218,6 +218,19 @@ pub async fn accept_loop<C, A, AF, S, SF>(
 /// Any I/O failure, `AlreadyExists` if the tmp path is taken again between
 /// the unlink and the retry; the tmp file is removed then.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    write_atomic_with(path, mode, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `body` writes, so that a large content can be
+/// streamed into the file rather than built in memory first.
+///
+/// # Errors
+/// As [`write_atomic`], and `body`'s.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    body: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     static WRITERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = WRITERS.lock().unwrap_or_else(|p| p.into_inner());
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -238,7 +251,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
         // The umask may have taken bits off `mode`; this is our own new
         // file (fchmod on the descriptor, no path lookup).
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
+        body(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
