@@ -2,12 +2,17 @@
 //! latest snapshot, in one redb database, `DATA/raft.redb`.
 //!
 //! Tables:
-//! - `logs`: log index → JSON of the openraft `Entry` (our `Command` inside).
-//! - `meta`: `vote`, `committed`, `last_purged` (JSON `LogId`s / `Vote`), and
-//!   the latest snapshot: `snapshot_meta` (JSON) and `snapshot_data` (the
-//!   serialized state, as is). Stores written before hold it as one JSON
-//!   [`StoredSnapshot`] under `snapshot`; it is read, and replaced by the
-//!   next snapshot.
+//! - `logs`: log index → the openraft `Entry` (our `Command` inside).
+//! - `meta`: `vote`, `committed`, `last_purged` (`LogId`s / `Vote`). Stores
+//!   written before also hold the latest snapshot here (read by
+//!   `snapshot_store`, which now keeps it in a file of its own).
+//!
+//! Values are written in the trackers' binary encoding (`proto::codec`)
+//! and read in either it or JSON, which stores written before it hold: a
+//! tracker upgraded in place reads its old log and writes new entries in
+//! binary next to the old ones.
+//!
+//! The latest snapshot lives in its own file (`snapshot_store`).
 //!
 //! Invariants:
 //! - `append` reports completion to openraft only after its redb transaction
@@ -27,7 +32,7 @@ use super::{NodeId, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogReader, StorageError, StorageIOError, Vote};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
@@ -39,10 +44,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
-/// The snapshot as first stored: one JSON [`StoredSnapshot`]; still read.
-const SNAPSHOT: &str = "snapshot";
-const SNAPSHOT_META: &str = "snapshot_meta";
-const SNAPSHOT_DATA: &str = "snapshot_data";
 /// redb's page cache. Its default (1 GiB) is most of a tracker's memory
 /// once the log and a few snapshots have gone through it; the hot part is
 /// the tail of the log being replicated, so a small cache is enough.
@@ -62,13 +63,6 @@ pub enum OpenError {
         path: PathBuf,
         source: Box<redb::Error>,
     },
-}
-
-/// A snapshot as stored: openraft's metadata plus the state machine bytes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredSnapshot {
-    pub meta: openraft::SnapshotMeta<NodeId, openraft::BasicNode>,
-    pub data: Vec<u8>,
 }
 
 /// Opens (creating if needed) the database of `dir`, first making `dir`
@@ -137,11 +131,11 @@ pub struct LogStore {
 type StResult<T> = Result<T, StorageError<NodeId>>;
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, redb::Error> {
-    serde_json::to_vec(v).map_err(|e| redb::Error::Corrupted(format!("cannot encode: {e}")))
+    proto::codec::encode(v).map_err(|e| redb::Error::Corrupted(e.to_string()))
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, redb::Error> {
-    serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(format!("cannot decode: {e}")))
+    proto::codec::decode(bytes).map_err(|e| redb::Error::Corrupted(e.to_string()))
 }
 
 /// Reads one `meta` key.
@@ -172,36 +166,42 @@ pub fn write_meta<T: Serialize>(
     Ok(())
 }
 
-/// The stored snapshot, if any (either layout).
-pub fn read_snapshot(db: &Database) -> Result<Option<StoredSnapshot>, redb::Error> {
+/// One `meta` key's bytes as stored.
+pub fn read_meta_raw(db: &Database, key: &str) -> Result<Option<Vec<u8>>, redb::Error> {
     let txn = db.begin_read()?;
     let table = txn.open_table(META)?;
-    let meta = table.get(SNAPSHOT_META)?;
-    let data = table.get(SNAPSHOT_DATA)?;
-    match (meta, data) {
-        (Some(meta), Some(data)) => Ok(Some(StoredSnapshot {
-            meta: decode(meta.value())?,
-            data: data.value().to_vec(),
-        })),
-        _ => match table.get(SNAPSHOT)? {
-            Some(old) => Ok(Some(decode(old.value())?)),
-            None => Ok(None),
-        },
-    }
+    let value = table.get(key)?;
+    Ok(value.map(|v| v.value().to_vec()))
 }
 
-/// Replaces the stored snapshot (fsynced): its metadata as JSON and the
-/// state's bytes as they are, in one transaction. (The first layout kept
-/// both in one JSON value, where serde writes the bytes as an array of
-/// numbers: about 3.5 times their size, which redb then cached.)
-pub fn write_snapshot(db: &Database, snapshot: &StoredSnapshot) -> Result<(), redb::Error> {
-    let meta = encode(&snapshot.meta)?;
+/// Writes one `meta` key's bytes as given (fsynced).
+#[cfg(test)]
+pub fn write_meta_raw(db: &Database, key: &str, bytes: &[u8]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?.insert(key, bytes)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Removes `keys` from `meta` in one transaction, if any is there.
+pub fn remove_meta(db: &Database, keys: &[&str]) -> Result<(), redb::Error> {
+    {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(META)?;
+        let mut present = false;
+        for k in keys {
+            present |= table.get(*k)?.is_some();
+        }
+        if !present {
+            return Ok(());
+        }
+    }
     let txn = db.begin_write()?;
     {
         let mut table = txn.open_table(META)?;
-        table.insert(SNAPSHOT_META, meta.as_slice())?;
-        table.insert(SNAPSHOT_DATA, snapshot.data.as_slice())?;
-        table.remove(SNAPSHOT)?;
+        for k in keys {
+            table.remove(*k)?;
+        }
     }
     txn.commit()?;
     Ok(())
@@ -212,22 +212,25 @@ impl LogStore {
         LogStore { db }
     }
 
-    /// True when nothing was ever stored: no vote, no entry, no snapshot.
+    /// Index of the last entry the log holds (purged ones included).
     ///
     /// # Errors
     /// The database cannot be read.
-    /// Index of the last entry the log holds (purged ones included).
     pub fn last_index(&self) -> Result<Option<u64>, redb::Error> {
         let purged: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
         Ok(self.last_entry_id()?.or(purged).map(|l| l.index))
     }
 
-    pub fn is_pristine(&self) -> Result<bool, redb::Error> {
+    /// True when the log holds nothing: no vote, no entry, none purged.
+    ///
+    /// # Errors
+    /// The database cannot be read.
+    pub fn is_empty(&self) -> Result<bool, redb::Error> {
         let vote: Option<Vote<NodeId>> = read_meta(&self.db, VOTE)?;
         let purged: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
         let txn = self.db.begin_read()?;
         let empty = txn.open_table(LOGS)?.is_empty()?;
-        Ok(vote.is_none() && purged.is_none() && empty && read_snapshot(&self.db)?.is_none())
+        Ok(vote.is_none() && purged.is_none() && empty)
     }
 
     fn entries(
@@ -384,6 +387,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::snapshot_store::SnapshotStore;
     use crate::raft::state_machine::StateMachine;
     use openraft::testing::{StoreBuilder, Suite};
 
@@ -396,42 +400,80 @@ mod tests {
         ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
             let dir = tempfile::tempdir().map_err(|e| StorageIOError::read(&e))?;
             let db = open(dir.path()).map_err(|e| StorageIOError::read(&e))?;
-            let sm = StateMachine::open(Arc::clone(&db)).map_err(|e| StorageIOError::read(&e))?;
+            let snapshots = SnapshotStore::new(dir.path(), Arc::clone(&db));
+            let sm = StateMachine::open(snapshots).map_err(|e| StorageIOError::read(&e))?;
             Ok((dir, LogStore::new(db), sm))
         }
     }
 
-    #[test]
-    fn snapshots_of_the_first_layout_are_still_read_and_then_replaced() {
+    /// What a tracker upgraded in place finds: a log, vote and snapshot
+    /// written in JSON. It reads them, and its new entries (binary) sit
+    /// next to the old ones.
+    #[tokio::test]
+    async fn a_store_written_in_json_is_read_and_extended_in_binary() {
+        use crate::raft::state_machine::Replica;
+        use crate::state::Command;
+        use openraft::{CommittedLeaderId, EntryPayload};
         let dir = tempfile::tempdir().unwrap();
         let db = open(dir.path()).unwrap();
-        let snap = |id: &str, data: &[u8]| StoredSnapshot {
-            meta: openraft::SnapshotMeta {
-                last_log_id: None,
-                last_membership: Default::default(),
-                snapshot_id: id.into(),
-            },
-            data: data.to_vec(),
+        let entry = |index: u64, user: &str| Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Normal(Command::CreateUser {
+                user: user.parse().unwrap(),
+                password_hash: "h".into(),
+            }),
         };
-        assert!(read_snapshot(&db).unwrap().is_none());
-        write_meta(&db, SNAPSHOT, &snap("old", b"{\"state\":1}"), true).unwrap();
-        let old = read_snapshot(&db).unwrap().unwrap();
-        assert_eq!(
-            (old.meta.snapshot_id.as_str(), &old.data[..]),
-            ("old", &b"{\"state\":1}"[..])
-        );
-        write_snapshot(&db, &snap("new", b"\x00raw bytes")).unwrap();
-        let new = read_snapshot(&db).unwrap().unwrap();
-        assert_eq!(
-            (new.meta.snapshot_id.as_str(), &new.data[..]),
-            ("new", &b"\x00raw bytes"[..])
-        );
-        assert!(
-            read_meta::<StoredSnapshot>(&db, SNAPSHOT)
+        let vote = Vote::new_committed(2, 1);
+        let replica = Replica {
+            last_applied: Some(LogId::new(CommittedLeaderId::new(2, 1), 1)),
+            ..Replica::default()
+        };
+        {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut logs = txn.open_table(LOGS).unwrap();
+                for (i, user) in [(2, "old1"), (3, "old2")] {
+                    let json = serde_json::to_vec(&entry(i, user)).unwrap();
+                    logs.insert(i, json.as_slice()).unwrap();
+                }
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert(VOTE, serde_json::to_vec(&vote).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        // The snapshot as such a store keeps it: in redb, metadata and state
+        // both JSON.
+        let meta = openraft::SnapshotMeta::<NodeId, openraft::BasicNode> {
+            last_log_id: replica.last_applied,
+            last_membership: Default::default(),
+            snapshot_id: "2-1-1".into(),
+        };
+        write_meta_raw(&db, "snapshot_meta", &serde_json::to_vec(&meta).unwrap()).unwrap();
+        write_meta_raw(&db, "snapshot_data", &serde_json::to_vec(&replica).unwrap()).unwrap();
+        let snapshots = SnapshotStore::new(dir.path(), Arc::clone(&db));
+        let sm = StateMachine::open(snapshots).expect("a JSON snapshot is read");
+        assert_eq!(sm.replica().last_applied, replica.last_applied);
+        let mut store = LogStore::new(Arc::clone(&db));
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        // A new entry, written as the tracker writes them now.
+        {
+            let txn = db.begin_write().unwrap();
+            let bytes = encode(&entry(4, "new")).unwrap();
+            assert!(proto::codec::is_binary(&bytes));
+            txn.open_table(LOGS)
                 .unwrap()
-                .is_none(),
-            "old layout removed"
-        );
+                .insert(4, bytes.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let read = store.try_get_log_entries(2..5).await.unwrap();
+        let indexes: Vec<u64> = read.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, [2, 3, 4]);
+        assert_eq!(read[2].payload, entry(4, "new").payload);
+        assert_eq!(read[0].payload, entry(2, "old1").payload);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(4));
     }
 
     #[test]

@@ -19,8 +19,12 @@
 //! - [`network`]: tracker → tracker requests: openraft's RPCs, forwarded
 //!   writes, probes and presence.
 //! - [`serve`]: the serving side of a peer tracker's connection.
-//! - [`log_store`]: Raft log, vote and snapshots in redb (fsynced).
+//! - [`log_store`]: Raft log and vote in redb (fsynced).
+//! - [`snapshot_store`]: the latest snapshot, in a file of its own.
 //! - [`state_machine`]: `TrackerState` behind `RaftStateMachine`.
+//!
+//! Everything a tracker stores or sends another tracker is in the binary
+//! encoding of `proto::codec`; JSON from before it is still read.
 //!
 //! This file holds the [`Cluster`] type that ties them together, and the
 //! Raft type configuration. Each part lives in its own file, as an
@@ -42,6 +46,7 @@ pub mod log_store;
 pub mod network;
 pub mod presence;
 pub mod serve;
+pub mod snapshot_store;
 pub mod state_machine;
 #[cfg(test)]
 mod testing;
@@ -90,6 +95,8 @@ pub enum StartError {
     Open(#[from] log_store::OpenError),
     #[error("cannot read the stored Raft state: {0}")]
     Read(#[from] redb::Error),
+    #[error("cannot read the latest snapshot: {0}")]
+    Snapshot(#[from] snapshot_store::SnapshotError),
     #[error("bad Raft configuration: {0}")]
     Config(#[from] openraft::ConfigError),
     #[error("Raft could not start: {0}")]
@@ -152,13 +159,15 @@ impl Cluster {
     ) -> Result<Arc<Cluster>, StartError> {
         let db = log_store::open(data_dir)?;
         let logs = log_store::LogStore::new(Arc::clone(&db));
-        let pristine = logs.is_pristine()?;
+        let snapshots = snapshot_store::SnapshotStore::new(data_dir, Arc::clone(&db));
+        let pristine = logs.is_empty()? && snapshots.read()?.is_none();
         let last_index = logs.last_index()?;
-        let sm = StateMachine::open(Arc::clone(&db))?;
+        let sm = StateMachine::open(snapshots)?;
         let config = raft_config(options.snapshot_every)?;
         let dialer = network::Dialer {
             from: options.node,
             endpoint: Endpoint::new(&options.cluster_key.identity()),
+            codecs: Default::default(),
         };
         let network = network::NetworkFactory {
             dialer: dialer.clone(),

@@ -20,6 +20,13 @@
 //! is encoded before anything is sent, so one that cannot be encoded is
 //! [`PeerError::Encode`] (certainly not sent); a reply that cannot be
 //! encoded is logged and answered as [`PeerReply::Failed`].
+//!
+//! Encoding: `proto::codec`'s binary one between trackers that both have
+//! it, JSON otherwise, so a cluster can be upgraded one tracker at a time.
+//! The hello says the dialer reads binary replies; a tracker that has the
+//! binary encoding then answers in it, and the dialer sends its requests
+//! to that address in binary from then on ([`PeerCodecs`]). Every frame is
+//! decoded by its first byte, whichever it is.
 
 use super::{NodeId, Response, TypeConfig};
 use crate::state::Command;
@@ -33,12 +40,13 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 use p2p_link::{Endpoint, Link};
-use proto::frame::{read_json, write_frame, write_json};
+use proto::frame::{read_frame, write_frame, write_json};
 use proto::raft::{PeerHello, PeerHelloBody, MAX_PEER_FRAME_BYTES};
 use proto::PROTOCOL_VERSION;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -91,6 +99,37 @@ pub enum PeerError {
 pub struct Dialer {
     pub from: NodeId,
     pub endpoint: Endpoint,
+    pub codecs: PeerCodecs,
+}
+
+/// The peer addresses known to read the binary encoding: their last reply
+/// was binary. Unknown ones (never answered yet, or a tracker from before
+/// the binary encoding) are sent JSON.
+#[derive(Clone, Debug, Default)]
+pub struct PeerCodecs(Arc<Mutex<BTreeSet<SocketAddr>>>);
+
+impl PeerCodecs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<SocketAddr>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether requests to `addr` go in the binary encoding.
+    pub fn binary(&self, addr: SocketAddr) -> bool {
+        self.lock().contains(&addr)
+    }
+
+    /// Records the encoding of `addr`'s latest reply.
+    fn replied(&self, addr: SocketAddr, binary: bool) {
+        let mut known = self.lock();
+        let changed = match binary {
+            true => known.insert(addr),
+            false => known.remove(&addr),
+        };
+        if changed {
+            let codec = if binary { "binary" } else { "JSON" };
+            tracing::debug!(%addr, "tracker answers in {codec}; sending it {codec} from now on");
+        }
+    }
 }
 
 impl Dialer {
@@ -117,6 +156,7 @@ impl Dialer {
             peer: PeerHelloBody {
                 version: PROTOCOL_VERSION,
                 from: self.from,
+                binary: true,
             },
         };
         write_json(&mut stream, &hello, MAX_PEER_FRAME_BYTES)
@@ -126,12 +166,18 @@ impl Dialer {
     }
 }
 
-/// `request` as one frame's payload, before anything is sent.
+/// `request` as one frame's payload for `addr` (binary if it reads it),
+/// before anything is sent.
 fn encode<W: Serialize>(
+    dialer: &Dialer,
     addr: SocketAddr,
     request: &proto::raft::PeerRequest<RaftRpc, W>,
 ) -> Result<Vec<u8>, PeerError> {
-    serde_json::to_vec(request).map_err(|e| {
+    let encoded = match dialer.codecs.binary(addr) {
+        true => proto::codec::encode(request),
+        false => proto::codec::encode_json(request),
+    };
+    encoded.map_err(|e| {
         tracing::error!(%addr, error = %e, "cannot encode a request to a peer tracker");
         PeerError::Encode {
             addr,
@@ -140,9 +186,11 @@ fn encode<W: Serialize>(
     })
 }
 
-/// One request (already encoded), one reply, under `ttl`.
+/// One request (already encoded), one reply, under `ttl`; notes the
+/// reply's encoding in `codecs`.
 async fn exchange(
     stream: &mut Link,
+    codecs: &PeerCodecs,
     addr: SocketAddr,
     request: &[u8],
     ttl: Duration,
@@ -152,10 +200,13 @@ async fn exchange(
         write_frame(stream, request, MAX_PEER_FRAME_BYTES)
             .await
             .map_err(|e| lost(e.to_string()))?;
-        read_json::<PeerReply, _>(stream, MAX_PEER_FRAME_BYTES)
+        let reply = read_frame(stream, MAX_PEER_FRAME_BYTES)
             .await
             .map_err(|e| lost(e.to_string()))?
-            .ok_or_else(|| lost("closed the connection".into()))
+            .ok_or_else(|| lost("closed the connection".into()))?;
+        let decoded = proto::codec::decode::<PeerReply>(&reply).map_err(|e| lost(e.to_string()))?;
+        codecs.replied(addr, proto::codec::is_binary(&reply));
+        Ok(decoded)
     };
     tokio::time::timeout(ttl, io)
         .await
@@ -173,9 +224,9 @@ pub async fn send_once<W: Serialize>(
     request: &proto::raft::PeerRequest<RaftRpc, W>,
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
-    let request = encode(addr, request)?;
+    let request = encode(dialer, addr, request)?;
     let mut stream = dialer.connect(addr).await?;
-    exchange(&mut stream, addr, &request, ttl).await
+    exchange(&mut stream, &dialer.codecs, addr, &request, ttl).await
 }
 
 /// Builds openraft clients from the addresses of tracker_info.txt.
@@ -270,7 +321,7 @@ impl PeerClient {
             let e = network_error(format!("node {} has no valid address", self.target));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
-        let request = encode(addr, &PeerRequest::Raft { rpc })
+        let request = encode(&self.dialer, addr, &PeerRequest::Raft { rpc })
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut stream = match self.stream.take() {
             Some(s) => s,
@@ -280,7 +331,7 @@ impl PeerClient {
                 .await
                 .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?,
         };
-        let reply = exchange(&mut stream, addr, &request, ttl)
+        let reply = exchange(&mut stream, &self.dialer.codecs, addr, &request, ttl)
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         self.stream = Some(stream);
@@ -379,6 +430,8 @@ mod tests {
             .expect("a typed vote response");
         assert!(!vote.vote_granted);
         assert!(vote.vote.leader_id().term >= 1);
+        // It answered in binary, so the next request goes in binary.
+        assert!(c.dialer.codecs.binary(addr));
         // The same connection carries the next RPC.
         let stale = AppendEntriesRequest {
             vote: Vote::new_committed(0, 2),
@@ -394,6 +447,31 @@ mod tests {
         cancel.cancel();
         serving.await.unwrap();
         node.stop().await;
+    }
+
+    /// A tracker from before the binary encoding (the fake peer: JSON
+    /// only, it panics on a binary frame) is sent JSON, request after
+    /// request, and its JSON replies are read.
+    #[tokio::test]
+    async fn a_tracker_answering_in_json_is_sent_json() {
+        let old = FakePeer::start(|_| PeerReply::Probed { pristine: true }).await;
+        let dialer = testing::dialer(2);
+        let ttl = Duration::from_secs(2);
+        for _ in 0..3 {
+            let reply = send_once(&dialer, old.addr, &PeerRequest::Probe, ttl).await;
+            assert!(
+                matches!(reply, Ok(PeerReply::Probed { pristine: true })),
+                "{reply:?}"
+            );
+            assert!(!dialer.codecs.binary(old.addr));
+        }
+        let mut c = client(old.addr);
+        c.dialer = dialer;
+        let out = c
+            .vote(VoteRequest::new(Vote::new(1, 2), None), option())
+            .await;
+        assert!(matches!(out, Err(RPCError::Network(_))), "{out:?}");
+        assert_eq!(old.requests().len(), 4, "every request was read (as JSON)");
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 //! A request that cannot be decoded is answered `Failed`
 //! (`invalid_argument`); a reply that cannot be encoded is logged and
 //! answered `Failed` (`io`) instead, never as an empty or `null` payload.
+//! Requests come in either encoding (decoded by their first byte); replies
+//! go in the binary one when the hello said the peer reads it.
 
 use super::formation;
 use super::network::{PeerReply, PeerRequest, RaftRpc, RaftRpcReply};
@@ -23,11 +25,12 @@ use tokio_util::sync::CancellationToken;
 /// closes or `cancel` fires. Requests are handled one at a time, in order.
 pub async fn serve_peer(
     cluster: Arc<Cluster>,
-    from: NodeId,
+    hello: PeerHelloBody,
     reader: LinkReader,
     mut writer: LinkWriter,
     cancel: CancellationToken,
 ) {
+    let from: NodeId = hello.from;
     let mut reader = BufReader::new(reader);
     loop {
         let frame = tokio::select! {
@@ -42,13 +45,13 @@ pub async fn serve_peer(
                 break;
             }
         };
-        let reply = match serde_json::from_slice::<PeerRequest>(&bytes) {
+        let reply = match proto::codec::decode::<PeerRequest>(&bytes) {
             Ok(req) => handle(&cluster, req).await,
             Err(e) => PeerReply::Failed {
                 error: WireError::new(ErrorCode::InvalidArgument, format!("bad request: {e}")),
             },
         };
-        let Some(reply) = encode_reply(&reply) else {
+        let Some(reply) = encode_reply(&reply, hello.binary) else {
             break;
         };
         if let Err(e) = write_frame(&mut writer, &reply, MAX_PEER_FRAME_BYTES).await {
@@ -59,13 +62,18 @@ pub async fn serve_peer(
     let _ = writer.shutdown().await;
 }
 
-/// `reply` as a frame's payload; one that cannot be encoded is logged and
-/// replaced by a [`PeerReply::Failed`] saying so. `None`: not even that
-/// (the connection is closed).
+/// `reply` as a frame's payload, `binary` or JSON; one that cannot be
+/// encoded is logged and replaced by a [`PeerReply::Failed`] saying so.
+/// `None`: not even that (the connection is closed).
 fn encode_reply<Rpc: Serialize, R: Serialize>(
     reply: &proto::raft::PeerReply<Rpc, R>,
+    binary: bool,
 ) -> Option<Vec<u8>> {
-    let e = match serde_json::to_vec(reply) {
+    let encode = |r: &proto::raft::PeerReply<Rpc, R>| match binary {
+        true => proto::codec::encode(r),
+        false => proto::codec::encode_json(r),
+    };
+    let e = match encode(reply) {
         Ok(bytes) => return Some(bytes),
         Err(e) => e,
     };
@@ -76,7 +84,7 @@ fn encode_reply<Rpc: Serialize, R: Serialize>(
             format!("the tracker could not encode its reply: {e}"),
         ),
     };
-    match serde_json::to_vec(&failed) {
+    match encode(&failed) {
         Ok(bytes) => Some(bytes),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode a failure either; closing");
@@ -140,16 +148,18 @@ mod tests {
         let reply = proto::raft::PeerReply::<Unencodable, ()>::Raft {
             result: BTreeMap::from([((1, 2), 3)]),
         };
-        let bytes = encode_reply(&reply).expect("a failure can be encoded");
+        let bytes = encode_reply(&reply, false).expect("a failure can be encoded");
         let back: proto::raft::PeerReply<Unencodable, ()> = serde_json::from_slice(&bytes).unwrap();
         assert!(
             matches!(back, proto::raft::PeerReply::Failed { error } if error.code == ErrorCode::Io)
         );
         let fine = proto::raft::PeerReply::<Unencodable, ()>::Noted;
         assert_eq!(
-            encode_reply(&fine).unwrap(),
+            encode_reply(&fine, false).unwrap(),
             serde_json::to_vec(&fine).unwrap()
         );
+        let binary = encode_reply(&fine, true).unwrap();
+        assert!(proto::codec::is_binary(&binary));
     }
 
     #[test]

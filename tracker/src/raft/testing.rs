@@ -35,6 +35,7 @@ pub fn dialer(from: NodeId) -> Dialer {
     Dialer {
         from,
         endpoint: endpoint(),
+        codecs: Default::default(),
     }
 }
 
@@ -103,10 +104,8 @@ pub fn serve_one_peer(
             .await
             .unwrap()
             .unwrap();
-        let from = super::serve::is_peer_hello(&hello)
-            .expect("a peer hello")
-            .from;
-        super::serve::serve_peer(cluster, from, reader, writer, cancel).await;
+        let hello = super::serve::is_peer_hello(&hello).expect("a peer hello");
+        super::serve::serve_peer(cluster, hello, reader, writer, cancel).await;
     })
 }
 
@@ -118,7 +117,9 @@ pub async fn unused_addr() -> SocketAddr {
 type Answer = dyn Fn(&PeerRequest) -> PeerReply + Send + Sync;
 
 /// A peer tracker that answers every request with `answer` and remembers
-/// the requests it was sent. Stops when dropped.
+/// the requests it was sent. Stops when dropped. It speaks JSON only, as
+/// trackers from before the binary encoding did: it panics on a binary
+/// request, which it must never be sent.
 pub struct FakePeer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<PeerRequest>>>,

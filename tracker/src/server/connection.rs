@@ -196,14 +196,8 @@ impl Connection {
             }
             tracing::debug!(peer = %self.peer, node = hello.from, "peer tracker connected");
             let cluster = Arc::clone(&self.shared.cluster);
-            crate::raft::serve::serve_peer(
-                cluster,
-                hello.from,
-                reader,
-                writer,
-                self.cancel.clone(),
-            )
-            .await;
+            crate::raft::serve::serve_peer(cluster, hello, reader, writer, self.cancel.clone())
+                .await;
             return;
         }
         self.serve_daemon(reader, writer, first, (key, proof)).await;

@@ -13,6 +13,7 @@ use proto::raft::SeenPeer;
 use proto::tracker::{FileMeta, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 impl TrackerState {
     /// Applies one command, or refuses it and changes nothing.
@@ -238,7 +239,7 @@ impl TrackerState {
         }
         let name = meta.name.clone();
         match g.files.get_mut(&name) {
-            Some(f) if f.meta != meta => {
+            Some(f) if *f.meta != meta => {
                 return Err(WireError::new(
                     ErrorCode::NameTaken,
                     format!(
@@ -254,7 +255,7 @@ impl TrackerState {
             }
             None => {
                 let shared = SharedFile {
-                    meta,
+                    meta: Arc::new(meta),
                     holders: BTreeSet::from([user.clone()]),
                     partial: BTreeSet::new(),
                 };

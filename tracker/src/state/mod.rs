@@ -55,6 +55,7 @@ use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use suspects::Suspects;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +86,10 @@ impl Group {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SharedFile {
-    meta: FileMeta,
+    /// Shared, so that cloning the state for a snapshot copies the maps
+    /// but not the piece lists (most of its bytes); never changed once
+    /// listed.
+    meta: Arc<FileMeta>,
     /// Users holding the complete file. Never empty while the file is listed.
     holders: BTreeSet<UserId>,
     /// Users serving verified pieces while still downloading; disjoint from
@@ -97,6 +101,8 @@ struct SharedFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Seen {
     token: SessionToken,
+    /// As text in snapshots of either encoding ([`proto::as_text`]).
+    #[serde(with = "proto::as_text")]
     addr: SocketAddr,
     at_ms: u64,
     /// The link key the heartbeat's connection proved (hex).
@@ -327,7 +333,7 @@ impl TrackerState {
             .chain(partial)
             .filter(|h| &h.user != user && !self.suspects.contains(&h.user, &file))
             .collect();
-        Ok((f.meta.clone(), holders))
+        Ok((FileMeta::clone(&f.meta), holders))
     }
 
     /// `user`'s copies reported corrupt, for it to re-hash.
@@ -464,7 +470,8 @@ mod tests {
 
     #[test]
     fn a_state_with_remembered_requests_survives_a_snapshot_round_trip() {
-        // Snapshots are this state as JSON; struct-keyed maps must not break it.
+        // Snapshots are this state, binary (JSON before); struct-keyed maps
+        // must not break either.
         let mut s = with_users(&["a"]);
         s.apply(Command::Dedup {
             request: RequestId { client: 7, seq: 1 },
@@ -475,9 +482,31 @@ mod tests {
             }),
         })
         .unwrap();
-        let json = serde_json::to_vec(&s).expect("state serialises");
-        let back: TrackerState = serde_json::from_slice(&json).expect("state deserialises");
-        assert_eq!(back, s);
+        // Presence too: socket addresses and optional keys.
+        s.apply(Command::Presence {
+            seen: vec![SeenPeer {
+                user: u("a"),
+                token: tok("a"),
+                addr: "[::1]:4000".parse().unwrap(),
+                at_ms: 1_500,
+                key: Some("ab".into()),
+            }],
+        })
+        .unwrap();
+        let online = s.online_peer(&u("a"), 1_600, std::time::Duration::from_secs(60));
+        assert!(online.is_some(), "presence applied");
+        round_trips(&s);
+    }
+
+    /// `v` comes back equal from JSON and from the binary encoding.
+    fn round_trips<T>(v: &T)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_vec(v).expect("serialises to JSON");
+        assert_eq!(&serde_json::from_slice::<T>(&json).expect("from JSON"), v);
+        let bin = proto::codec::encode(v).expect("serialises to binary");
+        assert_eq!(&proto::codec::decode::<T>(&bin).expect("from binary"), v);
     }
 
     /// A state with the given users created and logged in (token `tok-<user>`).
@@ -1025,8 +1054,7 @@ mod tests {
         assert!(s.rechecks_of(&u("alice")).is_empty());
 
         // A snapshot keeps the marks.
-        let copy: TrackerState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
-        assert_eq!(copy, s);
+        round_trips(&s);
 
         // Registering again (after re-hashing) lists the copy again.
         register(&mut s, "bob", "g1", meta("f", b"x")).unwrap();
@@ -1182,15 +1210,41 @@ mod tests {
     }
 
     #[test]
-    fn commands_round_trip_through_json() {
-        let cmd = Command::RegisterFile {
+    fn commands_round_trip_through_both_encodings() {
+        let register = Command::RegisterFile {
             token: tok("a"),
             group: g("g1"),
             meta: meta("f", b"x"),
         };
-        let json = serde_json::to_string(&cmd).unwrap();
+        let json = serde_json::to_string(&register).unwrap();
         assert!(json.contains("\"cmd\":\"register_file\""), "{json}");
-        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), cmd);
+        let seen = |key: Option<&str>| SeenPeer {
+            user: u("a"),
+            token: tok("a"),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            at_ms: 5,
+            key: key.map(str::to_owned),
+        };
+        // Every shape a log entry takes: nested, batched, optional fields
+        // left out.
+        let batch = Command::Batch {
+            writes: vec![
+                Command::Dedup {
+                    request: RequestId { client: 1, seq: 2 },
+                    at_ms: 3,
+                    write: Box::new(Command::Capped {
+                        caps: Caps::default(),
+                        write: Box::new(register.clone()),
+                    }),
+                },
+                Command::Presence {
+                    seen: vec![seen(None), seen(Some("ab"))],
+                },
+                Command::EndSession { token: tok("a") },
+            ],
+        };
+        round_trips(&register);
+        round_trips(&batch);
     }
 
     #[test]
