@@ -115,6 +115,11 @@ struct Args {
     /// Keep the temporary directory (data and tracker logs).
     #[arg(long)]
     keep: bool,
+    /// The trackers' log filter (their RUST_LOG), e.g.
+    /// `info,tracker::raft::write=debug` for each write batch's timing
+    /// (with --keep to read the logs).
+    #[arg(long, default_value = "info")]
+    tracker_log: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -199,7 +204,7 @@ impl Trackers {
                 .arg(&key)
                 // Every simulated daemon connects from 127.0.0.1.
                 .args(["--max-connections-per-ip", "1000000"])
-                .env("RUST_LOG", "info")
+                .env("RUST_LOG", &args.tracker_log)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)

@@ -48,6 +48,8 @@ pub struct Queued {
     pub forwarded: bool,
     /// Not sent to the leader by then: given up (certainly not appended).
     pub deadline: Instant,
+    /// When it was queued (for the write path's timing log).
+    pub queued: Instant,
     pub done: oneshot::Sender<Written>,
 }
 
@@ -197,6 +199,7 @@ mod tests {
             cmds,
             forwarded: false,
             deadline: Instant::now() + Duration::from_secs(5),
+            queued: Instant::now(),
             done,
         };
         (q, rx)

@@ -61,6 +61,7 @@ impl WriteQueue {
             cmds,
             forwarded,
             deadline,
+            queued: Instant::now(),
             done,
         };
         self.0.send(queued).ok().map(|()| answer)
@@ -130,7 +131,39 @@ impl Cluster {
     /// Commits one batch through the leader and answers each item.
     /// Retries only while the batch certainly was not appended; an item
     /// whose deadline passes before that is refused as "no majority".
-    async fn commit(&self, mut items: Vec<Queued>) {
+    ///
+    /// Logs at debug, per batch, where its time went (`RUST_LOG=
+    /// tracker::raft::write=debug`): how long its oldest write waited in
+    /// the queue, the commit itself (leader) or the forward (follower), and
+    /// a follower's wait to apply what the leader committed.
+    async fn commit(&self, items: Vec<Queued>) {
+        let started = Instant::now();
+        let waited = items.iter().map(|q| started - q.queued).max();
+        let mut timing = StageTiming {
+            writes: items.iter().map(|q| q.cmds.len()).sum(),
+            forwarded_in: items.iter().any(|q| q.forwarded),
+            queue: waited.unwrap_or_default(),
+            ..StageTiming::default()
+        };
+        self.commit_timed(items, &mut timing).await;
+        timing.total = started.elapsed();
+        tracing::debug!(
+            writes = timing.writes,
+            queue_ms = ms(timing.queue),
+            commit_ms = ms(timing.commit),
+            apply_wait_ms = ms(timing.apply_wait),
+            total_ms = ms(timing.total),
+            via = if timing.forwarded_out {
+                "forward"
+            } else {
+                "leader"
+            },
+            forwarded_in = timing.forwarded_in,
+            "batch done"
+        );
+    }
+
+    async fn commit_timed(&self, mut items: Vec<Queued>, timing: &mut StageTiming) {
         loop {
             let now = Instant::now();
             items = batch::drop_expired(items, now, &no_majority());
@@ -147,8 +180,16 @@ impl Cluster {
             }
             let cmd = batch::combine(items.iter().flat_map(|q| q.cmds.iter().cloned()).collect());
             let attempt = match leader {
-                Some(l) if l == self.node => self.commit_here(cmd, left).await,
-                Some(l) => self.commit_via(l, &cmd, left).await,
+                Some(l) if l == self.node => {
+                    let t = Instant::now();
+                    let a = self.commit_here(cmd, left).await;
+                    timing.commit += t.elapsed();
+                    a
+                }
+                Some(l) => {
+                    timing.forwarded_out = true;
+                    self.commit_via(l, &cmd, left, timing).await
+                }
                 None => Attempt::Retry,
             };
             match attempt {
@@ -176,15 +217,26 @@ impl Cluster {
 
     /// `leader` leads: forward `cmd` to it and, once committed, wait until
     /// this node has applied it too (read-your-writes).
-    async fn commit_via(&self, leader: NodeId, cmd: &Command, left: Duration) -> Attempt {
+    async fn commit_via(
+        &self,
+        leader: NodeId,
+        cmd: &Command,
+        left: Duration,
+        timing: &mut StageTiming,
+    ) -> Attempt {
         let Some(addr) = self.addr_of(leader) else {
             return Attempt::Retry;
         };
-        match forward(&self.dialer, addr, cmd, left).await {
+        let t = Instant::now();
+        let forwarded = forward(&self.dialer, addr, cmd, left).await;
+        timing.commit += t.elapsed();
+        match forwarded {
             Ok(Forwarded::Written { result, index }) => {
+                let t = Instant::now();
                 if !self.wait_applied(index, APPLY_WAIT).await {
                     tracing::warn!(index, "forwarded write committed but not yet applied here");
                 }
+                timing.apply_wait += t.elapsed();
                 Attempt::Committed(result, index)
             }
             // The leader refused the batch as a whole: its callers get that.
@@ -211,6 +263,27 @@ impl Cluster {
             .await
             .is_ok()
     }
+}
+
+/// Where one batch's time went (see [`Cluster::commit`]).
+#[derive(Debug, Default)]
+struct StageTiming {
+    writes: usize,
+    /// It holds a batch a follower forwarded (this node leads).
+    forwarded_in: bool,
+    /// This node forwarded it to the leader.
+    forwarded_out: bool,
+    /// The oldest write's wait in the queue before the batch formed.
+    queue: Duration,
+    /// `client_write` here, or the forward to the leader and its answer.
+    commit: Duration,
+    /// A follower's wait to apply the index the leader committed at.
+    apply_wait: Duration,
+    total: Duration,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
 /// What one attempt to commit a batch gave.
@@ -512,12 +585,16 @@ mod tests {
         let trackers = vec![leader.addr, testing::unused_addr().await];
         let node = testing::start(dir.path(), 2, trackers).await;
         let started = Instant::now();
+        let mut timing = StageTiming::default();
         let attempt = node
             .cluster
-            .commit_via(1, &create_user("a"), Duration::from_secs(2))
+            .commit_via(1, &create_user("a"), Duration::from_secs(2), &mut timing)
             .await;
         assert!(matches!(attempt, Attempt::Committed(Ok(a), 7) if a.message == "user a created"));
         assert!(started.elapsed() >= APPLY_WAIT);
+        // The timing log says where the time went: waiting to apply.
+        assert!(timing.apply_wait >= APPLY_WAIT, "{timing:?}");
+        assert!(timing.commit < APPLY_WAIT, "{timing:?}");
         node.stop().await;
     }
 
