@@ -109,7 +109,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let started = std::time::Instant::now();
         // The consistent cut: the replica cloned under the lock, which every
         // apply and read waits for. It copies the maps only (piece lists are
-        // shared): 14-50 ms at 10,000 files, 106-235 ms at 35,000-55,000
+        // shared): 14-106 ms at 10,000 files, 106-235 ms at 35,000-55,000
         // under write load, now the whole of the write path's tail (maps
         // sharing their nodes would make it O(1)). Encoding under the lock
         // took 0.7-1.0 s.
