@@ -12,8 +12,6 @@
 //! tracker upgraded in place reads its old log and writes new entries in
 //! binary next to the old ones.
 //!
-//! The latest snapshot lives in its own file (`snapshot_store`).
-//!
 //! Invariants:
 //! - `append` reports completion to openraft only after its redb transaction
 //!   committed with `Durability::Immediate` (fsync): an entry acknowledged to

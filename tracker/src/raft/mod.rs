@@ -160,7 +160,8 @@ impl Cluster {
         let db = log_store::open(data_dir)?;
         let logs = log_store::LogStore::new(Arc::clone(&db));
         let snapshots = snapshot_store::SnapshotStore::new(data_dir, Arc::clone(&db));
-        let pristine = logs.is_empty()? && snapshots.read()?.is_none();
+        // Asked without reading the snapshot: `StateMachine::open` reads it.
+        let pristine = logs.is_empty()? && !snapshots.exists()?;
         let last_index = logs.last_index()?;
         let sm = StateMachine::open(snapshots)?;
         let config = raft_config(options.snapshot_every)?;

@@ -101,6 +101,26 @@ impl SnapshotStore {
             })
     }
 
+    /// Whether any snapshot is stored (either layout), without reading it.
+    ///
+    /// # Errors
+    /// The file's directory or the database cannot be read.
+    pub fn exists(&self) -> Result<bool, SnapshotError> {
+        let file = self.path.try_exists().map_err(|source| SnapshotError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        if file {
+            return Ok(true);
+        }
+        for key in [LEGACY_WHOLE, LEGACY_META] {
+            if log_store::read_meta_raw(&self.db, key)?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Replaces the latest snapshot (durably). Blocking: call it where
     /// blocking is allowed.
     ///
@@ -210,7 +230,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path());
         assert!(s.read().unwrap().is_none());
+        assert!(!s.exists().unwrap());
         s.write(&snap("a", b"first state")).unwrap();
+        assert!(s.exists().unwrap());
         s.write(&snap("b", b"\x00second")).unwrap();
         let back = s.read().unwrap().unwrap();
         assert_eq!(back.meta.snapshot_id, "b");
@@ -239,6 +261,7 @@ mod tests {
                     log_store::write_meta_raw(&s.db, LEGACY_DATA, &old.data).unwrap();
                 }
             }
+            assert!(s.exists().unwrap(), "{layout}");
             let back = s.read().unwrap().unwrap();
             assert_eq!(
                 (back.meta.snapshot_id.as_str(), &back.data[..]),
