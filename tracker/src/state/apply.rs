@@ -9,10 +9,11 @@ use super::{
     no_such_file, no_such_group, not_member, not_owner, Account, Applied, Command, Group, Seen,
     SharedFile, TrackerState, BAD_CREDENTIALS,
 };
+use imbl::OrdMap;
 use proto::raft::SeenPeer;
 use proto::tracker::{FileMeta, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl TrackerState {
@@ -134,7 +135,7 @@ impl TrackerState {
         let created = Group {
             members: vec![user],
             requests: Vec::new(),
-            files: BTreeMap::new(),
+            files: OrdMap::new(),
         };
         self.groups.insert(group, created);
         Ok(Applied::done(message))
@@ -171,16 +172,26 @@ impl TrackerState {
         // `retain` keeps join order, so the new members[0] is the
         // longest-standing member left: the new owner.
         g.members.retain(|m| m != &user);
+        // Only the files the leaver held are touched, so a map whose nodes
+        // a snapshot still shares is copied along those paths only.
+        let held: Vec<FileName> = g
+            .files
+            .iter()
+            .filter(|(_, f)| f.holders.contains(&user) || f.partial.contains(&user))
+            .map(|(name, _)| name.clone())
+            .collect();
         let mut delisted = Vec::new();
-        g.files.retain(|name, f| {
+        for name in held {
+            let Some(f) = g.files.get_mut(&name) else {
+                continue;
+            };
             f.holders.remove(&user);
             f.partial.remove(&user);
-            let kept = !f.holders.is_empty();
-            if !kept {
-                delisted.push(name.clone());
+            if f.holders.is_empty() {
+                g.files.remove(&name);
+                delisted.push(name);
             }
-            kept
-        });
+        }
         self.suspects.clear_group(&user, group);
         for name in delisted {
             let group = group.clone();

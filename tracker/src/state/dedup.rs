@@ -21,11 +21,11 @@ pub(super) struct Outcome {
 /// (De)serialise a map with struct keys as a list of pairs.
 pub(super) mod outcomes_as_list {
     use super::{Outcome, RequestId};
+    use imbl::OrdMap;
     use serde::{Deserialize, Deserializer, Serializer};
-    use std::collections::BTreeMap;
 
     pub fn serialize<S: Serializer>(
-        map: &BTreeMap<RequestId, Outcome>,
+        map: &OrdMap<RequestId, Outcome>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_seq(map.iter())
@@ -33,7 +33,7 @@ pub(super) mod outcomes_as_list {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<BTreeMap<RequestId, Outcome>, D::Error> {
+    ) -> Result<OrdMap<RequestId, Outcome>, D::Error> {
         Ok(Vec::<(RequestId, Outcome)>::deserialize(d)?
             .into_iter()
             .collect())

@@ -28,8 +28,13 @@
 //!   attempts are accepted but change nothing, so every tracker signs and
 //!   checks tickets with the same key.
 //!
-//! Every container is a `BTreeMap`/`BTreeSet`/`Vec`, so listings come out in
-//! a stable order and serialised snapshots are byte-for-byte reproducible.
+//! Every container is ordered (`OrdMap`, `BTreeSet`, `Vec`, `Vector`), so
+//! listings come out in a stable order and serialised snapshots are
+//! byte-for-byte reproducible. The large maps are `imbl`'s persistent ones,
+//! which share their nodes between clones: a snapshot's cut of the whole
+//! state is a handful of reference-count increments, taken under the lock
+//! every write waits for, and later writes copy only the nodes they touch
+//! while the snapshot is still being encoded.
 //!
 //! Files:
 //! - this one: the state's types, and the reads (queries) the handler uses.
@@ -49,11 +54,12 @@ pub use caps::Caps;
 pub use command::{Applied, Command};
 
 use dedup::{outcomes_as_list, Outcome};
+use imbl::{OrdMap, Vector};
 use proto::ctl::{FileInfo, GroupInfo};
 use proto::tracker::{FileMeta, RequestId, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use suspects::Suspects;
@@ -69,7 +75,7 @@ struct Group {
     members: Vec<UserId>,
     /// Pending join requests, oldest first.
     requests: Vec<UserId>,
-    files: BTreeMap<FileName, SharedFile>,
+    files: OrdMap<FileName, SharedFile>,
 }
 
 impl Group {
@@ -127,14 +133,14 @@ pub struct Holder {
 /// Accounts, sessions, groups and files. See the module docs for invariants.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackerState {
-    users: BTreeMap<UserId, Account>,
-    sessions: BTreeMap<SessionToken, UserId>,
+    users: OrdMap<UserId, Account>,
+    sessions: OrdMap<SessionToken, UserId>,
     /// Reverse of `sessions`: one session per user.
-    session_of: BTreeMap<UserId, SessionToken>,
-    groups: BTreeMap<GroupId, Group>,
+    session_of: OrdMap<UserId, SessionToken>,
+    groups: OrdMap<GroupId, Group>,
     /// Last heartbeat of each user with a live session.
     #[serde(default)]
-    presence: BTreeMap<UserId, Seen>,
+    presence: OrdMap<UserId, Seen>,
     /// Key of the download tickets (hex); set once, by the first leader.
     #[serde(default)]
     ticket_secret: Option<String>,
@@ -142,11 +148,11 @@ pub struct TrackerState {
     /// A list on the wire: JSON map keys must be strings, and a `RequestId`
     /// is a struct, so as a map the snapshot would not serialise.
     #[serde(default, with = "outcomes_as_list")]
-    outcomes: BTreeMap<RequestId, Outcome>,
+    outcomes: OrdMap<RequestId, Outcome>,
     /// The same ids in apply order with their stamps, oldest first, so
     /// expiry is cheap.
     #[serde(default)]
-    outcome_order: VecDeque<(u64, RequestId)>,
+    outcome_order: Vector<(u64, RequestId)>,
     /// Copies reported corrupt (see `suspects`), unlisted until re-hashed.
     #[serde(default, skip_serializing_if = "Suspects::is_empty")]
     suspects: Suspects,
@@ -496,6 +502,48 @@ mod tests {
         let online = s.online_peer(&u("a"), 1_600, std::time::Duration::from_secs(60));
         assert!(online.is_some(), "presence applied");
         round_trips(&s);
+    }
+
+    /// A snapshot's cut is a clone: it must share the maps (so it is
+    /// cheap under the lock) and never see the writes made after it.
+    #[test]
+    fn a_clone_shares_the_maps_and_later_writes_do_not_show_through() {
+        let mut s = with_users(&["a", "b"]);
+        create(&mut s, "a", "g");
+        join_and_accept(&mut s, "a", "b", "g");
+        for i in 0..200 {
+            register(&mut s, "a", "g", meta(&format!("f{i}"), &[i as u8])).unwrap();
+        }
+        let cut = s.clone();
+        assert!(cut.groups.ptr_eq(&s.groups) && cut.users.ptr_eq(&s.users));
+        let files = |st: &TrackerState| st.groups[&g("g")].files.len();
+
+        register(&mut s, "b", "g", meta("new", b"new")).unwrap();
+        stop(&mut s, "a", "g", "f7").unwrap();
+        s.apply(Command::LeaveGroup {
+            token: tok("b"),
+            group: g("g"),
+        })
+        .unwrap();
+        s.apply(Command::CreateUser {
+            user: u("c"),
+            password_hash: "h".into(),
+        })
+        .unwrap();
+        assert_eq!((files(&s), files(&cut)), (199, 200));
+        assert!(cut.is_member(&u("b"), &g("g")) && !s.is_member(&u("b"), &g("g")));
+        assert!(cut.user_exists(&u("a")) && !cut.user_exists(&u("c")));
+        let f7 = cut.locate(&u("b"), &g("g"), &n("f7")).unwrap();
+        assert_eq!(f7.1.len(), 1, "the cut still lists a's f7");
+        // b's copy of "new" left with b: delisted in the state, never in the cut.
+        assert_eq!(
+            s.locate(&u("a"), &g("g"), &n("new")).unwrap_err().code,
+            ErrorCode::NoSuchFile
+        );
+        assert_eq!(
+            cut.locate(&u("a"), &g("g"), &n("new")).unwrap_err().code,
+            ErrorCode::NoSuchFile
+        );
     }
 
     /// `v` comes back equal from JSON and from the binary encoding.
