@@ -21,8 +21,13 @@
 //! - The vote is saved with an fsync before openraft acts on it.
 //! - `committed` is only a hint (saved without fsync): a stale one makes a
 //!   restart re-apply fewer entries at once; the leader re-sends the rest.
-//! - `last_purged` is written in the same transaction that removes entries,
-//!   so the log state is never missing entries that were not purged.
+//! - `last_purged` is written (fsynced) before the entries it covers are
+//!   deleted, and nothing at or below it is ever read again: the reads clamp
+//!   to it and the log state takes the larger of it and the last entry. So
+//!   the deletion itself runs in the background ([`Purger`]), a few entries
+//!   per transaction, and a crash part-way leaves only unreachable entries,
+//!   deleted with the next purge. Deleting 5,000 entries in one transaction
+//!   held redb's single writer, and so every append, for ~260 ms.
 //! - The database file is locked by redb: a second tracker on the same data
 //!   directory is refused.
 
@@ -34,7 +39,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub const DB_FILE: &str = "raft.redb";
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
@@ -124,6 +129,127 @@ pub fn open(dir: &Path) -> Result<Arc<Database>, OpenError> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    purger: Purger,
+}
+
+/// Entries deleted per transaction by the [`Purger`]: small enough that an
+/// append waiting for redb's writer waits a millisecond or two, not for the
+/// whole purge.
+const PURGE_CHUNK: usize = 32;
+
+/// Deletes purged entries on a thread of its own, [`PURGE_CHUNK`] per
+/// transaction, pausing between transactions so appends get the writer.
+/// One thread at a time per store; a purge asked for while it runs raises
+/// its target.
+#[derive(Clone)]
+struct Purger {
+    db: Arc<Database>,
+    state: Arc<Mutex<PurgeState>>,
+}
+
+#[derive(Default)]
+struct PurgeState {
+    /// Delete every entry with an index up to this one.
+    upto: Option<u64>,
+    running: bool,
+}
+
+impl Purger {
+    fn new(db: Arc<Database>) -> Purger {
+        Purger {
+            db,
+            state: Arc::default(),
+        }
+    }
+
+    /// Deletes every entry up to `index` (inclusive), soon.
+    fn request(&self, index: u64) {
+        let mut st = self.lock();
+        st.upto = st.upto.max(Some(index));
+        if st.running {
+            return;
+        }
+        st.running = true;
+        drop(st);
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("raft-log-purge".into())
+            .spawn(move || me.run());
+        if let Err(e) = spawned {
+            // The entries stay, unreachable, until the next purge.
+            tracing::warn!(error = %e, "cannot start the log purge thread");
+            self.lock().running = false;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PurgeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self) {
+        let started = std::time::Instant::now();
+        let (mut deleted, mut busy) = (0usize, std::time::Duration::ZERO);
+        loop {
+            let Some(upto) = self.lock().upto else {
+                self.lock().running = false;
+                return;
+            };
+            let t = std::time::Instant::now();
+            let chunk = self.delete_chunk(upto);
+            busy += t.elapsed();
+            match chunk {
+                Ok(n) if n > 0 => {
+                    deleted += n;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Ok(_) => {
+                    let mut st = self.lock();
+                    // Done, unless a purge raised the target meanwhile.
+                    if st.upto == Some(upto) {
+                        st.running = false;
+                        tracing::debug!(
+                            upto,
+                            deleted,
+                            busy_ms = busy.as_millis(),
+                            total_ms = started.elapsed().as_millis(),
+                            "purged log entries deleted"
+                        );
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Unreachable entries take space, nothing else; the
+                    // next purge tries again.
+                    tracing::warn!(error = %e, "deleting purged log entries failed");
+                    self.lock().running = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Deletes up to [`PURGE_CHUNK`] entries at or below `upto`; how many
+    /// (0 when none was left).
+    fn delete_chunk(&self, upto: u64) -> Result<usize, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        // Losing this commit in a crash loses nothing: the entries are
+        // unreachable either way. The next append's commit makes it durable.
+        txn.set_durability(Durability::None);
+        let deleted = {
+            let mut table = txn.open_table(LOGS)?;
+            let keys: Vec<u64> = table
+                .range::<u64>(..=upto)?
+                .take(PURGE_CHUNK)
+                .map(|item| item.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                table.remove(*k)?;
+            }
+            keys.len()
+        };
+        txn.commit()?;
+        Ok(deleted)
+    }
 }
 
 type StResult<T> = Result<T, StorageError<NodeId>>;
@@ -207,7 +333,8 @@ pub fn remove_meta(db: &Database, keys: &[&str]) -> Result<(), redb::Error> {
 
 impl LogStore {
     pub fn new(db: Arc<Database>) -> LogStore {
-        LogStore { db }
+        let purger = Purger::new(Arc::clone(&db));
+        LogStore { db, purger }
     }
 
     /// Index of the last entry the log holds (purged ones included).
@@ -215,8 +342,18 @@ impl LogStore {
     /// # Errors
     /// The database cannot be read.
     pub fn last_index(&self) -> Result<Option<u64>, redb::Error> {
-        let purged: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
-        Ok(self.last_entry_id()?.or(purged).map(|l| l.index))
+        Ok(self.log_state()?.last_log_id.map(|l| l.index))
+    }
+
+    /// The last purged log id, and the last log id: the last entry's, or
+    /// the last purged one when no entry above it is left.
+    fn log_state(&self) -> Result<LogState<TypeConfig>, redb::Error> {
+        let last_purged_log_id: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
+        let last_log_id = self.last_entry_id()?.max(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     /// True when the log holds nothing: no vote, no entry, none purged.
@@ -231,14 +368,26 @@ impl LogStore {
         Ok(vote.is_none() && purged.is_none() && empty)
     }
 
+    /// The entries in `range` above the last purged one (entries at or
+    /// below it may still be stored, waiting for the [`Purger`]).
     fn entries(
         &self,
         range: (Bound<u64>, Bound<u64>),
     ) -> Result<Vec<Entry<TypeConfig>>, redb::Error> {
         let txn = self.db.begin_read()?;
+        let purged = match txn.open_table(META)?.get(LAST_PURGED)? {
+            Some(v) => Some(decode::<LogId<NodeId>>(v.value())?.index),
+            None => None,
+        };
+        let start = match (range.0, purged) {
+            (Bound::Unbounded, Some(p)) => Bound::Excluded(p),
+            (Bound::Included(s), Some(p)) if s <= p => Bound::Excluded(p),
+            (Bound::Excluded(s), Some(p)) if s < p => Bound::Excluded(p),
+            (start, _) => start,
+        };
         let table = txn.open_table(LOGS)?;
         let mut out = Vec::new();
-        for item in table.range::<u64>(range)? {
+        for item in table.range::<u64>((start, range.1))? {
             let (_, v) = item?;
             out.push(decode(v.value())?);
         }
@@ -258,27 +407,18 @@ impl LogStore {
         }
     }
 
-    /// Removes every entry whose index is in `range`; with `purged`, records
-    /// it as the last purged log id in the same transaction.
-    fn remove(
-        &self,
-        range: (Bound<u64>, Bound<u64>),
-        purged: Option<&LogId<NodeId>>,
-    ) -> Result<(), redb::Error> {
+    /// Removes every entry from `index` on, in one transaction (a
+    /// truncation is a few conflicting entries at the tail).
+    fn remove_from(&self, index: u64) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;
         {
             let mut table = txn.open_table(LOGS)?;
             let keys: Vec<u64> = table
-                .range::<u64>(range)?
+                .range::<u64>(index..)?
                 .map(|item| item.map(|(k, _)| k.value()))
                 .collect::<Result<_, _>>()?;
             for k in keys {
                 table.remove(k)?;
-            }
-            if let Some(p) = purged {
-                let bytes = encode(p)?;
-                txn.open_table(META)?
-                    .insert(LAST_PURGED, bytes.as_slice())?;
             }
         }
         txn.commit()?;
@@ -304,15 +444,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> StResult<LogState<TypeConfig>> {
-        let read = || -> Result<LogState<TypeConfig>, redb::Error> {
-            let last_purged_log_id: Option<LogId<NodeId>> = read_meta(&self.db, LAST_PURGED)?;
-            let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
-            Ok(LogState {
-                last_purged_log_id,
-                last_log_id,
-            })
-        };
-        read().map_err(|e| StorageIOError::read_logs(&e).into())
+        self.log_state()
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -369,16 +502,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StResult<()> {
-        self.remove((Bound::Included(log_id.index), Bound::Unbounded), None)
+        self.remove_from(log_id.index)
             .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
+    /// Records `log_id` as purged (fsynced), which makes the entries up to
+    /// it unreachable at once; the [`Purger`] deletes them afterwards.
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StResult<()> {
-        self.remove(
-            (Bound::Unbounded, Bound::Included(log_id.index)),
-            Some(&log_id),
-        )
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        write_meta(&self.db, LAST_PURGED, &log_id, true)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.purger.request(log_id.index);
+        Ok(())
     }
 }
 
@@ -492,6 +626,74 @@ mod tests {
         std::fs::write(&half, b"stray").unwrap();
         let db = open(dir.path()).unwrap();
         assert_eq!(read_meta::<u32>(&db, "k").unwrap(), Some(7));
+    }
+
+    fn stored_indexes(db: &Database) -> Vec<u64> {
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(LOGS).unwrap();
+        let keys = table.iter().unwrap().map(|i| i.unwrap().0.value());
+        keys.collect()
+    }
+
+    /// A purge answers at once; the entries it covers are never read again
+    /// and are deleted in the background, leftovers of a crash included.
+    #[tokio::test]
+    async fn purged_entries_vanish_at_once_and_are_deleted_in_the_background() {
+        use crate::state::Command;
+        use openraft::{CommittedLeaderId, EntryPayload};
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path()).unwrap();
+        let id = |index: u64| LogId::new(CommittedLeaderId::new(1, 1), index);
+        let put = |range: std::ops::Range<u64>| {
+            let txn = db.begin_write().unwrap();
+            {
+                let mut logs = txn.open_table(LOGS).unwrap();
+                for i in range {
+                    let e = Entry::<TypeConfig> {
+                        log_id: id(i),
+                        payload: EntryPayload::Normal(Command::SetTicketSecret {
+                            secret: format!("{i}"),
+                        }),
+                    };
+                    logs.insert(i, encode(&e).unwrap().as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        };
+        put(1..301);
+        let mut store = LogStore::new(Arc::clone(&db));
+        store.purge(id(250)).await.unwrap();
+        let seen = store.try_get_log_entries(0..1000).await.unwrap();
+        assert_eq!(seen.first().map(|e| e.log_id.index), Some(251));
+        assert_eq!(seen.len(), 50);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(id(250)));
+        assert_eq!(state.last_log_id, Some(id(300)));
+        let deleted = || stored_indexes(&db).first() == Some(&251);
+        for _ in 0..500 {
+            if deleted() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(stored_indexes(&db), (251..301).collect::<Vec<_>>());
+
+        // Purged beyond every entry (a snapshot installed from the leader),
+        // then "crashed" before the deletion: the log is empty up to the
+        // purge, and the next purge deletes the leftovers too.
+        put(1..11);
+        store.purge(id(400)).await.unwrap();
+        assert!(store.try_get_log_entries(0..1000).await.unwrap().is_empty());
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(id(400)));
+        assert_eq!(store.last_index().unwrap(), Some(400));
+        for _ in 0..500 {
+            if stored_indexes(&db).is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(stored_indexes(&db).is_empty());
     }
 
     /// openraft's own conformance suite for log storage and state machines:
