@@ -38,6 +38,7 @@
 // boxing them everywhere would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod background;
 pub mod batch;
 pub mod catch_up;
 pub mod formation;

@@ -38,6 +38,12 @@ const LEGACY_DATA: &str = "snapshot_data";
 
 /// Writes to the file go through a buffer this large.
 const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+/// The snapshot file is flushed to disk every this many bytes while it is
+/// written. One fsync of the whole file at the end (65 MB at 50,000 files,
+/// ~270 ms on a 240 MB/s disk) held every log append's fsync behind it,
+/// since the filesystem's journal commits them together; in 1 MiB steps an
+/// append waits a few milliseconds at most.
+const SYNC_EVERY_BYTES: u64 = 1024 * 1024;
 
 /// A snapshot as stored: openraft's metadata plus the state machine bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,13 +160,13 @@ impl SnapshotStore {
             .to_be_bytes();
         let mut size = 0;
         let written = proto::service::write_atomic_with(&self.path, FILE_MODE, |file| {
-            let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+            let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, SyncingFile::new(file));
             w.write_all(MAGIC)?;
             w.write_all(&len)?;
             w.write_all(&meta)?;
             state(&mut w)?;
             w.flush()?;
-            size = w.get_mut().stream_position()?;
+            size = w.get_mut().file.stream_position()?;
             Ok(())
         });
         written.map_err(|source| SnapshotError::Io {
@@ -204,6 +210,35 @@ fn parse(mut bytes: Vec<u8>) -> Result<StoredSnapshot, String> {
     let meta = proto::codec::decode(&bytes[header..meta_end]).map_err(|e| e.to_string())?;
     bytes.drain(..meta_end);
     Ok(StoredSnapshot { meta, data: bytes })
+}
+
+/// A file being written that is flushed to disk (`fdatasync`) every
+/// [`SYNC_EVERY_BYTES`], so that no single sync has much to write.
+struct SyncingFile<'f> {
+    file: &'f mut std::fs::File,
+    unsynced: u64,
+}
+
+impl<'f> SyncingFile<'f> {
+    fn new(file: &'f mut std::fs::File) -> SyncingFile<'f> {
+        SyncingFile { file, unsynced: 0 }
+    }
+}
+
+impl Write for SyncingFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY_BYTES {
+            self.file.sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! - Readers (the tracker's handlers) lock the same mutex briefly and never
 //!   across an `.await`.
 
+use super::background;
 use super::snapshot_store::{SnapshotError, SnapshotStore, StoredSnapshot};
 use super::{NodeId, Response, TypeConfig};
 use crate::state::{Applied, TrackerState};
@@ -108,11 +109,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StResult<Snapshot<TypeConfig>> {
         let started = std::time::Instant::now();
         // The consistent cut: the replica cloned under the lock, which every
-        // apply and read waits for. It copies the maps only (piece lists are
-        // shared): 14-106 ms at 10,000 files, 106-235 ms at 35,000-55,000
-        // under write load, now the whole of the write path's tail (maps
-        // sharing their nodes would make it O(1)). Encoding under the lock
-        // took 0.7-1.0 s.
+        // apply and read waits for. The state's maps share their nodes
+        // (`imbl`), so this copies a few pointers; deep-copying ordinary
+        // maps here took 106-235 ms at 35,000-55,000 files under write load,
+        // the whole of the write path's tail, and encoding under the lock
+        // took 0.7-1.0 s before that.
         let cut = self.replica().clone();
         let cloned = started.elapsed();
         let snapshot_id = match cut.last_applied {
@@ -124,10 +125,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: cut.membership.clone(),
             snapshot_id,
         };
-        // Encoded straight into the file, on a blocking thread.
+        // Encoded straight into the file, on a thread of its own at the
+        // lowest CPU priority: all three trackers reach the threshold at
+        // the same entry, and on a small machine their encoders (a few
+        // hundred ms each at 50,000 files) otherwise take the cores the
+        // write path needs.
         let snapshots = self.snapshots.clone();
         let file_meta = meta.clone();
-        let written = tokio::task::spawn_blocking(move || {
+        let written = background::run_low_priority("raft-snapshot", move || {
             snapshots.write_with(&file_meta, |w| {
                 proto::codec::encode_into(w, &cut).map_err(std::io::Error::other)
             })
