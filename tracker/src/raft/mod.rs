@@ -43,6 +43,7 @@ pub mod batch;
 pub mod catch_up;
 pub mod formation;
 pub mod leadership;
+pub mod link_pool;
 pub mod log_store;
 pub mod network;
 pub mod presence;
@@ -170,6 +171,7 @@ impl Cluster {
             from: options.node,
             endpoint: Endpoint::new(&options.cluster_key.identity()),
             codecs: Default::default(),
+            pool: Default::default(),
         };
         let network = network::NetworkFactory {
             dialer: dialer.clone(),

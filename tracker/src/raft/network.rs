@@ -10,10 +10,11 @@
 //!
 //! - Raft RPCs: each openraft client (one per target and purpose) keeps one
 //!   connection and reconnects on the next RPC after any error.
-//! - Forwarded writes and presence: a fresh connection per request, so a
-//!   failure to connect means "not sent" (safe to retry elsewhere), while a
-//!   failure after sending means "outcome unknown" (never retried, never
-//!   reported as success).
+//! - Forwarded writes, presence, probes: one request per exchange, on an
+//!   idle link kept from an earlier one ([`LinkPool`]) or a fresh one. A
+//!   failure to connect, or to write the request whole, means "not sent"
+//!   (safe to retry elsewhere); a failure after sending means "outcome
+//!   unknown" (never retried, never reported as success).
 //!
 //! The messages are `proto::raft`'s, with this tracker's payloads:
 //! [`RaftRpc`] / [`RaftRpcReply`] and [`Command`] / [`Response`]. A request
@@ -28,6 +29,7 @@
 //! to that address in binary from then on ([`PeerCodecs`]). Every frame is
 //! decoded by its first byte, whichever it is.
 
+use super::link_pool::LinkPool;
 use super::{NodeId, Response, TypeConfig};
 use crate::state::Command;
 use openraft::error::{
@@ -100,6 +102,8 @@ pub struct Dialer {
     pub from: NodeId,
     pub endpoint: Endpoint,
     pub codecs: PeerCodecs,
+    /// Idle links for [`send_once`].
+    pub pool: LinkPool,
 }
 
 /// The peer addresses known to read the binary encoding: their last reply
@@ -195,11 +199,39 @@ async fn exchange(
     request: &[u8],
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
+    let deadline = tokio::time::Instant::now() + ttl;
+    let lost = |reason: String| PeerError::Lost { addr, reason };
+    send_request(stream, request, deadline)
+        .await
+        .map_err(lost)?;
+    read_reply(stream, codecs, addr, deadline).await
+}
+
+/// Writes one request frame by `deadline`. An error means the frame did
+/// not go out whole, so the peer cannot have acted on it.
+async fn send_request(
+    stream: &mut Link,
+    request: &[u8],
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
+    match tokio::time::timeout_at(deadline, write_frame(stream, request, MAX_PEER_FRAME_BYTES))
+        .await
+    {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("could not send the request in time".into()),
+    }
+}
+
+/// Reads the reply to the request just sent, by `deadline`.
+async fn read_reply(
+    stream: &mut Link,
+    codecs: &PeerCodecs,
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<PeerReply, PeerError> {
     let lost = |reason: String| PeerError::Lost { addr, reason };
     let io = async {
-        write_frame(stream, request, MAX_PEER_FRAME_BYTES)
-            .await
-            .map_err(|e| lost(e.to_string()))?;
         let reply = read_frame(stream, MAX_PEER_FRAME_BYTES)
             .await
             .map_err(|e| lost(e.to_string()))?
@@ -208,12 +240,13 @@ async fn exchange(
         codecs.replied(addr, proto::codec::is_binary(&reply));
         Ok(decoded)
     };
-    tokio::time::timeout(ttl, io)
+    tokio::time::timeout_at(deadline, io)
         .await
-        .map_err(|_| lost(format!("no reply within {ttl:?}")))?
+        .map_err(|_| lost("no reply in time".into()))?
 }
 
-/// Sends `request` to `addr` on a fresh connection.
+/// Sends `request` to `addr` on an idle link from the pool, or a fresh
+/// one, and keeps the link for the next request once answered.
 ///
 /// # Errors
 /// [`PeerError::Encode`] or [`PeerError::Connect`] if nothing was sent,
@@ -225,8 +258,30 @@ pub async fn send_once<W: Serialize>(
     ttl: Duration,
 ) -> Result<PeerReply, PeerError> {
     let request = encode(dialer, addr, request)?;
-    let mut stream = dialer.connect(addr).await?;
-    exchange(&mut stream, &dialer.codecs, addr, &request, ttl).await
+    let mut sent = None;
+    if let Some(mut link) = dialer.pool.take(addr) {
+        let deadline = tokio::time::Instant::now() + ttl;
+        match send_request(&mut link, &request, deadline).await {
+            Ok(()) => sent = Some((link, deadline)),
+            // Not sent whole: try once more on a fresh link.
+            Err(e) => tracing::debug!(%addr, error = %e, "an idle peer link broke; reconnecting"),
+        }
+    }
+    let (mut link, deadline) = match sent {
+        Some(sent) => sent,
+        None => {
+            // The connection has its own timeouts; `ttl` is for the exchange.
+            let mut link = dialer.connect(addr).await?;
+            let deadline = tokio::time::Instant::now() + ttl;
+            send_request(&mut link, &request, deadline)
+                .await
+                .map_err(|reason| PeerError::Lost { addr, reason })?;
+            (link, deadline)
+        }
+    };
+    let reply = read_reply(&mut link, &dialer.codecs, addr, deadline).await?;
+    dialer.pool.put(addr, link);
+    Ok(reply)
 }
 
 /// Builds openraft clients from the addresses of tracker_info.txt.

@@ -10,6 +10,7 @@ use proto::frame::{read_frame, write_json};
 use proto::raft::{PeerHello, MAX_PEER_FRAME_BYTES};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -36,6 +37,7 @@ pub fn dialer(from: NodeId) -> Dialer {
         from,
         endpoint: endpoint(),
         codecs: Default::default(),
+        pool: Default::default(),
     }
 }
 
@@ -123,6 +125,7 @@ type Answer = dyn Fn(&PeerRequest) -> PeerReply + Send + Sync;
 pub struct FakePeer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<PeerRequest>>>,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -130,19 +133,48 @@ impl FakePeer {
     pub async fn start(
         answer: impl Fn(&PeerRequest) -> PeerReply + Send + Sync + 'static,
     ) -> FakePeer {
+        FakePeer::start_with(answer, false).await
+    }
+
+    /// A fake that closes each connection after its first reply, as a
+    /// tracker that restarted leaves its links.
+    pub async fn start_closing(
+        answer: impl Fn(&PeerRequest) -> PeerReply + Send + Sync + 'static,
+    ) -> FakePeer {
+        FakePeer::start_with(answer, true).await
+    }
+
+    async fn start_with(
+        answer: impl Fn(&PeerRequest) -> PeerReply + Send + Sync + 'static,
+        close_after_reply: bool,
+    ) -> FakePeer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let answer: Arc<Answer> = Arc::new(answer);
         let task = tokio::spawn({
             let seen = Arc::clone(&seen);
+            let connections = Arc::clone(&connections);
             async move {
                 while let Ok((socket, _)) = listener.accept().await {
-                    tokio::spawn(serve(socket, Arc::clone(&answer), Arc::clone(&seen)));
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
+                    tokio::spawn(serve(socket, answer, seen, close_after_reply));
                 }
             }
         });
-        FakePeer { addr, seen, task }
+        FakePeer {
+            addr,
+            seen,
+            connections,
+            task,
+        }
+    }
+
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// The requests received so far, in order.
@@ -157,7 +189,12 @@ impl Drop for FakePeer {
     }
 }
 
-async fn serve(socket: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<PeerRequest>>>) {
+async fn serve(
+    socket: TcpStream,
+    answer: Arc<Answer>,
+    seen: Arc<Mutex<Vec<PeerRequest>>>,
+    close_after_reply: bool,
+) {
     let Some(mut socket) = accept(socket).await else {
         return;
     };
@@ -175,6 +212,7 @@ async fn serve(socket: TcpStream, answer: Arc<Answer>, seen: Arc<Mutex<Vec<PeerR
         if write_json(&mut socket, &reply, MAX_PEER_FRAME_BYTES)
             .await
             .is_err()
+            || close_after_reply
         {
             return;
         }

@@ -28,7 +28,7 @@ use proto::{ErrorCode, WireError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// A write gives up (as `tracker_unavailable`) after this long.
@@ -136,7 +136,12 @@ impl Cluster {
     /// tracker::raft::write=debug`): how long its oldest write waited in
     /// the queue, the commit itself (leader) or the forward (follower), and
     /// a follower's wait to apply what the leader committed.
-    async fn commit(&self, items: Vec<Queued>) {
+    ///
+    /// `slot` is this batch's place among those in flight; a follower gives
+    /// it up as soon as the leader answered, before waiting to apply, so
+    /// the next batch goes out meanwhile.
+    async fn commit(&self, items: Vec<Queued>, slot: OwnedSemaphorePermit) {
+        let mut slot = Some(slot);
         let started = Instant::now();
         let waited = items.iter().map(|q| started - q.queued).max();
         let mut timing = StageTiming {
@@ -145,7 +150,7 @@ impl Cluster {
             queue: waited.unwrap_or_default(),
             ..StageTiming::default()
         };
-        self.commit_timed(items, &mut timing).await;
+        self.commit_timed(items, &mut timing, &mut slot).await;
         timing.total = started.elapsed();
         tracing::debug!(
             writes = timing.writes,
@@ -163,7 +168,12 @@ impl Cluster {
         );
     }
 
-    async fn commit_timed(&self, mut items: Vec<Queued>, timing: &mut StageTiming) {
+    async fn commit_timed(
+        &self,
+        mut items: Vec<Queued>,
+        timing: &mut StageTiming,
+        slot: &mut Option<OwnedSemaphorePermit>,
+    ) {
         loop {
             let now = Instant::now();
             items = batch::drop_expired(items, now, &no_majority());
@@ -188,7 +198,7 @@ impl Cluster {
                 }
                 Some(l) => {
                     timing.forwarded_out = true;
-                    self.commit_via(l, &cmd, left, timing).await
+                    self.commit_via(l, &cmd, left, timing, slot).await
                 }
                 None => Attempt::Retry,
             };
@@ -223,6 +233,7 @@ impl Cluster {
         cmd: &Command,
         left: Duration,
         timing: &mut StageTiming,
+        slot: &mut Option<OwnedSemaphorePermit>,
     ) -> Attempt {
         let Some(addr) = self.addr_of(leader) else {
             return Attempt::Retry;
@@ -232,6 +243,7 @@ impl Cluster {
         timing.commit += t.elapsed();
         match forwarded {
             Ok(Forwarded::Written { result, index }) => {
+                drop(slot.take());
                 let t = Instant::now();
                 if !self.wait_applied(index, APPLY_WAIT).await {
                     tracing::warn!(index, "forwarded write committed but not yet applied here");
@@ -330,8 +342,7 @@ pub(super) async fn run_batches(
         carried = batch::fill(&mut items, || queue.try_recv().ok());
         let cluster = Arc::clone(&cluster);
         tokio::spawn(async move {
-            cluster.commit(items).await;
-            drop(slot);
+            cluster.commit(items, slot).await;
         });
     }
 }
@@ -586,10 +597,20 @@ mod tests {
         let node = testing::start(dir.path(), 2, trackers).await;
         let started = Instant::now();
         let mut timing = StageTiming::default();
-        let attempt = node
-            .cluster
-            .commit_via(1, &create_user("a"), Duration::from_secs(2), &mut timing)
-            .await;
+        // The batch's in-flight slot is given back once the leader has
+        // answered, not after the wait to apply: the next batch may go.
+        let slots = Arc::new(Semaphore::new(1));
+        let mut slot = Some(Arc::clone(&slots).acquire_owned().await.unwrap());
+        let write = create_user("a");
+        let commit =
+            node.cluster
+                .commit_via(1, &write, Duration::from_secs(2), &mut timing, &mut slot);
+        let next_batch = async {
+            let _s = slots.acquire().await.unwrap();
+            started.elapsed()
+        };
+        let (attempt, next_went_after) = tokio::join!(commit, next_batch);
+        assert!(next_went_after < APPLY_WAIT / 2, "{next_went_after:?}");
         assert!(matches!(attempt, Attempt::Committed(Ok(a), 7) if a.message == "user a created"));
         assert!(started.elapsed() >= APPLY_WAIT);
         // The timing log says where the time went: waiting to apply.
