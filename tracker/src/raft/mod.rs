@@ -48,6 +48,7 @@ pub mod log_store;
 pub mod network;
 pub mod presence;
 pub mod serve;
+pub mod snapshot_schedule;
 pub mod snapshot_store;
 pub mod state_machine;
 #[cfg(test)]
@@ -202,6 +203,14 @@ impl Cluster {
             tokio::spawn(formation::form_cluster(raft, dialer, members, stop.clone()));
         }
         tokio::spawn(leadership::watch(Arc::clone(&cluster), stop.clone()));
+        let every = options.snapshot_every.max(1);
+        let nodes = u64::try_from(cluster.trackers.len()).unwrap_or(1);
+        tokio::spawn(snapshot_schedule::run(
+            cluster.raft.clone(),
+            snapshot_schedule::offset(options.node, nodes, every),
+            every,
+            stop.clone(),
+        ));
         tokio::spawn(presence::flush_every_interval(Arc::clone(&cluster), stop));
         Ok(cluster)
     }
@@ -252,7 +261,8 @@ fn raft_config(snapshot_every: u64) -> Result<Config, openraft::ConfigError> {
         election_timeout_min: 1000,
         election_timeout_max: 2000,
         install_snapshot_timeout: 5000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every.max(1)),
+        // Asked for by `snapshot_schedule`, at points staggered per node.
+        snapshot_policy: SnapshotPolicy::Never,
         // Keep a tail of the log so a briefly lagging follower catches up
         // by replication rather than a whole snapshot.
         max_in_snapshot_log_to_keep: (snapshot_every / 10).min(500),
