@@ -190,7 +190,9 @@ impl Purger {
         let started = std::time::Instant::now();
         let (mut deleted, mut busy) = (0usize, std::time::Duration::ZERO);
         loop {
-            let Some(upto) = self.lock().upto else {
+            // Read apart from the `else`, which locks again.
+            let target = self.lock().upto;
+            let Some(upto) = target else {
                 self.lock().running = false;
                 return;
             };
