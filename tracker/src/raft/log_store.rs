@@ -149,8 +149,9 @@ struct Purger {
 
 #[derive(Default)]
 struct PurgeState {
-    /// Delete every entry with an index up to this one.
-    upto: Option<u64>,
+    /// Delete every entry with an index up to this one (set before the
+    /// thread starts).
+    upto: u64,
     running: bool,
 }
 
@@ -165,7 +166,7 @@ impl Purger {
     /// Deletes every entry up to `index` (inclusive), soon.
     fn request(&self, index: u64) {
         let mut st = self.lock();
-        st.upto = st.upto.max(Some(index));
+        st.upto = st.upto.max(index);
         if st.running {
             return;
         }
@@ -190,12 +191,7 @@ impl Purger {
         let started = std::time::Instant::now();
         let (mut deleted, mut busy) = (0usize, std::time::Duration::ZERO);
         loop {
-            // Read apart from the `else`, which locks again.
-            let target = self.lock().upto;
-            let Some(upto) = target else {
-                self.lock().running = false;
-                return;
-            };
+            let upto = self.lock().upto;
             let t = std::time::Instant::now();
             let chunk = self.delete_chunk(upto);
             busy += t.elapsed();
@@ -207,7 +203,7 @@ impl Purger {
                 Ok(_) => {
                     let mut st = self.lock();
                     // Done, unless a purge raised the target meanwhile.
-                    if st.upto == Some(upto) {
+                    if st.upto == upto {
                         st.running = false;
                         tracing::debug!(
                             upto,
