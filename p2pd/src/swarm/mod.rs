@@ -40,11 +40,15 @@
 //!
 //! # Design
 //!
-//! **Pipelines.** A peer's pipeline is topped up to
-//! `picker::PIPELINE_DEPTH_BLOCKS` outstanding requests: `pick_blocks(max =
-//! depth - tracker.peer_outstanding(peer))`, then `reserve_block` for each
-//! pick, then one `Request` per pick down the peer's writer channel. The top
-//! up runs after every event of that peer, so a fast peer is never idle.
+//! **Pipelines.** A peer's pipeline is topped up to its share of the
+//! download's budget of outstanding requests (`picker::pipeline_depth`:
+//! 48 blocks, 6 MiB, shared by the ready peers, at most 16 and at least 3
+//! each; every outstanding block may be held in memory once it arrives, so
+//! the budget bounds a download's memory whatever its number of peers):
+//! `pick_blocks(max = depth - tracker.peer_outstanding(peer))`, then
+//! `reserve_block` for each pick, then one `Request` per pick down the
+//! peer's writer channel. The top up runs after every event of that peer,
+//! so a fast peer is never idle.
 //!
 //! **Endgame and cancel.** Once every missing block is requested, picks are
 //! duplicates of other peers' requests. The first copy to arrive is accepted

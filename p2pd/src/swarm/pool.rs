@@ -10,8 +10,8 @@
 
 use std::sync::Mutex;
 
-/// Buffers kept for reuse (128 KiB each: 4 MiB at most); a download's
-/// connections have at most 16 blocks each in flight.
+/// Buffers kept for reuse (128 KiB each: 4 MiB at most); a download has
+/// at most `picker::DOWNLOAD_DEPTH_BLOCKS` (48) blocks outstanding.
 pub const MAX_POOLED: usize = 32;
 
 /// Buffers smaller than this are not worth keeping.

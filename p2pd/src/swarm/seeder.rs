@@ -46,7 +46,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
 /// Requests a peer may have queued with us; more is a protocol violation
-/// (a well-behaved downloader keeps `PIPELINE_DEPTH_BLOCKS` outstanding).
+/// (a well-behaved downloader keeps at most `PIPELINE_DEPTH_BLOCKS`
+/// outstanding).
 pub const MAX_QUEUED_REQUESTS: usize = 64;
 
 /// How long a connecting peer has for the TLS handshake and its

@@ -261,6 +261,11 @@ impl PeerBook {
         self.slots.values().filter(|s| s.conn.is_some()).count()
     }
 
+    /// How many peers' handshakes succeeded.
+    pub fn ready_count(&self) -> usize {
+        self.slots.values().filter(|s| s.bitfield.is_some()).count()
+    }
+
     /// Peers whose handshake succeeded, in id order.
     pub fn ready(&self) -> Vec<PeerId> {
         let mut ids: Vec<PeerId> = self
@@ -546,6 +551,7 @@ mod tests {
         assert!(!book.is_current(PeerId(0), 2));
         book.get_mut(PeerId(0)).unwrap().bitfield = Some(Bitfield::full(3));
         assert_eq!(book.ready(), vec![PeerId(0)]);
+        assert_eq!(book.ready_count(), 1);
         let stop = book
             .get(PeerId(0))
             .unwrap()
@@ -558,6 +564,7 @@ mod tests {
         assert_eq!(had.map(|b| b.count()), Some(3));
         assert!(stop.is_cancelled(), "the connection task is told to stop");
         assert!(book.ready().is_empty());
+        assert_eq!(book.ready_count(), 0);
         assert!(
             !book.due(now, 16).contains(&PeerId(0)),
             "not before its retry time"

@@ -20,7 +20,7 @@ use super::peer_book::PeerBook;
 use super::saver::Saver;
 use super::{complete, Ended, Job, Opened, RELOCATE_IDLE_INTERVAL};
 use crate::swarm::peer_conn::PeerMsg;
-use crate::swarm::picker::{Availability, BlockPick};
+use crate::swarm::picker::{self, Availability, BlockPick};
 use crate::swarm::pieces::PieceTracker;
 use crate::swarm::pool::BufPool;
 use crate::swarm::prefix_hash::PrefixHasher;
@@ -42,6 +42,11 @@ use tokio_util::sync::CancellationToken;
 
 /// Connections one download keeps open at most.
 pub const MAX_PEERS_PER_DOWNLOAD: usize = 16;
+// At most this many peers, each given at least the least pipeline depth,
+// stay within the download's budget of outstanding blocks (its memory).
+const _: () = assert!(
+    MAX_PEERS_PER_DOWNLOAD * picker::MIN_PIPELINE_DEPTH_BLOCKS <= picker::DOWNLOAD_DEPTH_BLOCKS
+);
 /// A peer with requests outstanding that sends no block for this long is
 /// dropped and its blocks go to the others.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +66,9 @@ const RETRY_AFTER_BAN: Duration = Duration::from_secs(3600);
 const PEER_EVENT_QUEUE: usize = 256;
 /// Complete pieces waiting for the verifier (each up to 512 KiB in
 /// memory); at this many, no new blocks are requested until one is done.
-const MAX_VERIFY_QUEUE: u32 = 12;
+/// Room for one batch of the SHA-1 lane kernel (8 pieces) being hashed and
+/// two more arriving.
+const MAX_VERIFY_QUEUE: u32 = 10;
 
 /// Results of the loop's own background jobs.
 enum JobEvent {

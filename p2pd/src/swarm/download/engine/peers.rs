@@ -7,7 +7,7 @@ use super::{
 };
 use crate::swarm::download::error::DownloadError;
 use crate::swarm::peer_conn::{Out, PeerEvent, PeerMsg};
-use crate::swarm::picker::{pick_blocks, LiveView, PIPELINE_DEPTH_BLOCKS};
+use crate::swarm::picker::{pick_blocks, pipeline_depth, LiveView};
 use crate::swarm::pieces::{BlockOutcome, PeerId, PieceError, PieceStatus};
 use crate::swarm::wire::ConnError;
 use proto::geometry;
@@ -167,7 +167,8 @@ impl Swarm<'_> {
         }
     }
 
-    /// Fill `peer`'s pipeline up to [`PIPELINE_DEPTH_BLOCKS`].
+    /// Fill `peer`'s pipeline up to its share of the download's budget
+    /// ([`pipeline_depth`]).
     pub(super) fn top_up(&mut self, peer: PeerId) {
         if self.verifying >= MAX_VERIFY_QUEUE {
             return; // resumed when a verdict comes back
@@ -175,6 +176,7 @@ impl Swarm<'_> {
         if self.gate.lags() {
             return; // resumed as the hash catches up
         }
+        let depth = pipeline_depth(self.book.ready_count());
         let Some(slot) = self.book.get_mut(peer) else {
             return;
         };
@@ -182,7 +184,7 @@ impl Swarm<'_> {
             return;
         };
         let outstanding = self.pieces.peer_outstanding(peer);
-        let max = PIPELINE_DEPTH_BLOCKS.saturating_sub(outstanding);
+        let max = depth.saturating_sub(outstanding);
         if max == 0 {
             return;
         }
