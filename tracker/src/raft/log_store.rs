@@ -49,8 +49,10 @@ const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 /// redb's page cache. Its default (1 GiB) is most of a tracker's memory
 /// once the log and a few snapshots have gone through it; the hot part is
-/// the tail of the log being replicated, so a small cache is enough.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// the tail of the log being replicated, so a small cache is enough:
+/// 16 MiB instead of 32 took ~20 MiB off each tracker's peak RSS at
+/// 2,000 writes/s with no worse p99 (README, performance).
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
