@@ -57,8 +57,8 @@ pub const PIPELINE_DEPTH_BLOCKS: usize = 16;
 /// is verified and written), so the budget bounds a download's memory
 /// whatever its number of peers: with a fixed depth per peer, 8 seeders
 /// had 16 MiB of blocks coming at once and the downloader peaked at
-/// 39-45 MiB RSS; with the budget, 29-32 MiB and no slower (README,
-/// performance).
+/// 38-45 MiB RSS; with the budget, 28.5-33.3 MiB (median 30) and no
+/// slower (README, performance).
 pub const DOWNLOAD_DEPTH_BLOCKS: usize = 48;
 
 /// Least depth a peer is given, however many share the budget.
