@@ -263,19 +263,21 @@ impl PeerBook {
 
     /// How many peers' handshakes succeeded.
     pub fn ready_count(&self) -> usize {
-        self.slots.values().filter(|s| s.bitfield.is_some()).count()
+        self.ready_ids().count()
     }
 
     /// Peers whose handshake succeeded, in id order.
     pub fn ready(&self) -> Vec<PeerId> {
-        let mut ids: Vec<PeerId> = self
-            .slots
+        let mut ids: Vec<PeerId> = self.ready_ids().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn ready_ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.slots
             .iter()
             .filter(|(_, s)| s.bitfield.is_some())
             .map(|(&id, _)| id)
-            .collect();
-        ids.sort_unstable();
-        ids
     }
 
     pub fn get(&self, peer: PeerId) -> Option<&Slot> {
