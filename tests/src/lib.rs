@@ -276,12 +276,22 @@ fn print_log_on_panic(what: &str, log: &Path) {
 /// outgoing connection on the host (trackers dialling each other, daemons,
 /// floods in other tests) may be given an ephemeral port, and one landed on
 /// a tracker's chosen port once ("Address already in use").
+///
+/// A port is never handed out twice by one test process: tests run in
+/// parallel threads, and two of them picking the same port before either
+/// tracker binds it collided once too (the bind check passes for both).
 pub fn free_port() -> u16 {
     use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut rng = rand::thread_rng();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for _ in 0..1000 {
         let port = rng.gen_range(20_000..32_000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
             return port;
         }
     }
