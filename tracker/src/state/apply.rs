@@ -7,13 +7,12 @@
 
 use super::{
     no_such_file, no_such_group, not_member, not_owner, Account, Applied, Command, Group, Seen,
-    SharedFile, TrackerState, BAD_CREDENTIALS,
+    SharedFile, TrackerState, UserSet, BAD_CREDENTIALS,
 };
 use imbl::OrdMap;
 use proto::raft::SeenPeer;
 use proto::tracker::{FileMeta, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl TrackerState {
@@ -267,8 +266,8 @@ impl TrackerState {
             None => {
                 let shared = SharedFile {
                     meta: Arc::new(meta),
-                    holders: BTreeSet::from([user.clone()]),
-                    partial: BTreeSet::new(),
+                    holders: UserSet::of(user.clone()),
+                    partial: UserSet::default(),
                 };
                 g.files.insert(name.clone(), shared);
             }

@@ -28,7 +28,8 @@
 //!   attempts are accepted but change nothing, so every tracker signs and
 //!   checks tickets with the same key.
 //!
-//! Every container is ordered (`OrdMap`, `BTreeSet`, `Vec`, `Vector`), so
+//! Every container is ordered (`OrdMap`, `BTreeSet`, `Vec`, `Vector`,
+//! `UserSet`), so
 //! listings come out in a stable order and serialised snapshots are
 //! byte-for-byte reproducible. The large maps are `imbl`'s persistent ones,
 //! which share their nodes between clones: a snapshot's cut of the whole
@@ -43,12 +44,14 @@
 //! - `dedup`: remembered request ids, for exactly-once retries.
 //! - `caps`: [`Caps`], the limits a [`Command::Capped`] write must keep.
 //! - `suspects`: copies reported corrupt, unlisted until re-hashed.
+//! - `user_set`: [`UserSet`], a file's holders as a sorted `Vec`.
 
 mod apply;
 mod caps;
 mod command;
 mod dedup;
 mod suspects;
+mod user_set;
 
 pub use caps::Caps;
 pub use command::{Applied, Command};
@@ -59,10 +62,10 @@ use proto::ctl::{FileInfo, GroupInfo};
 use proto::tracker::{FileMeta, RequestId, SessionToken, SharedRef};
 use proto::{ErrorCode, FileName, GroupId, UserId, WireError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use suspects::Suspects;
+use user_set::UserSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Account {
@@ -97,10 +100,10 @@ struct SharedFile {
     /// listed.
     meta: Arc<FileMeta>,
     /// Users holding the complete file. Never empty while the file is listed.
-    holders: BTreeSet<UserId>,
+    holders: UserSet,
     /// Users serving verified pieces while still downloading; disjoint from
     /// `holders`.
-    partial: BTreeSet<UserId>,
+    partial: UserSet,
 }
 
 /// The last heartbeat of a user: with which session, from where, when.
