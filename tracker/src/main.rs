@@ -59,6 +59,7 @@ const CLUSTER_KEY_FILE: &str = "cluster.key";
 fn main() -> ExitCode {
     // Before anything creates a file: the key, the store, the logs.
     tracker::data_dir::restrict_umask();
+    no_transparent_huge_pages();
     let result = match cli::Cli::parse().action() {
         Ok(cli::Action::Key(command)) => key_command(command),
         Ok(cli::Action::Tool(tool)) => {
@@ -73,6 +74,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Turns transparent huge pages off for this process. The tracker's heap
+/// is many small long-lived allocations (piece lists, map nodes) between
+/// short-lived ones; backed by 2 MiB pages, a page stays whole while any
+/// of it is in use, and faulting one in zeroes 2 MiB on the writer's path.
+/// Measured with `cargo bench -p tracker --bench load -- --trackers 3
+/// --write-rate 2000`: 35-60 MiB of each tracker's RSS were huge pages,
+/// and without them the peak RSS fell by ~25 MiB and the write p99 and
+/// max dropped too (README, performance). Applies whether the system's
+/// THP mode is `always` or `madvise`.
+fn no_transparent_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        // Only memory, not correctness: say so and go on.
+        eprintln!("warning: cannot turn off transparent huge pages: {e}");
     }
 }
 
