@@ -29,9 +29,8 @@
 //!   checks tickets with the same key.
 //!
 //! Every container is ordered (`OrdMap`, `BTreeSet`, `Vec`, `Vector`,
-//! `UserSet`), so
-//! listings come out in a stable order and serialised snapshots are
-//! byte-for-byte reproducible. The large maps are `imbl`'s persistent ones,
+//! `UserSet`), so listings come out in a stable order and serialised
+//! snapshots are byte-for-byte reproducible. The large maps are `imbl`'s persistent ones,
 //! which share their nodes between clones: a snapshot's cut of the whole
 //! state is a handful of reference-count increments, taken under the lock
 //! every write waits for, and later writes copy only the nodes they touch
